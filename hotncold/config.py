@@ -1,0 +1,339 @@
+"""Typed configuration: one dataclass per config group, the top-level `Config`, and `validate()`.
+
+Hydra composes `conf/` against these schemas (registered in `hotncold.schema`), so a typo in a
+key or a value of the wrong type fails at composition. `validate()` then checks what a type
+cannot express (ratios summing to 1, `n` divisible by `beam_width`, ...) once, before any
+dataset or model loads. Nothing here imports Hydra: the core takes plain `Config` objects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the math problem step by step. Write one short step per paragraph and show every "
+    "calculation. End with the line: The final answer is $\\boxed{ANSWER}$, where ANSWER is "
+    "only the final number or expression."
+)
+
+AGG_STRATEGIES = ("last", "min", "prod", "mean")
+APPROACHES = ("best_of_n", "beam_search", "dvts")
+DATASET_SOURCES = ("arithmetic", "hub", "file")
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message is one line that names the fix."""
+
+
+@dataclass
+class ModelConfig:
+    """The generator: which weights, how prompts are built, and how vLLM runs them."""
+
+    name: str = "smollm2_135m"
+    """Short name used in run directory names and reports."""
+    path: str = "embedded:smollm2_135m"
+    """A hub id, a local folder, or `embedded:smollm2_135m` (the packaged CPU model)."""
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """System message of the chat; null sends the problem alone."""
+    user_template: str = "{problem}"
+    """The user message; `{problem}` is replaced by the problem text."""
+    chat_template: str | None = None
+    """Jinja chat template replacing the tokenizer's own (e.g. Llama 3 without its date header)."""
+    step_delimiter: str = "\n\n"
+    """Text that ends a reasoning step; completions are split on it for the PRM."""
+    max_tokens: int = 1024
+    """Most tokens generated per completion."""
+    max_model_len: int = 4096
+    """Context length the engine reserves per sequence (prompt plus completion)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold, applied at every temperature."""
+    dtype: str = "auto"
+    """`auto` means float32 on the CPU (no bf16 units here) and bfloat16 on GPUs."""
+    gpu_memory_utilization: float = 0.9
+    """Share of accelerator memory vLLM may take (GPU only; lower it when a PRM shares it)."""
+    cpu_kv_cache_gib: float = 1.0
+    """KV cache size on the CPU backend, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    enforce_eager: bool | None = None
+    """Skip torch.compile and CUDA graphs; null means true on the CPU (start-up 30 s, not 200 s)."""
+    tensor_parallel_size: int = 1
+    """GPUs one engine spans."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub (needed by some PRMs)."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments passed verbatim to `vllm.LLM`."""
+
+
+@dataclass
+class PRMConfig:
+    """The process reward model that scores every step of a solution."""
+
+    name: str = "equation_checker"
+    """Which implementation scores the steps (see `hotncold.prm.build_prm`)."""
+    agg_strategy: str = "min"
+    """How step scores become one solution score: last, min, prod or mean."""
+    neutral_score: float = 0.5
+    """Score of a step with nothing to check (equation_checker)."""
+    correct_score: float = 1.0
+    """Score of a step whose every claim checks out (equation_checker)."""
+    wrong_score: float = 0.0
+    """Score of a step where every claim is false (equation_checker)."""
+    model_path: str | None = None
+    """Weights of model-based PRMs (hub id or folder)."""
+    batch_size: int = 256
+    """Most (problem, steps) pairs per scoring call."""
+
+
+@dataclass
+class ApproachConfig:
+    """The test-time search algorithm."""
+
+    name: str = "best_of_n"
+    """best_of_n, beam_search or dvts."""
+    beam_width: int = 4
+    """beam_search/dvts: expansions per surviving beam (m); `n // m` beams are kept."""
+    num_iterations: int = 40
+    """beam_search/dvts: most search steps; the last one generates to the end."""
+    lookahead: int = 0
+    """beam_search: extra greedy steps generated only to score a candidate."""
+    filter_duplicates: bool = False
+    """beam_search: drop candidates whose text equals another's before pruning."""
+    finished_only: bool = True
+    """dvts: return only finished solutions (unfinished ones are kept but marked)."""
+
+
+@dataclass
+class TemperatureConfig:
+    """The temperature schedule: which temperatures, in which shares, at which search depth."""
+
+    name: str = "default"
+    """Short name; run names use the values themselves, so overrides never mislabel a run."""
+    values: list[float] = field(default_factory=lambda: [0.8])
+    """Temperatures to sample at; several make a multi-temperature mix."""
+    ratios: list[float] | None = None
+    """Share of the budget per value (sums to 1); null means equal shares."""
+
+
+@dataclass
+class DatasetConfig:
+    """Where problems come from and which of them to run."""
+
+    name: str = "arithmetic"
+    """Short name used in run directory names and reports."""
+    source: str = "arithmetic"
+    """arithmetic (generated here), hub (a `datasets` hub id) or file (local jsonl/json/parquet)."""
+    path: str | None = None
+    """Hub id or local file path (hub and file sources)."""
+    subset: str | None = None
+    """Hub configuration name (e.g. `main` for gsm8k)."""
+    split: str = "test"
+    """Split to read."""
+    problem_field: str = "problem"
+    """Column holding the problem text."""
+    answer_field: str = "answer"
+    """Column holding the gold answer."""
+    answer_pattern: str | None = None
+    """Regex whose first group extracts the answer from the answer column (gsm8k: `####`)."""
+    level_field: str | None = "level"
+    """Column with the difficulty level (1-5); null when the dataset has none."""
+    subject_field: str | None = "subject"
+    """Column with the subject; null when the dataset has none."""
+    id_field: str | None = "unique_id"
+    """Column with a unique problem id; null numbers rows `<name>/<index>`."""
+    levels: list[int] | None = None
+    """Keep only these levels."""
+    start: int = 0
+    """First problem to keep (after the level filter)."""
+    limit: int | None = None
+    """Most problems to keep from `start`."""
+    num_shards: int = 1
+    """Split the selected problems into this many contiguous shards..."""
+    shard: int = 0
+    """...and run this one (0-based)."""
+    per_level: int = 20
+    """arithmetic: problems generated per level."""
+    generator_seed: int = 0
+    """arithmetic: seed of the problem generator (the same seed gives the same problems)."""
+
+
+@dataclass
+class ClusterConfig:
+    """Where jobs run; the matching Hydra launcher is chosen by the `cluster` group option."""
+
+    name: str = "local"
+
+
+@dataclass
+class MetricsConfig:
+    """How accuracies at N < n are estimated."""
+
+    num_subsets: int = 256
+    """Random subsets of size N averaged per problem for each N < n."""
+    seed: int = 0
+    """Seed of the subset sampler."""
+
+
+@dataclass
+class Config:
+    """One experiment: everything that determines its results, plus where it writes them."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prm: PRMConfig = field(default_factory=PRMConfig)
+    approach: ApproachConfig = field(default_factory=ApproachConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    n: int = 8
+    """Test-time compute budget: completions per problem."""
+    seed: int = 0
+    """Sampling seed; every request's seed derives from it and the problem id."""
+    batch_size: int = 32
+    """Problems sent to the engine together; results are checkpointed after each batch."""
+    out_dir: str = "outputs/manual"
+    """Run directory (Hydra sets it from `run_name`)."""
+    run_name: str = ""
+    """Name derived from the resolved config (set by Hydra's resolver; informational here)."""
+    sweep_name: str = "default"
+    """Folder under `multirun/` that groups the runs of a sweep."""
+    overrides: list[str] = field(default_factory=list)
+    """The command-line overrides that made this config (recorded in run.json)."""
+
+
+# Fields that say where or how a run executes, not what it computes: two configs differing only
+# here produce the same results, so they are left out of the run name's hash and of the resume
+# compatibility check.
+NON_RESULT_KEYS = ("out_dir", "run_name", "sweep_name", "overrides", "cluster", "batch_size")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError naming the fix for anything the schema types cannot catch."""
+    if cfg.n < 1:
+        raise ConfigError(f"n={cfg.n}: the budget must be at least 1; set n=1 or more")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size}: set batch_size=1 or more")
+    _validate_temperature(cfg)
+    _validate_approach(cfg)
+    _validate_model(cfg.model)
+    _validate_prm(cfg.prm)
+    _validate_dataset(cfg.dataset)
+    if cfg.metrics.num_subsets < 1:
+        raise ConfigError("metrics.num_subsets must be at least 1")
+
+
+def _validate_temperature(cfg: Config) -> None:
+    t = cfg.temperature
+    if not t.values:
+        raise ConfigError("temperature.values is empty; give at least one, e.g. [0.8]")
+    for v in t.values:
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(
+                f"temperature {v} is invalid; temperatures must be >= 0 (0 is greedy)"
+            )
+    if t.ratios is not None:
+        if len(t.ratios) != len(t.values):
+            raise ConfigError(
+                f"temperature.ratios has {len(t.ratios)} entries for {len(t.values)} values; "
+                "give one ratio per value"
+            )
+        if any(r < 0 for r in t.ratios):
+            raise ConfigError(f"temperature.ratios {list(t.ratios)} has a negative share")
+        if abs(sum(t.ratios) - 1.0) > 1e-6:
+            raise ConfigError(
+                f"temperature.ratios {list(t.ratios)} sum to {sum(t.ratios):g}; they must sum to 1"
+            )
+    if len(set(t.values)) != len(t.values):
+        raise ConfigError(f"temperature.values {list(t.values)} repeats a value; list each once")
+    if cfg.approach.name == "best_of_n":
+        from hotncold.temperature import allocate
+
+        k = len(t.values)
+        if cfg.n < k:
+            raise ConfigError(
+                f"n={cfg.n} is smaller than the {k} temperatures in temperature.values; "
+                f"raise n to at least {k}"
+            )
+        counts = allocate(cfg.n, t.ratios or [1.0 / k] * k)
+        for value, ratio, count in zip(t.values, t.ratios or [1.0 / k] * k, counts):
+            if ratio > 0 and count == 0:
+                raise ConfigError(
+                    f"temperature {value} (ratio {ratio:g}) gets 0 of n={cfg.n} completions; "
+                    "raise n or its ratio"
+                )
+
+
+def _validate_approach(cfg: Config) -> None:
+    a = cfg.approach
+    if a.name not in APPROACHES:
+        raise ConfigError(
+            f"approach.name={a.name!r} is unknown; use one of {', '.join(APPROACHES)}"
+        )
+    if a.name != "best_of_n":
+        if a.beam_width < 1:
+            raise ConfigError(f"approach.beam_width={a.beam_width}: set it to 1 or more")
+        if cfg.n % a.beam_width:
+            raise ConfigError(
+                f"n={cfg.n} is not divisible by approach.beam_width={a.beam_width}; "
+                "choose n as a multiple of beam_width"
+            )
+        if a.num_iterations < 1:
+            raise ConfigError("approach.num_iterations must be at least 1")
+        if a.lookahead < 0:
+            raise ConfigError("approach.lookahead must be 0 or more")
+
+
+def _validate_model(m: ModelConfig) -> None:
+    if m.max_tokens < 1:
+        raise ConfigError(f"model.max_tokens={m.max_tokens}: set it to 1 or more")
+    if m.max_tokens >= m.max_model_len:
+        raise ConfigError(
+            f"model.max_tokens={m.max_tokens} leaves no room for the prompt in "
+            f"model.max_model_len={m.max_model_len}; lower max_tokens or raise max_model_len"
+        )
+    if "{problem}" not in m.user_template:
+        raise ConfigError("model.user_template must contain {problem}")
+    if not m.step_delimiter:
+        raise ConfigError("model.step_delimiter is empty; use e.g. '\\n\\n'")
+    if not 0 < m.top_p <= 1:
+        raise ConfigError(f"model.top_p={m.top_p} must be in (0, 1]")
+    if m.dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise ConfigError(f"model.dtype={m.dtype!r}: use auto, float32, float16 or bfloat16")
+
+
+def _validate_prm(p: PRMConfig) -> None:
+    from hotncold.prm import PRM_NAMES
+
+    if p.name not in PRM_NAMES:
+        raise ConfigError(f"prm.name={p.name!r} is unknown; use one of {', '.join(PRM_NAMES)}")
+    if p.agg_strategy not in AGG_STRATEGIES:
+        raise ConfigError(
+            f"prm.agg_strategy={p.agg_strategy!r} is unknown; "
+            f"use one of {', '.join(AGG_STRATEGIES)}"
+        )
+    if p.batch_size < 1:
+        raise ConfigError("prm.batch_size must be at least 1")
+
+
+def _validate_dataset(d: DatasetConfig) -> None:
+    if d.source not in DATASET_SOURCES:
+        raise ConfigError(
+            f"dataset.source={d.source!r} is unknown; use one of {', '.join(DATASET_SOURCES)}"
+        )
+    if d.source in ("hub", "file") and not d.path:
+        raise ConfigError(f"dataset.source={d.source} needs dataset.path (a hub id or a file)")
+    if d.start < 0:
+        raise ConfigError(f"dataset.start={d.start} must be 0 or more")
+    if d.limit is not None and d.limit < 1:
+        raise ConfigError(f"dataset.limit={d.limit} selects nothing; set it to 1 or more (or null)")
+    if d.num_shards < 1:
+        raise ConfigError(f"dataset.num_shards={d.num_shards} must be at least 1")
+    if not 0 <= d.shard < d.num_shards:
+        raise ConfigError(
+            f"dataset.shard={d.shard} is outside 0..{d.num_shards - 1} "
+            f"for num_shards={d.num_shards}"
+        )
+    if d.per_level < 1:
+        raise ConfigError("dataset.per_level must be at least 1")
+    if d.levels is not None and not d.levels:
+        raise ConfigError("dataset.levels is empty; list levels to keep or set it to null")

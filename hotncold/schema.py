@@ -1,0 +1,38 @@
+"""The Hydra edge: registers the typed schemas and the run-name resolver.
+
+Imported by `hotncold.__main__` (and by tests that compose configs); the core never imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from hotncold.config import Config
+from hotncold.rundir import run_name
+
+SCHEMA_NAME = "hotncold_schema"
+
+
+def _run_name(*, _root_: Any) -> str:
+    # Resolve every result-determining key but not the ones that point back at the run name.
+    keys = [k for k in _root_ if k not in ("run_name", "out_dir", "hydra")]
+    return run_name(
+        {
+            k: OmegaConf.to_container(_root_[k], resolve=True)
+            if OmegaConf.is_config(_root_[k])
+            else _root_[k]
+            for k in keys
+        }
+    )
+
+
+def register() -> None:
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    if not OmegaConf.has_resolver("hnc.run_name"):
+        OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
+
+
+register()
