@@ -1,0 +1,1 @@
+"""Model preparation: turning packaged weights into folders vLLM can load."""
