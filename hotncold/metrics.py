@@ -1,0 +1,220 @@
+"""Accuracy at budgets N = 1, 2, 4, ..., n for each way of choosing an answer.
+
+- naive: the completion with the best aggregated PRM score;
+- weighted: the answer whose equivalent completions have the largest summed score;
+- majority: the most frequent answer;
+- pass@N: whether any of N completions is right (the unbiased estimator of Chen et al. 2021).
+
+A value at N < n averages many random subsets of size N, never the first N completions, so it
+does not depend on the order samples came back in. Ties are broken at random. When completions
+come in groups (DVTS subtrees) a subset takes whole groups. Everything here is a pure function
+of arrays; the run writes its inputs to `completions.jsonl` first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from math import comb
+from typing import Any
+
+import numpy as np
+
+METHODS = ("naive", "weighted", "majority", "pass")
+
+
+@dataclass(frozen=True)
+class ProblemOutcome:
+    """What metrics need from one problem's completions."""
+
+    scores: np.ndarray
+    """Aggregated PRM score per completion."""
+    clusters: np.ndarray
+    """Equivalence class of each completion's answer; -1 when it has none."""
+    correct: np.ndarray
+    """Whether each completion's answer is right."""
+    groups: np.ndarray
+    """Subset-sampling unit of each completion."""
+
+    @classmethod
+    def of(
+        cls,
+        scores: Sequence[float],
+        clusters: Sequence[int],
+        correct: Sequence[bool],
+        groups: Sequence[int] | None = None,
+    ) -> ProblemOutcome:
+        n = len(scores)
+        return cls(
+            scores=np.asarray(scores, dtype=float),
+            clusters=np.asarray(clusters, dtype=int),
+            correct=np.asarray(correct, dtype=bool),
+            groups=np.asarray(groups if groups is not None else range(n), dtype=int),
+        )
+
+
+def budgets(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, with n itself always last."""
+    out, k = [], 1
+    while k < n:
+        out.append(k)
+        k *= 2
+    return [*out, n]
+
+
+def pass_at(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def problem_curves(
+    outcome: ProblemOutcome, ns: Sequence[int], num_subsets: int, rng: np.random.Generator
+) -> dict[str, dict[int, float]]:
+    """Accuracy of every method at every N for one problem."""
+    n = len(outcome.scores)
+    curves: dict[str, dict[int, float]] = {m: {} for m in METHODS}
+    if n == 0:
+        return {m: {k: 0.0 for k in ns} for m in METHODS}
+    cluster_ids = np.unique(outcome.clusters[outcome.clusters >= 0])
+    # dense cluster index per completion; column len(cluster_ids) collects missing answers
+    dense = np.searchsorted(cluster_ids, outcome.clusters)
+    dense[outcome.clusters < 0] = len(cluster_ids)
+    cluster_correct = np.zeros(len(cluster_ids) + 1, dtype=bool)
+    for i, ok in zip(dense, outcome.correct):
+        cluster_correct[i] |= ok
+    cluster_correct[-1] = False
+    grouped = len(np.unique(outcome.groups)) < n
+    for k in ns:
+        subsets = (
+            _subsets(outcome.groups, k, num_subsets, rng)
+            if grouped
+            else _plain(n, k, num_subsets, rng)
+        )
+        curves["naive"][k] = _naive(outcome, subsets)
+        votes = np.zeros((subsets.shape[0], len(cluster_ids) + 1))
+        weights = np.zeros_like(votes)
+        rows = np.repeat(np.arange(subsets.shape[0]), subsets.shape[1])
+        np.add.at(votes, (rows, dense[subsets].ravel()), 1.0)
+        np.add.at(weights, (rows, dense[subsets].ravel()), outcome.scores[subsets].ravel())
+        present = votes > 0
+        present[:, -1] = False  # a missing answer never wins a vote
+        curves["majority"][k] = _vote(votes, present, cluster_correct, rng)
+        curves["weighted"][k] = _vote(weights, present, cluster_correct, rng)
+        if grouped:
+            curves["pass"][k] = float(outcome.correct[subsets].any(axis=1).mean())
+        else:
+            curves["pass"][k] = pass_at(n, int(outcome.correct.sum()), k)
+    return curves
+
+
+def _plain(n: int, k: int, num_subsets: int, rng: np.random.Generator) -> np.ndarray:
+    """Random subsets of size k, each in random order (the order breaks ties)."""
+    return np.argsort(rng.random((num_subsets, n)), axis=1)[:, :k]
+
+
+def _subsets(groups: np.ndarray, k: int, num_subsets: int, rng: np.random.Generator) -> np.ndarray:
+    """Subsets of size k made of whole groups; below one group's size, part of one group."""
+    members = defaultdict(list)
+    for index, g in enumerate(groups):
+        members[int(g)].append(index)
+    units = [np.asarray(v) for v in members.values()]
+    size = len(units[0])
+    if any(len(u) != size for u in units):
+        raise ValueError("groups must have equal sizes to sample whole groups")
+    out = np.empty((num_subsets, k), dtype=int)
+    for row in range(num_subsets):
+        if k <= size:
+            unit = units[rng.integers(len(units))]
+            out[row] = rng.permutation(unit)[:k]
+        else:
+            chosen = rng.permutation(len(units))[: -(-k // size)]
+            flat = np.concatenate([units[u] for u in chosen])
+            out[row] = rng.permutation(flat)[:k]
+    return out
+
+
+def _naive(outcome: ProblemOutcome, subsets: np.ndarray) -> float:
+    best = outcome.scores[subsets].argmax(axis=1)  # first maximum in a random order
+    chosen = subsets[np.arange(subsets.shape[0]), best]
+    return float(outcome.correct[chosen].mean())
+
+
+def _vote(
+    tally: np.ndarray, present: np.ndarray, cluster_correct: np.ndarray, rng: np.random.Generator
+) -> float:
+    """Accuracy of the answer with the largest tally among those present in each subset."""
+    tally = np.where(present, tally, -np.inf)
+    top = tally.max(axis=1, keepdims=True)
+    tied = present & (tally >= top - 1e-12)
+    pick = np.argmax(tied * rng.random(tally.shape), axis=1)  # random tie-break
+    answered = present.any(axis=1)
+    return float((cluster_correct[pick] & answered).mean())
+
+
+def summarize(
+    problems: Sequence[dict[str, Any]], curves: Sequence[dict[str, dict[int, float]]]
+) -> dict[str, Any]:
+    """Mean curves overall, per level and per subject. `problems` hold `level` and `subject`."""
+
+    def mean(selected: list[int]) -> dict[str, Any]:
+        out: dict[str, Any] = {"num_problems": len(selected)}
+        for method in METHODS:
+            ns = curves[selected[0]][method].keys()
+            out[method] = {
+                str(k): float(np.mean([curves[i][method][k] for i in selected])) for k in ns
+            }
+        return out
+
+    by_level: dict[str, list[int]] = defaultdict(list)
+    by_subject: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(problems):
+        if p.get("level") is not None:
+            by_level[str(p["level"])].append(i)
+        if p.get("subject") is not None:
+            by_subject[str(p["subject"])].append(i)
+    return {
+        "overall": mean(list(range(len(problems)))),
+        "by_level": {k: mean(v) for k, v in sorted(by_level.items(), key=lambda kv: int(kv[0]))},
+        "by_subject": {k: mean(v) for k, v in sorted(by_subject.items())},
+    }
+
+
+def outcome_of(record: dict[str, Any], agg_strategy: str | None = None) -> ProblemOutcome:
+    """The outcome of one `completions.jsonl` record; `agg_strategy` re-aggregates step scores
+    (any strategy can be evaluated after the fact, since every step score is stored)."""
+    from hotncold.prm.base import aggregate
+
+    completions = record["completions"]
+    if agg_strategy is None:
+        scores = [c["score"] for c in completions]
+    else:
+        scores = [aggregate(c["step_scores"], agg_strategy) for c in completions]
+    return ProblemOutcome.of(
+        scores,
+        [c["cluster"] for c in completions],
+        [c["correct"] for c in completions],
+        [c["group"] for c in completions],
+    )
+
+
+def metrics_from_records(
+    records: Sequence[dict[str, Any]],
+    n: int,
+    num_subsets: int,
+    seed: int,
+    agg_strategy: str | None = None,
+) -> dict[str, Any]:
+    """metrics.json's content from completions.jsonl's records."""
+    ns = budgets(n)
+    rng = np.random.default_rng(seed)
+    curves = [problem_curves(outcome_of(r, agg_strategy), ns, num_subsets, rng) for r in records]
+    summary = summarize([r["problem"] for r in records], curves)
+    summary["budgets"] = ns
+    summary["per_problem"] = {
+        r["uid"]: {m: {str(k): v for k, v in c[m].items()} for m in METHODS}
+        for r, c in zip(records, curves)
+    }
+    return summary

@@ -1,0 +1,138 @@
+"""The PRM interface and the prefix cache that makes step-by-step search score incrementally.
+
+A PRM scores a batch of (problem, steps) pairs and returns one score in [0, 1] per step. The
+score of step i may depend on the problem and steps 0..i, never on later steps, so scores are
+cached by a digest of the prefix: a beam that grew by one step costs one new step's scoring.
+Subclasses implement `_score_new`, which receives each pair with the index of its first
+unscored step and returns scores for the remaining steps only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PendingScore:
+    """A pair to score from `start` on; steps before `start` are already scored."""
+
+    problem: str
+    steps: tuple[str, ...]
+    start: int
+
+
+@dataclass
+class PRMStats:
+    calls: int = 0
+    """Calls to `score`."""
+    steps_scored: int = 0
+    """Steps actually computed (cache misses)."""
+    steps_cached: int = 0
+    """Steps answered from the prefix cache."""
+    tokens: int = 0
+    """Model tokens the PRM processed (0 for model-free verifiers)."""
+    seconds: float = 0.0
+    """Wall time spent in `score`."""
+
+
+class PRM(ABC):
+    """Scores reasoning steps. `score` is the whole public interface."""
+
+    name: str = "prm"
+
+    def __init__(self, batch_size: int = 256) -> None:
+        self.batch_size = batch_size
+        self.stats = PRMStats()
+        self._cache: dict[bytes, float] = {}
+
+    def score(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """One score per step for each (problem, steps) pair."""
+        started = time.perf_counter()
+        try:
+            return self._score(batch)
+        finally:
+            self.stats.calls += 1
+            self.stats.seconds += time.perf_counter() - started
+
+    def _score(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        results: list[list[float]] = []
+        todo: dict[tuple[str, tuple[str, ...]], tuple[int, list[bytes]]] = {}
+        waiting: list[tuple[int, tuple[str, tuple[str, ...]]]] = []
+        for index, (problem, steps) in enumerate(batch):
+            steps = tuple(steps)
+            digests = prefix_digests(problem, steps)
+            known: list[float] = []
+            for digest in digests:
+                if digest not in self._cache:
+                    break
+                known.append(self._cache[digest])
+            self.stats.steps_cached += len(known)
+            results.append(known)
+            if len(known) < len(steps):
+                key = (problem, steps)
+                todo.setdefault(key, (len(known), digests))  # identical pairs are scored once
+                waiting.append((index, key))
+        items = list(todo.items())
+        for chunk_start in range(0, len(items), self.batch_size):
+            chunk = items[chunk_start : chunk_start + self.batch_size]
+            pending = [
+                PendingScore(problem, steps, start) for (problem, steps), (start, _) in chunk
+            ]
+            new_scores = self._score_new(pending)
+            for ((_, steps), (start, digests)), scores in zip(chunk, new_scores):
+                if len(scores) != len(steps) - start:
+                    raise RuntimeError(
+                        f"{type(self).__name__} returned {len(scores)} scores for "
+                        f"{len(steps) - start} new steps"
+                    )
+                self.stats.steps_scored += len(scores)
+                for digest, value in zip(digests[start:], scores):
+                    self._cache[digest] = float(value)
+        for index, (problem, steps) in waiting:
+            start = len(results[index])
+            digests = prefix_digests(problem, steps)
+            results[index] = results[index] + [self._cache[d] for d in digests[start:]]
+        return results
+
+    def reset(self) -> None:
+        """Forget cached scores (between problem batches, to bound memory)."""
+        self._cache.clear()
+
+    @abstractmethod
+    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+        """Scores for `steps[start:]` of each item."""
+
+
+def prefix_digests(problem: str, steps: Sequence[str]) -> list[bytes]:
+    """Digest of (problem, steps[:i+1]) for every i, chained so each costs one step's hashing."""
+    digest = hashlib.blake2b(problem.encode(), digest_size=16).digest()
+    out = []
+    for step in steps:
+        digest = hashlib.blake2b(digest + b"\x1f" + step.encode(), digest_size=16).digest()
+        out.append(digest)
+    return out
+
+
+def aggregate(scores: Sequence[float], strategy: str) -> float:
+    """One solution score from its step scores; a solution without steps scores 0."""
+    if not scores:
+        return 0.0
+    if strategy == "last":
+        return float(scores[-1])
+    if strategy == "min":
+        return float(min(scores))
+    if strategy == "prod":
+        return float(math.prod(scores))
+    if strategy == "mean":
+        return float(sum(scores) / len(scores))
+    raise ValueError(f"unknown aggregation {strategy!r}")
+
+
+def split_steps(text: str, delimiter: str) -> list[str]:
+    """The non-empty steps of a completion, stripped of surrounding whitespace."""
+    return [step.strip() for step in text.split(delimiter) if step.strip()]
