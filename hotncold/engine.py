@@ -1,0 +1,280 @@
+"""The generation engine: the only module that imports vLLM.
+
+Search code sees plain `GenerationRequest`s and `Generation`s, so a scripted fake engine can
+stand in for vLLM in unit tests. `get_engine` keeps one engine per (weights, engine settings)
+per process: jobs of a basic-launcher sweep that share a model reuse it instead of paying the
+start-up again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from hotncold.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Sample `n` continuations of one prompt."""
+
+    prompt: str
+    temperature: float
+    max_tokens: int
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    """Stop strings; the matched one is kept at the end of the text."""
+    seed: int | None = None
+    """Per-request seed: the same request gives the same samples whatever the batch around it."""
+    top_p: float = 1.0
+    logprobs: bool = False
+    """Return the log-probability of every sampled token."""
+
+
+@dataclass
+class Generation:
+    """One sampled continuation."""
+
+    text: str
+    num_tokens: int
+    finish_reason: str
+    """`stop` (end of sequence or a stop string) or `length` (hit max_tokens)."""
+    stop_reason: str | None = None
+    """The stop string that ended it; None when it ended at the end-of-sequence token."""
+    token_logprobs: list[float] | None = None
+
+    @property
+    def ended(self) -> bool:
+        """The model finished the answer (end-of-sequence), not a step or the length limit."""
+        return self.finish_reason == "stop" and self.stop_reason is None
+
+
+@dataclass
+class EngineStats:
+    calls: int = 0
+    requests: int = 0
+    sequences: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Engine(Protocol):
+    """What search code needs from a generator."""
+
+    stats: EngineStats
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        """All requests in one batch; for each request its `n` generations, in order."""
+        ...
+
+    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
+        """The prompt text of a chat, ending where the assistant's answer begins."""
+        ...
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any parts (run seed, problem id, slot, depth)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def build_prompt(engine: Engine, model: ModelConfig, problem: str) -> str:
+    messages = []
+    if model.system_prompt:
+        messages.append({"role": "system", "content": model.system_prompt})
+    messages.append({"role": "user", "content": model.user_template.replace("{problem}", problem)})
+    return engine.format_chat(messages, model.chat_template)
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything that makes two engines different; prompts and sampling are not in it."""
+
+    path: str
+    dtype: str
+    max_model_len: int
+    gpu_memory_utilization: float
+    cpu_kv_cache_gib: float
+    enforce_eager: bool | None
+    tensor_parallel_size: int
+    trust_remote_code: bool
+    engine_kwargs: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> EngineKey:
+        return cls(
+            path=cfg.path,
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib,
+            enforce_eager=cfg.enforce_eager,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            trust_remote_code=cfg.trust_remote_code,
+            engine_kwargs=tuple(sorted((k, repr(v)) for k, v in cfg.engine_kwargs.items())),
+        )
+
+
+_ENGINES: dict[EngineKey, VLLMEngine] = {}
+_LOCK = threading.Lock()
+
+
+def get_engine(cfg: ModelConfig) -> VLLMEngine:
+    """The process-wide engine for these weights and settings, started on first use."""
+    key = EngineKey.of(cfg)
+    with _LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = VLLMEngine(cfg)
+        else:
+            log.info("reusing the loaded engine for %s", cfg.path)
+        return _ENGINES[key]
+
+
+def close_engines() -> None:
+    """Shut every cached engine down (tests; long-lived processes switching models)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.close()
+        _ENGINES.clear()
+
+
+def resolve_model_path(path: str) -> str:
+    if path.startswith("embedded:"):
+        name = path.split(":", 1)[1]
+        if name != "smollm2_135m":
+            raise ValueError(f"unknown embedded model {name!r}; the packaged one is smollm2_135m")
+        from hotncold.models.embedded import prepare
+
+        return str(prepare())
+    return path
+
+
+def on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def _configure_cpu(cfg: ModelConfig) -> None:
+    # Measured here (NOTES.md): binding all cores is about 2.5x faster than vLLM's default of
+    # reserving one, and the default KV reservation fails on these NUMA nodes.
+    cores = sorted(os.sched_getaffinity(0))
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cfg.cpu_kv_cache_gib:g}"
+
+
+class VLLMEngine:
+    """`vllm.LLM` behind the Engine protocol; works with CUDA `vllm` and `vllm-cpu` alike."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from vllm import LLM
+
+        self.stats = EngineStats()
+        self.path = resolve_model_path(cfg.path)
+        cpu = on_cpu()
+        kwargs: dict[str, Any] = {
+            "model": self.path,
+            "dtype": ("float32" if cpu else "auto") if cfg.dtype == "auto" else cfg.dtype,
+            "max_model_len": cfg.max_model_len,
+            "enable_prefix_caching": True,
+            "enforce_eager": cpu if cfg.enforce_eager is None else cfg.enforce_eager,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "trust_remote_code": cfg.trust_remote_code,
+            "seed": 0,
+        }
+        if cpu:
+            _configure_cpu(cfg)
+            # Per-request seeds crash the CPU engine once chunked prefill splits a prompt;
+            # without chunking they work, and seeded requests make runs reproducible.
+            kwargs["enable_chunked_prefill"] = False
+        else:
+            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        kwargs.update(cfg.engine_kwargs)
+        log.info("starting vLLM on %s (%s)", self.path, "cpu" if cpu else "gpu")
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = cfg.max_model_len
+
+    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, chat_template=chat_template
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        from vllm import SamplingParams, TokensPrompt
+
+        if not requests:
+            return []
+        # Tokenize here without special tokens: chat templates already write the BOS token,
+        # and letting the engine add another would shift every model that has one.
+        encoded = self.tokenizer([r.prompt for r in requests], add_special_tokens=False)
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids in encoded["input_ids"]]
+        params = []
+        for request, ids in zip(requests, encoded["input_ids"]):
+            room = self.max_model_len - len(ids)
+            params.append(
+                SamplingParams(
+                    n=request.n,
+                    temperature=request.temperature,
+                    top_p=request.top_p,
+                    max_tokens=max(1, min(request.max_tokens, room)),
+                    seed=request.seed,
+                    stop=list(request.stop) or None,
+                    include_stop_str_in_output=True,
+                    logprobs=0 if request.logprobs else None,
+                )
+            )
+        started = time.perf_counter()
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        self.stats.seconds += time.perf_counter() - started
+        results = []
+        for request, ids, output in zip(requests, encoded["input_ids"], outputs):
+            generations = []
+            for sample in output.outputs:
+                generations.append(
+                    Generation(
+                        text=sample.text,
+                        num_tokens=len(sample.token_ids),
+                        finish_reason="length" if sample.finish_reason == "length" else "stop",
+                        stop_reason=sample.stop_reason
+                        if isinstance(sample.stop_reason, str)
+                        else None,
+                        token_logprobs=_sampled_logprobs(sample) if request.logprobs else None,
+                    )
+                )
+            results.append(generations)
+            self.stats.prompt_tokens += len(ids)
+            self.stats.generated_tokens += sum(g.num_tokens for g in generations)
+            self.stats.sequences += len(generations)
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        return results
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None and hasattr(llm, "llm_engine"):
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception as error:  # shutting down twice or mid-teardown is harmless
+                log.debug("engine shutdown: %s", error)
+        self.llm = None
+
+
+def _sampled_logprobs(sample: Any) -> list[float]:
+    if not sample.logprobs:
+        return []
+    return [step[token].logprob for token, step in zip(sample.token_ids, sample.logprobs)]

