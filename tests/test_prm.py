@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+
+from hotncold.config import PRMConfig
+from hotncold.prm import build_prm
+from hotncold.prm.base import PRM, aggregate, prefix_digests, split_steps
+from hotncold.prm.equation_checker import EquationChecker, find_claims
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Tom has 12 + 7 = 19 apples.", [True]),
+        ("12 apples - 5 apples = 7 apples", [True]),
+        ("So 12 - 7 = 2 apples are left (2 apples - 7 apples bought)", [False]),
+        ("Step 1: 12 + 7 = 19", [True]),
+        ("$3 \\times 4 = 12$ and $\\frac{10}{4} = 2.5$", [True, True]),
+        ("10 / 3 = 3.33", [True]),
+        ("10/3 = 3.4", [False]),
+        ("3 x 4 = 12", [True]),
+        ("2(3+4) = 14", [True]),
+        ("1,000 + 250 = 1,250", [True]),
+        ("185 * 2 = 370, 370 + 16 = 386, 386 / 2 = 193", [True, True, True]),
+        ("a = 3 + 4 = 7 = 8", [True, False]),
+        ("-5 + 3 = -2", [True]),
+        ("9 – 5 = 2", [False]),
+        ("6 × 7 = 42 and 42 ÷ 6 = 7", [True, True]),
+        ("x = 5", []),
+        ("1 dozen = 12", []),
+        ("The answer is 19.", []),
+        ("9^9^9 = 1", []),
+        ("5 / 0 = 3", []),
+    ],
+)
+def test_claims(text, expected):
+    assert [c.holds for c in find_claims(text)] == expected
+
+
+def test_step_scores():
+    checker = EquationChecker(PRMConfig())
+    assert checker.score_step("12 + 7 = 19") == 1.0
+    assert checker.score_step("nothing to check") == 0.5
+    assert checker.score_step("12 + 7 = 20") == 0.0
+    assert checker.score_step("12 + 7 = 19 and 19 - 5 = 13") == pytest.approx(0.25)
+
+
+class CountingPRM(PRM):
+    """Scores step i of a pair as i+1 tenths and records what it was asked to compute."""
+
+    def __init__(self) -> None:
+        super().__init__(batch_size=2)
+        self.asked: list[tuple[str, int, int]] = []
+
+    def _score_new(self, items):
+        out = []
+        for item in items:
+            self.asked.append((item.problem, len(item.steps), item.start))
+            out.append([(i + 1) / 10 for i in range(item.start, len(item.steps))])
+        return out
+
+
+def test_prefix_cache_scores_only_new_steps():
+    prm = CountingPRM()
+    assert prm.score([("p", ["a", "b"])]) == [[0.1, 0.2]]
+    assert prm.score([("p", ["a", "b", "c"]), ("p", ["a", "x"]), ("q", ["a"])]) == [
+        [0.1, 0.2, 0.3],
+        [0.1, 0.2],
+        [0.1],
+    ]
+    assert prm.asked == [("p", 2, 0), ("p", 3, 2), ("p", 2, 1), ("q", 1, 0)]
+    assert prm.stats.steps_scored == 2 + 1 + 1 + 1
+    assert prm.stats.steps_cached == 2 + 1
+    prm.reset()
+    prm.score([("p", ["a"])])
+    assert prm.asked[-1] == ("p", 1, 0)
+
+
+def test_identical_pairs_in_one_batch_are_scored_once():
+    prm = CountingPRM()
+    assert prm.score([("p", ["a"]), ("p", ["a"]), ("p", ["a"])]) == [[0.1]] * 3
+    assert prm.asked == [("p", 1, 0)]
+
+
+def test_digests_depend_on_problem_and_order():
+    assert prefix_digests("p", ["a", "b"])[0] == prefix_digests("p", ["a", "c"])[0]
+    assert prefix_digests("p", ["a", "b"])[1] != prefix_digests("p", ["b", "a"])[1]
+    assert prefix_digests("p", ["a"]) != prefix_digests("q", ["a"])
+    assert prefix_digests("p", ["ab"]) != prefix_digests("p", ["a", "b"])[1:]
+
+
+def test_aggregation():
+    assert aggregate([0.9, 0.2, 0.5], "last") == 0.5
+    assert aggregate([0.9, 0.2, 0.5], "min") == 0.2
+    assert aggregate([0.5, 0.5], "prod") == 0.25
+    assert aggregate([0.5, 1.0], "mean") == 0.75
+    assert aggregate([], "min") == 0.0
+
+
+def test_split_steps():
+    assert split_steps("a\n\nb\n\n\n\nc\n", "\n\n") == ["a", "b", "c"]
+    assert split_steps("", "\n") == []
+
+
+def test_build_prm_by_name():
+    assert isinstance(build_prm(PRMConfig(name="equation_checker")), EquationChecker)

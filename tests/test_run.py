@@ -1,0 +1,129 @@
+"""The run loop on a scripted engine: run directory contents, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from fakes import ScriptedEngine, problem_of
+
+import hotncold.engine
+from hotncold.config import Config, DatasetConfig, TemperatureConfig
+from hotncold.data.arithmetic import generate
+from hotncold.run import execute
+
+ANSWERS = {r["problem"]: r["answer"] for r in generate(4)}
+
+
+def solver(request, i):
+    answer = ANSWERS[problem_of(request.prompt)]
+    # every other sample is right; the wrong ones claim a false equation
+    if i % 2 == 0:
+        return f"{answer} + 0 = {answer}\nThe answer is {answer}."
+    return f"1 + 1 = 3\nThe answer is {int(answer) + 1}."
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    fake = ScriptedEngine(solver)
+    monkeypatch.setattr(hotncold.engine, "get_engine", lambda cfg: fake)
+    return fake
+
+
+def config(tmp_path, **kw) -> Config:
+    return Config(
+        out_dir=str(tmp_path / "run"), n=4, batch_size=5, dataset=DatasetConfig(per_level=4), **kw
+    )
+
+
+def test_run_writes_a_complete_run_directory(tmp_path, engine):
+    metrics = execute(config(tmp_path))
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "completions.jsonl",
+        "metrics.json",
+        "run.json",
+        "run.log",
+    }
+    records = [json.loads(line) for line in (run / "completions.jsonl").read_text().splitlines()]
+    assert len(records) == 20 and len(engine.calls) == 4  # 20 problems in batches of 5
+    c = records[0]["completions"][0]
+    assert set(c) >= {
+        "text",
+        "steps",
+        "step_scores",
+        "step_temperatures",
+        "temperature",
+        "num_tokens",
+        "answer",
+        "correct",
+        "score",
+        "cluster",
+        "finished",
+    }
+    assert records[0]["problem"]["level"] == 1 and records[0]["prompt"].startswith("<system>")
+    # the PRM rejects the false claim: naive selection is always right, pass@1 is 1/2
+    assert metrics["overall"]["naive"]["4"] == 1.0
+    assert metrics["overall"]["pass"]["1"] == pytest.approx(0.5)
+    assert metrics["overall"]["majority"]["4"] == pytest.approx(0.5, abs=0.05)
+    assert set(metrics["by_level"]) == {"1", "2", "3", "4", "5"}
+    assert len(metrics["per_problem"]) == 20
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished" and info["problems"] == {"total": 20, "done": 20}
+    assert info["totals"]["engine_calls"] == 4 and info["totals"]["prm_calls"] == 4
+    assert info["totals"]["generated_tokens"] == engine.stats.generated_tokens
+    assert "hydra-core" in info["sessions"][0]["packages"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["n"] == 4
+    assert "done: 20 problems" in (run / "run.log").read_text()
+
+
+def test_interrupted_run_resumes_without_redoing_finished_problems(tmp_path, engine):
+    calls = {"n": 0}
+    original = engine.generate
+
+    def dies_on_third_batch(requests):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(requests)
+
+    engine.generate = dies_on_third_batch
+    with pytest.raises(KeyboardInterrupt):
+        execute(config(tmp_path))
+    run = tmp_path / "run"
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["problems"]["done"] == 10
+    assert len((run / "completions.jsonl").read_text().splitlines()) == 10
+    first_ten = (run / "completions.jsonl").read_text()
+
+    engine.generate = original
+    engine.calls.clear()
+    execute(config(tmp_path))
+    assert len(engine.calls) == 2  # only the 10 unfinished problems
+    text = (run / "completions.jsonl").read_text()
+    assert text.startswith(first_ten) and len(text.splitlines()) == 20
+    info = json.loads((run / "run.json").read_text())
+    assert [s["status"] for s in info["sessions"]] == ["interrupted", "finished"]
+
+    engine.calls.clear()
+    execute(config(tmp_path))  # a finished run reruns as a no-op
+    assert engine.calls == []
+
+
+def test_same_seed_same_requests_different_seed_different_requests(tmp_path, engine):
+    execute(config(tmp_path))
+    seeds = [r.seed for call in engine.calls for r in call]
+    engine.calls.clear()
+    execute(config(tmp_path / "again"))
+    assert [r.seed for call in engine.calls for r in call] == seeds
+    engine.calls.clear()
+    execute(config(tmp_path / "other", seed=1))
+    assert not set(r.seed for call in engine.calls for r in call) & set(seeds)
+
+
+def test_multi_temperature_run_records_each_completion_temperature(tmp_path, engine):
+    execute(config(tmp_path, temperature=TemperatureConfig(values=[0.4, 1.2])))
+    record = json.loads((tmp_path / "run" / "completions.jsonl").read_text().splitlines()[0])
+    assert [c["temperature"] for c in record["completions"]] == [0.4, 1.2, 0.4, 1.2]
