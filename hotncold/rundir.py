@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -212,7 +213,8 @@ def now() -> str:
 def provenance() -> dict[str, Any]:
     """Where and with what a run executed: command, code version, packages, machine."""
     return {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        # orig_argv keeps `-m hotncold`, which sys.argv turns into a file path
+        "command": shlex.join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]]),
         "cwd": os.getcwd(),
         "git": git_info(Path(__file__).resolve().parent.parent),
         "packages": package_versions(),
