@@ -1,0 +1,492 @@
+"""Reading run directories into tidy tables.
+
+Only the files a run leaves behind are read (config.yaml, completions.jsonl, metrics.json,
+run.json), never the engine, so a report can be made anywhere the folders are copied to.
+
+Three tables come out:
+- `runs`: one row per run directory;
+- `problems`: one row per run x problem, with what explains accuracy (distinct answers, PRM
+  score spread, tokens);
+- `results`: one row per run x problem x N x selection method, the accuracy on that problem
+  (an expectation over random subsets of size N, as `hotncold.metrics` defines it) and the
+  compute spent at N.
+
+Runs are grouped into *settings* (everything that determines results except the seed and the
+temperature schedule) and *configurations* (a setting plus a temperature schedule); the seeds
+of a configuration are its replicates. Shards of one run (`dataset.shard`) fall into the same
+configuration, so a sharded sweep reads as one experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from tqdm import tqdm
+
+from hotncold.config import NON_RESULT_KEYS, TemperatureConfig
+from hotncold.metrics import METHODS, budgets, metrics_from_records
+from hotncold.prm.base import aggregate
+from hotncold.rundir import read_json, read_jsonl
+from hotncold.temperature import TemperaturePlan
+
+log = logging.getLogger(__name__)
+
+# Columns naming what a row was measured under (shared by every table).
+KEY_COLUMNS = [
+    "run",
+    "family",
+    "setting",
+    "config",
+    "approach",
+    "temperature",
+    "temp_kind",
+    "temp_value",
+    "n",
+    "seed",
+    "model",
+    "prm",
+    "agg",
+    "dataset",
+]
+
+
+class AnalysisError(ValueError):
+    """Bad input to the analyzer; the message is one line that names the fix."""
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class Collection:
+    runs: pd.DataFrame
+    problems: pd.DataFrame
+    results: pd.DataFrame
+    settings: dict[str, str]
+    """Setting id -> readable label."""
+    families: dict[str, str]
+    """Family id (a setting without approach and n) -> readable label."""
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass
+class Temperature:
+    """How a run's temperature schedule is named and classified."""
+
+    tag: str
+    """`T0.4`, `T0.4-0.8-1.2`, ... as in run names, with any schedule fields the tag adds."""
+    kind: str
+    """`single` (one temperature), `mix` (several, each sample at one) or `schedule`."""
+    value: float
+    """The temperature of a `single` schedule; NaN otherwise."""
+
+
+def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run directories (folders holding run.json) at or anywhere below `paths`, each once."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise AnalysisError(f"{path} does not exist; give run directories or sweep folders")
+        if (path / "run.json").is_file():
+            found[path.resolve()] = None
+            continue
+        for info in sorted(path.rglob("run.json")):
+            found[info.parent.resolve()] = None
+    return list(found)
+
+
+def describe_temperature(t: dict[str, Any]) -> Temperature:
+    """Name a temperature config generically: the plan's own tag, plus any keys this version
+    of hotncold does not know (a newer schedule), so different schedules never share a name."""
+    known = {f.name for f in dataclasses.fields(TemperatureConfig)}
+    values = [float(v) for v in t.get("values") or []]
+    k = len(values)
+    ratios = t.get("ratios") or ([1.0 / k] * k if k else [])
+    base = TemperaturePlan(values=tuple(values), ratios=tuple(float(r) for r in ratios)).tag()
+    try:
+        cfg = TemperatureConfig(**{key: v for key, v in t.items() if key in known})
+        tag = TemperaturePlan.from_config(cfg).tag()
+    except (TypeError, ValueError) as error:
+        log.debug("temperature %s: plan not buildable (%s); using values and ratios", t, error)
+        tag = base
+    extras = {key: v for key, v in t.items() if key not in known and v not in (None, [], {})}
+    for key in sorted(extras):
+        tag += f"_{key}{_compact(extras[key])}"
+    if tag != base:
+        return Temperature(tag, "schedule", math.nan)
+    if k == 1:
+        return Temperature(tag, "single", values[0])
+    return Temperature(tag, "mix", math.nan)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "-".join(_compact(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "-".join(f"{k}{_compact(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def setting_of(cfg: dict[str, Any], agg: str, family: bool = False) -> str:
+    """A stable id of everything that determines results except seed and temperature; a
+    `family` id also leaves out the approach and the budget (what compute comparisons vary)."""
+    key = {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    for name in ("seed", "temperature", *(("approach", "n") if family else ())):
+        key.pop(name, None)
+    dataset = dict(key.get("dataset") or {})
+    dataset.pop("shard", None)  # shards of one run are one experiment
+    dataset.pop("num_shards", None)
+    key["dataset"] = dataset
+    prm = dict(key.get("prm") or {})
+    prm["agg_strategy"] = agg
+    key["prm"] = prm
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def approach_label(cfg: dict[str, Any]) -> str:
+    approach = cfg["approach"]
+    name = approach["name"]
+    if name != "best_of_n" and approach.get("beam_width"):
+        name += f"-m{approach['beam_width']}"
+    return name
+
+
+@dataclass
+class _Run:
+    path: Path
+    cfg: dict[str, Any]
+    info: dict[str, Any]
+    records: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    num_problems: int = 0
+    """Problems in the run (run.json totals cover them all, even those left out as repeats)."""
+    num_completions: int = 0
+
+    def __post_init__(self) -> None:
+        self.num_problems = len(self.records)
+        self.num_completions = sum(len(r["completions"]) for r in self.records)
+
+
+def _read(path: Path) -> _Run | Skipped:
+    try:
+        info = read_json(path / "run.json")
+    except (OSError, json.JSONDecodeError) as error:
+        return Skipped(str(path), f"run.json unreadable ({error})")
+    status = info.get("status")
+    if status != "finished":
+        done = info.get("problems", {})
+        return Skipped(
+            str(path),
+            f"status {status!r} ({done.get('done', '?')}/{done.get('total', '?')} problems done)",
+        )
+    if not (path / "config.yaml").is_file() or not (path / "completions.jsonl").is_file():
+        return Skipped(str(path), "config.yaml or completions.jsonl is missing")
+    try:
+        cfg = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        records = read_jsonl(path / "completions.jsonl")  # read only: never repair here
+        metrics = read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        return Skipped(str(path), f"unreadable files ({str(error).splitlines()[0]})")
+    if not records:
+        return Skipped(str(path), "finished with no problems")
+    return _Run(path, cfg, info, records, metrics)
+
+
+def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
+    """Read every finished run under `paths` into the tidy tables.
+
+    `agg` re-aggregates step scores with another strategy (last/min/prod/mean) and recomputes
+    the per-problem curves from completions.jsonl; by default each run's metrics.json is used.
+    """
+    dirs = find_run_dirs(paths)
+    skipped: list[Skipped] = []
+    runs, problems, results = [], [], []
+    labels: dict[str, str] = {}
+    family_labels: dict[str, str] = {}
+    seen: dict[tuple[str, str, int, str], str] = {}
+    for path in tqdm(dirs, desc="reading runs", unit="run", disable=len(dirs) < 20):
+        run = _read(path)
+        if isinstance(run, Skipped):
+            log.warning("skipping %s: %s", run.path, run.reason)
+            skipped.append(run)
+            continue
+        try:
+            keys = _keys(run, agg)
+        except (KeyError, TypeError, ValueError) as error:
+            reason = f"config.yaml lacks what analysis needs ({error!r})"
+            log.warning("skipping %s: %s", path, reason)
+            skipped.append(Skipped(str(path), reason))
+            continue
+        fresh = []
+        for record in run.records:
+            where = (keys["setting"], keys["temperature"], keys["seed"], record["uid"])
+            if where in seen:
+                log.warning(
+                    "%s repeats problem %s of %s (seed %s); keeping the one in %s",
+                    path,
+                    record["uid"],
+                    keys["config"],
+                    keys["seed"],
+                    seen[where],
+                )
+                continue
+            seen[where] = str(path)
+            fresh.append(record)
+        if not fresh:
+            skipped.append(Skipped(str(path), "every problem repeats another run's"))
+            continue
+        run.records = fresh
+        labels[keys["setting"]] = _setting_label(keys)
+        family_labels[keys["family"]] = (
+            f"{keys['model']} · {keys['prm']} ({keys['agg']}) · " + (keys["dataset"])
+        )
+        runs.append(_run_row(run, keys))
+        p_rows, r_rows = _rows(run, keys, agg)
+        problems += p_rows
+        results.append(r_rows)
+    if not runs:
+        where = ", ".join(str(p) for p in paths)
+        raise AnalysisError(
+            f"no finished runs under {where} ({len(skipped)} skipped); point at run directories "
+            "(folders with run.json) or sweep folders holding them"
+        )
+    problems_df = _tidy(pd.DataFrame(problems))
+    results_df = _tidy(pd.concat(results, ignore_index=True))
+    return Collection(
+        runs=pd.DataFrame(runs),
+        problems=problems_df,
+        results=results_df,
+        settings=_unique_labels(labels),
+        families=_unique_labels(family_labels),
+        skipped=skipped,
+    )
+
+
+def _keys(run: _Run, agg: str | None) -> dict[str, Any]:
+    cfg = run.cfg
+    used_agg = agg or run.metrics.get("agg_strategy") or cfg["prm"]["agg_strategy"]
+    temperature = describe_temperature(cfg["temperature"])
+    setting = setting_of(cfg, used_agg)
+    return {
+        "run": run.path.name,
+        "family": setting_of(cfg, used_agg, family=True),
+        "setting": setting,
+        "config": f"{setting}:{temperature.tag}",
+        "approach": approach_label(cfg),
+        "temperature": temperature.tag,
+        "temp_kind": temperature.kind,
+        "temp_value": temperature.value,
+        "n": int(cfg["n"]),
+        "seed": int(cfg["seed"]),
+        "model": str(cfg["model"]["name"]),
+        "prm": str(cfg["prm"]["name"]),
+        "agg": used_agg,
+        "dataset": str(cfg["dataset"]["name"]),
+    }
+
+
+def _setting_label(keys: dict[str, Any]) -> str:
+    return (
+        f"{keys['approach']} n={keys['n']} · {keys['model']} · {keys['prm']} ({keys['agg']}) · "
+        f"{keys['dataset']}"
+    )
+
+
+def _unique_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Labels, with the setting id added where two different settings would read the same."""
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {
+        s: (label if counts[label] == 1 else f"{label} [{s}]")
+        for s, label in sorted(labels.items(), key=lambda kv: kv[1])
+    }
+
+
+def _run_row(run: _Run, keys: dict[str, Any]) -> dict[str, Any]:
+    totals = run.info.get("totals", {})
+    return {
+        **keys,
+        "path": str(run.path),
+        "problems": len(run.records),
+        "generated_tokens": totals.get("generated_tokens", math.nan),
+        "prompt_tokens": totals.get("prompt_tokens", math.nan),
+        "prm_tokens": totals.get("prm_tokens", math.nan),
+        "prm_steps_scored": totals.get("prm_steps_scored", math.nan),
+        "wall_s": totals.get("wall_s", math.nan),
+        "finished_at": run.info.get("finished_at"),
+    }
+
+
+def _curves(run: _Run, agg: str | None, n: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-problem accuracy curves: metrics.json's, or recomputed under another agg."""
+    stored = run.metrics.get("per_problem") or {}
+    recompute = (agg is not None and agg != run.metrics.get("agg_strategy")) or any(
+        r["uid"] not in stored for r in run.records
+    )
+    if not recompute:
+        return stored
+    m = run.cfg.get("metrics") or {}
+    return metrics_from_records(
+        run.records,
+        n,
+        int(m.get("num_subsets", 256)),
+        int(m.get("seed", 0)),
+        agg,
+    )["per_problem"]
+
+
+def _rows(
+    run: _Run, keys: dict[str, Any], agg: str | None
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    n = keys["n"]
+    ns = budgets(n)
+    curves = _curves(run, agg, n)
+    totals = run.info.get("totals", {})
+    compute = _Compute(
+        ns=tuple(ns),
+        totals=totals,
+        num_problems=run.num_problems,
+        prm_tokens_per_completion=float(totals.get("prm_tokens", 0) or 0)
+        / max(1, run.num_completions),
+        greedy=keys["temp_kind"] == "single" and keys["temp_value"] == 0,
+        independent=keys["approach"] == "best_of_n",
+    )
+    problem_rows = []
+    columns: dict[str, list[Any]] = {
+        c: [] for c in ("uid", "level", "subject", "N", "method", "accuracy")
+    }
+    spent: dict[str, list[float]] = {"gen_tokens": [], "prm_tokens": [], "prm_steps": []}
+    for record in run.records:
+        cs = record["completions"]
+        problem = record.get("problem") or {}
+        scores = [aggregate(c["step_scores"], agg) if agg is not None else c["score"] for c in cs]
+        clusters = [c.get("cluster", -1) for c in cs]
+        tokens = np.array([c.get("num_tokens", 0) for c in cs], dtype=float)
+        steps = np.array([len(c.get("step_scores") or []) for c in cs], dtype=float)
+        row = {
+            **keys,
+            "uid": record["uid"],
+            "level": problem.get("level"),
+            "subject": problem.get("subject"),
+            "completions": len(cs),
+            "distinct_answers": len({k for k in clusters if k is not None and k >= 0}),
+            "answered": float(np.mean([k is not None and k >= 0 for k in clusters])),
+            "correct_share": float(np.mean([bool(c["correct"]) for c in cs])),
+            "score_std": float(np.std(scores)),
+            "mean_tokens": float(tokens.mean()),
+            "mean_steps": float(steps.mean()),
+            "finished_share": float(np.mean([bool(c.get("finished")) for c in cs])),
+        }
+        at = compute.at(record, tokens, steps)
+        row.update(
+            gen_tokens=at["gen_tokens"][-1],
+            prm_tokens=at["prm_tokens"][-1],
+            prm_steps=at["prm_steps"][-1],
+        )
+        problem_rows.append(row)
+        curve = curves[record["uid"]]
+        for method in METHODS:
+            for i, k in enumerate(ns):
+                columns["uid"].append(record["uid"])
+                columns["level"].append(problem.get("level"))
+                columns["subject"].append(problem.get("subject"))
+                columns["N"].append(k)
+                columns["method"].append(method)
+                columns["accuracy"].append(float(curve[method][str(k)]))
+                for name, values in spent.items():
+                    values.append(at[name][i])
+    frame = pd.DataFrame({**columns, **spent})
+    for key, value in reversed(keys.items()):
+        frame.insert(0, key, value)
+    return problem_rows, frame
+
+
+@dataclass(frozen=True)
+class _Compute:
+    """Compute spent on one problem at each budget N.
+
+    Best-of-N samples are independent, so N of them cost N times the mean of this problem's
+    completions (greedy generates one and repeats it, so it costs one at any N). PRM tokens are
+    not recorded per completion: each completion is charged the run's mean. A step-level search
+    at budget n is not n/N searches at budget N, so its cost is known only at N = n: the record's
+    own `stats` when an approach writes them, else the run's totals spread evenly over problems.
+    """
+
+    ns: tuple[int, ...]
+    totals: dict[str, Any]
+    num_problems: int
+    prm_tokens_per_completion: float
+    greedy: bool
+    independent: bool
+
+    def at(
+        self, record: dict[str, Any], tokens: np.ndarray, steps: np.ndarray
+    ) -> dict[str, list[float]]:
+        if self.independent:
+            factor = [1.0 if self.greedy else float(k) for k in self.ns]
+            return {
+                "gen_tokens": [f * float(tokens.mean()) for f in factor],
+                "prm_tokens": [f * self.prm_tokens_per_completion for f in factor],
+                "prm_steps": [f * float(steps.mean()) for f in factor],
+            }
+        stats = record.get("stats") or {}
+        out: dict[str, list[float]] = {}
+        for name, stat in (
+            ("gen_tokens", "generated_tokens"),
+            ("prm_tokens", "prm_tokens"),
+            ("prm_steps", "prm_steps_scored"),
+        ):
+            value = stats.get(stat)
+            if value is None:
+                value = float(self.totals.get(stat, math.nan) or 0) / self.num_problems
+            out[name] = [float(value) if k == self.ns[-1] else math.nan for k in self.ns]
+        return out
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Levels as integers when they all are; subjects as strings."""
+    if "level" in frame:
+        numeric = pd.to_numeric(frame["level"], errors="coerce")
+        if numeric.notna().sum() == frame["level"].notna().sum():
+            frame["level"] = numeric.astype("Int64")
+        else:
+            frame["level"] = frame["level"].map(lambda v: None if v is None else str(v))
+    if "subject" in frame:
+        frame["subject"] = frame["subject"].map(
+            lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+        )
+    return frame
+
+
+def save(
+    frame: pd.DataFrame, out: Path, name: str, formats: Iterable[str] = ("parquet", "csv")
+) -> list[Path]:
+    """Write a table as parquet and/or CSV; returns the written paths."""
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        if fmt == "parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        paths.append(path)
+    return paths
