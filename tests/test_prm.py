@@ -31,6 +31,7 @@ from hotncold.prm.equation_checker import EquationChecker, find_claims
         ("The answer is 19.", []),
         ("9^9^9 = 1", []),
         ("5 / 0 = 3", []),
+        ("2 () = 2 * () = 4", []),  # empty parentheses parse to a tuple, not a number
     ],
 )
 def test_claims(text, expected):
