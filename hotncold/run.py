@@ -7,7 +7,6 @@ errors into an exit, for library use and tests. Resuming is the default: problem
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ from hotncold.data import Problem, load_problems
 from hotncold.grading import Grader, extract_answer
 from hotncold.metrics import metrics_from_records
 from hotncold.prm.base import aggregate
-from hotncold.rundir import RunDir, append_jsonl, now, provenance, write_json
+from hotncold.rundir import RunDir, append_jsonl, log_to, now, provenance, write_json
 from hotncold.search.base import Completion
 
 log = logging.getLogger("hotncold")
@@ -54,7 +53,7 @@ def execute(cfg: Any) -> dict[str, Any]:
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
     rundir.prepare(cfg)
-    with _log_to(rundir.log):
+    with log_to(rundir.log):
         session = Session(rundir, cfg, total=len(problems))
         try:
             records = _search(cfg, problems, rundir, session)
@@ -259,19 +258,3 @@ class Session:
         self.info["totals"] = {k: round(v, 3) for k, v in totals.items()}
         self.info["updated_at"] = now()
         write_json(self.rundir.info, self.info)
-
-
-@contextlib.contextmanager
-def _log_to(path: Path) -> Iterator[None]:
-    """Send this run's log records (the `hotncold` loggers) to its run.log."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("hotncold")
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        handler.close()

@@ -11,9 +11,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hotncold.config import Config
-from hotncold.rundir import run_name
+from hotncold.rundir import config_hash, run_name
+from hotncold.train_prm.config import TrainPRMConfig
 
 SCHEMA_NAME = "hotncold_schema"
+TRAIN_SCHEMA_NAME = "train_prm_schema"
 
 
 def _run_name(*, _root_: Any) -> str:
@@ -29,10 +31,26 @@ def _run_name(*, _root_: Any) -> str:
     )
 
 
+def _train_run_name(*, _root_: Any) -> str:
+    keys = [k for k in _root_ if k not in ("run_name", "out_dir", "overrides", "hydra")]
+    resolved = {
+        k: OmegaConf.to_container(_root_[k], resolve=True)
+        if OmegaConf.is_config(_root_[k])
+        else _root_[k]
+        for k in keys
+    }
+    base = str(resolved["train"]["base_model"]).rstrip("/").split("/")[-1].split(":")[-1]
+    return f"{resolved['train']['name']}_{base}_seed{resolved['seed']}_{config_hash(resolved)}"
+
+
 def register() -> None:
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=Config)
+    store.store(name=TRAIN_SCHEMA_NAME, node=TrainPRMConfig)
     if not OmegaConf.has_resolver("hnc.run_name"):
         OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
+    if not OmegaConf.has_resolver("hnc.train_run_name"):
+        OmegaConf.register_new_resolver("hnc.train_run_name", _train_run_name, use_cache=False)
 
 
 register()

@@ -1,0 +1,1 @@
+"""Train a PRM with stepwise supervision: `python -m hotncold.train_prm train=...`."""

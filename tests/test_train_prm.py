@@ -1,0 +1,258 @@
+"""Training a PRM: TRL-format tokenization, labels, the objective, resumable runs, evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hotncold.config import ConfigError, ModelConfig
+from hotncold.train_prm.config import TrainConfig, TrainDataConfig, TrainPRMConfig, validate
+from hotncold.train_prm.data import label_steps, split
+from hotncold.train_prm.evaluate import first_error, score
+from hotncold.train_prm.tokenize import IGNORE, tokenize_stepwise
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from hotncold.models.embedded import prepare
+
+    return AutoTokenizer.from_pretrained(prepare())
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tokenizer) -> Path:
+    """A random-weight Llama with the embedded model's tokenizer (head_dim 64, as vLLM's CPU
+    attention needs, so the trained PRM can also be served by vLLM)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=64,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_tokenization_puts_labels_on_the_last_separator_token(tokenizer):
+    out = tokenize_stepwise(
+        tokenizer, "What is 2+3?", ["2 + 3 = 5", "The answer is 5."], [True, False], "\n"
+    )
+    ids, labels, ends = out["input_ids"], out["labels"], out["step_ends"]
+    assert ids[0] == tokenizer.bos_token_id
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    assert [ids[e] for e in ends] == [newline[-1]] * 2
+    assert [labels[e] for e in ends] == [1, 0]
+    assert sum(label != IGNORE for label in labels) == 2
+    # the text between the ends decodes back to each step plus its separator
+    assert tokenizer.decode(ids[ends[0] + 1 : ends[1] + 1]) == "The answer is 5.\n"
+
+
+def test_truncation_drops_the_cut_steps(tokenizer):
+    full = tokenize_stepwise(tokenizer, "p", ["1 + 1 = 2"] * 5, [True] * 5, "\n")
+    cut = tokenize_stepwise(
+        tokenizer, "p", ["1 + 1 = 2"] * 5, [True] * 5, "\n", max_length=full["step_ends"][2] + 1
+    )
+    assert cut["step_ends"] == full["step_ends"][:3]
+    assert sum(label != IGNORE for label in cut["labels"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("steps", "final_ok", "expected"),
+    [
+        (["12 + 7 = 19", "The answer is 19."], True, [True, True]),
+        (["12 + 7 = 19", "The answer is 19."], False, [True, False]),
+        (["12 + 7 = 20", "20 - 1 = 19", "The answer is 19."], True, [False, False, False]),
+        (["first", "12 + 7 = 20", "so 19"], False, [True, False, False]),
+    ],
+)
+def test_prefix_correctness_labels(steps, final_ok, expected):
+    assert label_steps(steps, final_ok) == expected
+
+
+def test_processbench_scores_by_hand():
+    examples = [
+        {"labels": [True, True, False]},  # error at 2
+        {"labels": [True, True]},  # correct
+        {"labels": [False, False]},  # error at 0
+    ]
+    probs = [[0.9, 0.8, 0.1], [0.9, 0.2], [0.7, 0.1]]  # right, wrong (flags step 1), wrong (at 1)
+    s = score(examples, probs)
+    assert s["processbench"]["accuracy_error"] == 0.5
+    assert s["processbench"]["accuracy_correct"] == 0.0
+    assert s["processbench"]["f1"] == 0.0
+    assert s["step_accuracy"] == pytest.approx(5 / 7)
+    assert first_error([True, False, True]) == 1 and first_error([True]) == -1
+
+
+def test_split_keeps_problems_apart():
+    examples = [{"uid": f"u{i // 3}", "labels": [True]} for i in range(30)]
+    train, held = split(examples, TrainDataConfig(eval_fraction=0.2), seed=0)
+    assert len(train) + len(held) == 30 and held
+    assert not {e["uid"] for e in train} & {e["uid"] for e in held}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"source": "hub"}, r"needs train\.data\.path"),
+        ({"eval_fraction": 1.5}, "eval_fraction"),
+        ({"levels": [7]}, "levels"),
+    ],
+)
+def test_validation(change, message):
+    cfg = TrainPRMConfig(train=TrainConfig(data=TrainDataConfig(**change)))
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
+
+
+def test_loss_goes_down_on_a_fixed_tiny_batch(tiny_base, tokenizer):
+    import torch
+    from transformers import DataCollatorForTokenClassification
+
+    from hotncold.train_prm.trainer import load_base
+
+    torch.manual_seed(0)
+    model, tok = load_base(str(tiny_base))
+    rows = [
+        tokenize_stepwise(
+            tok, "What is 2+3?", ["2 + 3 = 5", "The answer is 5."], [True, True], "\n"
+        ),
+        tokenize_stepwise(
+            tok, "What is 2+3?", ["2 + 3 = 6", "The answer is 6."], [False, False], "\n"
+        ),
+    ]
+    batch = DataCollatorForTokenClassification(tok)(
+        [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(15):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.slow
+def test_training_run_is_complete_and_resumes(real_engine, tiny_base, tmp_path, monkeypatch):
+    from conftest import tiny_model_config
+
+    from hotncold.train_prm import run as train_run
+
+    cfg = TrainPRMConfig(
+        train=TrainConfig(
+            base_model=str(tiny_base),
+            max_steps=4,
+            save_steps=2,
+            logging_steps=1,
+            batch_size=2,
+            learning_rate=1e-3,
+            max_length=256,
+            data=TrainDataConfig(
+                per_level=2,
+                levels=[1, 2],
+                samples_per_problem=2,
+                temperatures=[0.4, 1.0],
+                eval_fraction=0.25,
+            ),
+        ),
+        model=tiny_model_config(ModelConfig),
+        out_dir=str(tmp_path / "run"),
+    )
+    # interrupt after the first checkpoint (step 2) is written
+    import transformers
+
+    original = transformers.Trainer.training_step
+    state = {"steps": 0}
+
+    def dies_at_step_3(self, *args, **kwargs):
+        state["steps"] += 1
+        if state["steps"] == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", dies_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run.execute(cfg)
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "checkpoint-2").is_dir()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    examples = (run / "data" / "train.jsonl").read_text()
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", original)
+    calls = real_engine.stats.calls
+    metrics = train_run.execute(cfg)
+    assert real_engine.stats.calls == calls  # the sampled examples were reused
+    assert (run / "data" / "train.jsonl").read_text() == examples
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "finished"
+    assert info["training"]["resumed_from"].endswith("checkpoint-2")
+    assert info["training"]["global_step"] == 4
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "hotncold_prm.json"):
+        assert (run / "model" / name).exists()
+    assert json.loads((run / "model" / "hotncold_prm.json").read_text())["step_separator"] == "\n"
+    assert metrics["steps"] > 0 and 0 <= metrics["step_accuracy"] <= 1
+    assert set(metrics["processbench"]) >= {"accuracy_error", "accuracy_correct", "f1"}
+    history = json.loads((run / "train_history.json").read_text())
+    assert [h["step"] for h in history if "loss" in h][-1] == 4
+
+
+TRAIN_OPTIONS = sorted(
+    p.stem for p in (Path(__file__).parent.parent / "conf" / "train").glob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("option", TRAIN_OPTIONS)
+def test_train_options_compose(option):
+    from conftest import ROOT
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import hotncold.schema  # noqa: F401
+    from hotncold.train_prm.run import to_config
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        composed = compose(
+            "train_prm",
+            overrides=[f"train={option}", "out_dir=/tmp/x", "overrides=[]"],
+            return_hydra_config=True,
+        )
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    assert cfg.train.name == option
+    assert composed.hydra.run.dir == f"outputs/train_prm/{composed.run_name}"
+    if option == "local":
+        with pytest.raises(ConfigError, match=r"needs train\.data\.path"):
+            validate(cfg)
+    else:
+        validate(cfg)
+
+
+def test_train_typo_fails_at_composition():
+    from conftest import ROOT
+    from hydra import compose, initialize_config_dir
+
+    with (
+        initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"),
+        pytest.raises(Exception, match="learning_rat"),
+    ):
+        compose("train_prm", overrides=["train.learning_rat=1"])
