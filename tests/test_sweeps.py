@@ -1,8 +1,8 @@
 """Sweep bookkeeping on a scripted engine: status of every job, resubmission, shard merging.
 
-The sweep folders are made by hotncold itself: Hydra's real basic launcher runs the jobs in this
-process (`python -m hotncold -m ...` called in-process), the scripted engine answers, and some
-jobs are made to fail, to be stopped by SIGTERM, or never to start.
+The sweep folders are made by hotncold itself: Hydra runs the sweep in this process (what
+`python -m hotncold -m ...` does, through Hydra's basic launcher), the scripted engine answers,
+and some jobs are made to fail, to be stopped by SIGTERM, or never to start.
 """
 
 from __future__ import annotations
@@ -277,3 +277,35 @@ def test_a_merged_run_is_named_as_hydra_names_the_unsharded_run():
     cfg.dataset.num_shards, cfg.dataset.shard = 1, 0
     assert "-shard1of3_" in shard.run_name
     assert run_name(dataclasses.asdict(cfg)) == composed(*args).run_name
+
+
+@pytest.mark.slow  # real job processes (a few seconds each), though no engine
+def test_status_reads_why_a_submitit_job_died_before_its_run_began(tmp_path):
+    """Real submitit (local executor): jobs whose config is invalid exit before writing run.json;
+    status finds the error line in submitit's log (no engine is started)."""
+    folder = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotncold",
+            "-m",
+            "cluster=submitit_local",
+            "temperature=multi",
+            "n=1,2",
+            f"hydra.sweep.dir={folder}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    report = status.sweep_status(folder)
+    assert report.launcher == "submitit_local"
+    for job, n in zip(report.jobs, (1, 2)):
+        assert job.state == "failed" and job.run_dir is not None and job.job_id
+        assert job.note == (
+            f"hotncold: error: n={n} is smaller than the 3 temperatures in temperature.values; "
+            "raise n to at least 3"
+        )
