@@ -25,6 +25,7 @@ import yaml
 
 from hotncold.config import ConfigError
 from hotncold.rundir import read_json
+from hotncold.slurm import LIVE_STATES, SubmittedJob, job_states, submitted_jobs
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class _Liveness:
             return _process_alive(socket.gethostname(), int(job_id.split("_")[0]))
         if self.slurm is None:
             return None
-        return self.slurm.get(job_id, "GONE") in _live_states()
+        return self.slurm.get(job_id, "GONE") in LIVE_STATES
 
     def slurm_state(self, job_id: str | None) -> str | None:
         if job_id is None or self.slurm is None or self.launcher != "slurm":
@@ -120,7 +121,7 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     if launcher == "slurm":
         ids = [s.get("slurm_job_id") for i in infos.values() for s in i.get("sessions", [])[-1:]]
         ids += [job.job_id for job in submitted.values()]
-        live.slurm = _slurm_states([i for i in ids if i])
+        live.slurm = job_states([i for i in ids if i])
 
     reports = [
         _report(job, runs.get(job), infos.get(job, {}), submitted.get(job), live) for job in jobs
@@ -143,7 +144,7 @@ def _report(
     overrides: tuple[str, ...],
     run_dir: Path | None,
     info: dict[str, Any],
-    submitted: Any,
+    submitted: SubmittedJob | None,
     live: _Liveness,
 ) -> JobReport:
     report = JobReport(overrides, "missing", run_dir=str(run_dir) if run_dir else None)
@@ -224,27 +225,13 @@ def _read_info(run: Path | None) -> dict[str, Any]:
         return {}
 
 
-def _submitted_by_overrides(sweep_dir: Path) -> dict[tuple[str, ...], Any]:
+def _submitted_by_overrides(sweep_dir: Path) -> dict[tuple[str, ...], SubmittedJob]:
     """The latest submitit job of each override set."""
-    from hotncold.slurm import submitted_jobs
-
-    latest: dict[tuple[str, ...], Any] = {}
+    latest: dict[tuple[str, ...], SubmittedJob] = {}
     for job in submitted_jobs(sweep_dir):  # oldest first
         if job.overrides is not None:
             latest[job.overrides] = job
     return latest
-
-
-def _slurm_states(ids: list[str]) -> dict[str, str] | None:
-    from hotncold.slurm import job_states
-
-    return job_states(ids)
-
-
-def _live_states() -> frozenset[str]:
-    from hotncold.slurm import LIVE_STATES
-
-    return LIVE_STATES
 
 
 def _process_alive(host: str | None, pid: int | None) -> bool | None:
