@@ -56,21 +56,21 @@ class Group:
     """The configuration without its shard axis (num_shards=1)."""
     num_shards: int
     shards: dict[int, list[Shard]] = field(default_factory=lambda: defaultdict(list))
-    problems: list[str] = field(default_factory=list)
-    """Problems: what is missing or wrong, one line each."""
+    gaps: list[str] = field(default_factory=list)
+    """What is missing or unfinished, one line per shard."""
     missing_uids: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return not self.problems
+        return not self.gaps
 
 
 def merge_sweep(
     sweep_dir: Path, out: Path | None = None, allow_incomplete: bool = False
 ) -> list[Group]:
     """Merge the shards of every configuration under `sweep_dir` into `out` (default
-    `<sweep_dir>/merged/<name>`); returns every group, with what is missing in `problems`.
+    `<sweep_dir>/merged/<name>`); returns every group, with what is missing in `gaps`.
     Raises ConfigError for what cannot be merged at all (duplicated problems)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out) if out is not None else sweep_dir / "merged"
@@ -96,7 +96,10 @@ def find_groups(sweep_dir: Path, exclude: Path | None = None) -> list[Group]:
         run = path.parent
         if exclude is not None and run.resolve().is_relative_to(Path(exclude).resolve()):
             continue
-        cfg = to_config(yaml.safe_load(path.read_text()))
+        try:
+            cfg = to_config(yaml.safe_load(path.read_text()))
+        except Exception as error:  # OmegaConf raises several types; one line names the file
+            raise ConfigError(f"cannot read {path}: {str(error).splitlines()[0]}") from error
         k = cfg.dataset.num_shards
         if k <= 1:
             continue
@@ -106,9 +109,11 @@ def find_groups(sweep_dir: Path, exclude: Path | None = None) -> list[Group]:
         group = groups.setdefault((name, k), Group(name, whole, k))
         info = read_json(run / "run.json") if (run / "run.json").is_file() else {}
         # No repair: merging only reads (a cut last line is left for the run's own resume).
-        group.shards[cfg.dataset.shard].append(
-            Shard(cfg.dataset.shard, run, info, read_jsonl(run / "completions.jsonl"))
-        )
+        try:
+            records = read_jsonl(run / "completions.jsonl")
+        except ValueError as error:  # damaged before its last line
+            raise ConfigError(str(error)) from error
+        group.shards[cfg.dataset.shard].append(Shard(cfg.dataset.shard, run, info, records))
     by_name: dict[str, list[int]] = defaultdict(list)
     for name, k in groups:
         by_name[name].append(k)
@@ -122,7 +127,7 @@ def find_groups(sweep_dir: Path, exclude: Path | None = None) -> list[Group]:
 
 
 def check(group: Group) -> None:
-    """Fill `group.problems`, `missing_uids` and `records` (in dataset order)."""
+    """Fill `group.gaps`, `missing_uids` and `records` (in dataset order)."""
     from hotncold.data import load_problems, shard
 
     try:
@@ -137,7 +142,7 @@ def check(group: Group) -> None:
         sharded = copy.deepcopy(group.config)
         sharded.dataset.num_shards, sharded.dataset.shard = group.num_shards, index
         if not runs:
-            group.problems.append(
+            group.gaps.append(
                 f"shard {index}: no run folder ({run_name(dataclasses.asdict(sharded))})"
             )
             if expected is not None:
@@ -172,7 +177,7 @@ def check(group: Group) -> None:
                 )
             group.missing_uids += [uid for uid in wanted if uid not in records]
         if run.status != "finished" or total is None or have < total:
-            group.problems.append(
+            group.gaps.append(
                 f"shard {index}: {have} of {total if total is not None else '?'} problems "
                 f"({run.status}) in {run.run_dir}"
             )
@@ -215,7 +220,7 @@ def write_merged(group: Group, out: Path) -> None:
                 "total": len(group.records) + len(group.missing_uids),
                 "done": len(group.records),
             },
-            "missing": {"shards": group.problems, "uids": group.missing_uids},
+            "missing": {"shards": group.gaps, "uids": group.missing_uids},
             "merged_from": [
                 {
                     "shard": s.index,
@@ -257,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         verb = "merged INCOMPLETE" if args.allow_incomplete else "refused"
         print(f"{verb} {g.name}: {done} problems, {len(g.missing_uids)} missing", file=sys.stderr)
-        for line in g.problems:
+        for line in g.gaps:
             print(f"  {line}", file=sys.stderr)
     if not all(g.complete for g in groups):
         if not args.allow_incomplete:
