@@ -47,7 +47,8 @@ def slurm_missing() -> str | None:
     except (OSError, subprocess.SubprocessError) as error:
         return f"Slurm does not answer ({error})"
     if "UP" not in ping.stdout:
-        return f"no Slurm controller answers ({(ping.stdout + ping.stderr).strip()[:200]})"
+        last = (ping.stdout + ping.stderr).strip().splitlines()[-1:] or ["no output"]
+        return f"no Slurm controller answers (scontrol ping: {last[0][:200]})"
     if not part.stdout.strip():
         return "the Slurm cluster has no `debug` partition (cluster=slurm_local needs one)"
     return None
