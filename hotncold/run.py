@@ -7,7 +7,12 @@ errors into an exit, for library use and tests. Resuming is the default: problem
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,12 +61,13 @@ def execute(cfg: Any) -> dict[str, Any]:
     with log_to(rundir.log):
         session = Session(rundir, cfg, total=len(problems))
         try:
-            records = _search(cfg, problems, rundir, session)
-            metrics = metrics_from_records(
-                records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
-            )
-            metrics["agg_strategy"] = cfg.prm.agg_strategy
-            write_json(rundir.metrics, metrics)
+            with _noting_signals(session):
+                records = _search(cfg, problems, rundir, session)
+                metrics = metrics_from_records(
+                    records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
+                )
+                metrics["agg_strategy"] = cfg.prm.agg_strategy
+                write_json(rundir.metrics, metrics)
             session.close("finished")
         except BaseException as error:
             session.close("failed", error)
@@ -202,6 +208,8 @@ class Session:
         )
         self._engine = self._prm = None
         self._base: dict[str, float] = {}
+        self.signals: list[str] = []
+        """Termination signals this session received (see `_noting_signals`)."""
         self._write("running")
 
     def watch(self, engine_stats: Any, prm_stats: Any) -> None:
@@ -234,8 +242,11 @@ class Session:
 
     def close(self, status: str, error: BaseException | None = None) -> None:
         if error is not None:
-            self.me["error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-            if isinstance(error, KeyboardInterrupt):
+            line = f"{type(error).__name__}: {error}".splitlines()[0]
+            if self.signals:  # stopped from outside; the error is only how the stop surfaced
+                line = f"{', '.join(self.signals)} received; then {line}"
+            self.me["error"] = line[:500]
+            if isinstance(error, KeyboardInterrupt | SystemExit) or self.signals:
                 status = "interrupted"
         self.me["ended_at"] = now()
         if status == "finished":
@@ -258,3 +269,41 @@ class Session:
         self.info["totals"] = {k: round(v, 3) for k, v in totals.items()}
         self.info["updated_at"] = now()
         write_json(self.rundir.info, self.info)
+
+
+@contextlib.contextmanager
+def _noting_signals(session: Session) -> Iterator[None]:
+    """Note SIGTERM and submitit's preemption signal while a run searches.
+
+    A scheduler stops a job with them (scancel, preemption, time limit); the session then ends
+    `interrupted` instead of `failed` with whatever error the dying engine raised, and the
+    run resumes from its checkpoint when relaunched. A handler already installed (submitit's,
+    which requeues the job) still runs; a default SIGTERM becomes SystemExit, so the session
+    closes through the normal path before the process exits.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    names = {"SIGTERM", "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")}
+    previous = {}
+    for name in sorted(names):
+        signum = getattr(signal, name, None)
+        old = signal.getsignal(signum) if signum is not None else None
+        if old is None or (signum != signal.SIGTERM and not callable(old)):
+            continue  # not ours to watch: no Python-level handler to chain to
+        previous[signum] = old
+        signal.signal(signum, functools.partial(_on_signal, session, old))
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _on_signal(session: Session, previous: Any, signum: int, frame: Any) -> None:
+    session.signals.append(signal.Signals(signum).name)
+    log.warning("received %s", signal.Signals(signum).name)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        raise SystemExit(128 + signum)

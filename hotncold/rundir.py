@@ -238,8 +238,18 @@ def provenance() -> dict[str, Any]:
         "packages": package_versions(),
         "python": platform.python_version(),
         "host": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "pid": os.getpid(),
+        "slurm_job_id": slurm_job_id(),
     }
+
+
+def slurm_job_id() -> str | None:
+    """This process's Slurm job as squeue, sacct and submitit name it: `<array>_<task>` for an
+    array task (its folder under `.submitit/`), the plain id otherwise."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def git_info(repo: Path) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +33,39 @@ def real_engine():
 def tiny_model_config(cls):
     """The embedded model with the settings the conf/model/smollm2_135m.yaml option uses."""
     return cls(path="embedded:smollm2_135m", max_tokens=96, max_model_len=1024, step_delimiter="\n")
+
+
+def slurm_missing() -> str | None:
+    """Why no Slurm cluster with the `debug` partition answers here (None when one does)."""
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return "no Slurm client (sbatch, scontrol) on PATH"
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+        part = subprocess.run(
+            ["sinfo", "-h", "-p", "debug"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"Slurm does not answer ({error})"
+    if "UP" not in ping.stdout:
+        last = (ping.stdout + ping.stderr).strip().splitlines()[-1:] or ["no output"]
+        return f"no Slurm controller answers (scontrol ping: {last[0][:200]})"
+    if not part.stdout.strip():
+        return "the Slurm cluster has no `debug` partition (cluster=slurm_local needs one)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running Slurm cluster, or a skip (a failure where HOTNCOLD_REQUIRE_SLURM=1, as in CI).
+
+    Start one here with `tests/slurm_local.sh install && tests/slurm_local.sh start`, then
+    `eval "$(tests/slurm_local.sh env)"` before pytest.
+    """
+    why = slurm_missing()
+    if why is not None:
+        message = (
+            f'{why}; start one: tests/slurm_local.sh start && eval "$(tests/slurm_local.sh env)"'
+        )
+        if os.environ.get("HOTNCOLD_REQUIRE_SLURM") == "1":
+            pytest.fail(f"HOTNCOLD_REQUIRE_SLURM=1 but {message}")
+        pytest.skip(message)

@@ -186,3 +186,80 @@ def test_cli_help_lists_the_groups():
     for group in GROUPS:
         assert f"{group}:" in proc.stdout
     assert "python -m hotncold -m" in proc.stdout
+
+
+SLURM_PROFILES = [o for g, o in OPTIONS if g == "cluster" and o.startswith("slurm")]
+
+
+@pytest.mark.parametrize("option", SLURM_PROFILES)
+def test_slurm_profiles_are_typed_submitit_slurm_launchers(option):
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+
+    composed = make(f"cluster={option}")
+    launcher = composed.hydra.launcher
+    assert OmegaConf.get_type(launcher) is SlurmQueueConf
+    assert launcher._target_.endswith("SlurmLauncher")
+    # submitit's files stay in the sweep folder, where hotncold.status reads them
+    assert launcher.submitit_folder == f"{composed.hydra.sweep.dir}/.submitit/%j"
+    assert launcher.max_num_timeout > 0  # time-outs are requeued (runs resume)
+
+
+def test_cluster_options_choose_their_launchers():
+    launcher = make("cluster=slurm_local").hydra.launcher
+    assert (launcher.partition, launcher.gpus_per_node) == ("debug", None)
+    assert make("cluster=slurm_a100").hydra.launcher.gres == "gpu:a100:1"
+    assert make("cluster=slurm_h100").hydra.launcher.gres == "gpu:h100:1"
+    assert make("cluster=submitit_local").hydra.launcher._target_.endswith("LocalLauncher")
+    assert make("cluster=local").hydra.launcher._target_.endswith("BasicLauncher")
+    site = make(
+        "cluster=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.account=lab",
+        "hydra.launcher.qos=high",
+        "hydra.launcher.gpus_per_node=2",
+        "hydra.launcher.cpus_per_task=16",
+        "hydra.launcher.mem_gb=128",
+        "hydra.launcher.timeout_min=600",
+        "hydra.launcher.array_parallelism=8",
+        "hydra.launcher.setup=[module load cuda,source .venv/bin/activate]",
+    ).hydra.launcher
+    assert (site.partition, site.account, site.qos, site.gpus_per_node) == ("gpu", "lab", "high", 2)
+    assert (site.cpus_per_task, site.mem_gb, site.timeout_min, site.array_parallelism) == (
+        16,
+        128,
+        600,
+        8,
+    )
+    assert list(site.setup) == ["module load cuda", "source .venv/bin/activate"]
+    # where a job runs does not change what it computes
+    assert make("cluster=slurm_a100").run_name == make().run_name
+
+
+def test_launcher_typos_fail_at_composition():
+    with pytest.raises(Exception, match=r"Could not override 'hydra\.launcher\.partitoin'") as info:
+        make("cluster=slurm", "hydra.launcher.partitoin=debug")
+    assert "Key 'partitoin' not in 'SlurmQueueConf'" in str(info.value.__cause__)
+    with pytest.raises(Exception, match="gpus_per_node"):
+        make("cluster=slurm_a100", "hydra.launcher.gpus_per_node=two")
+
+
+def test_cli_launcher_typo_fails_before_anything_is_queued(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotncold",
+            "-m",
+            "cluster=slurm",
+            "hydra.launcher.partitoin=debug",
+            "seed=0,1",
+            f"hydra.sweep.dir={tmp_path}/sweep",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Key 'partitoin' not in 'SlurmQueueConf'" in proc.stderr
+    assert not (tmp_path / "sweep").exists()  # no sweep folder, no job script, no sbatch

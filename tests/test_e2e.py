@@ -121,16 +121,38 @@ def test_cli_run_then_resume_after_a_kill(tmp_path):
 
 
 def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):
+    """Six jobs (2 temperatures x 3 dataset shards) in one process share one engine; the shards
+    of each temperature then merge into the unsharded run's problems."""
+    from hotncold import merge
+    from hotncold.data import load_problems
+
     sweep = tmp_path / "sweep"
-    proc = cli("-m", "temperature=cold,hot", *CLI_ARGS, f"hydra.sweep.dir={sweep}")
+    shards = ["dataset.num_shards=3", "dataset.shard=0,1,2", "dataset.levels=[1,2,3]"]
+    proc = cli("-m", "temperature=cold,hot", *shards, *CLI_ARGS, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = sorted(p for p in sweep.iterdir() if (p / "run.json").exists())
-    assert ["_T0.4_" in runs[0].name, "_T1.2_" in runs[1].name] == [True, True]
+    assert len(runs) == 6
+    assert ["_T0.4_" in r.name for r in runs] == [True] * 3 + [False] * 3
     starts = []
     for run in runs:
         info = json.loads((run / "run.json").read_text())
-        assert info["status"] == "finished"
-        starts.append(info["totals"]["engine_start_s"])
+        assert info["status"] == "finished" and info["problems"]["total"] == 1
+        starts.append((info["sessions"][0]["started_at"], info["totals"]["engine_start_s"]))
         temps = {c["temperature"] for rec in records(run) for c in rec["completions"]}
         assert temps == {0.4 if "T0.4" in run.name else 1.2}
-    assert starts[1] < starts[0] / 5  # the second job found the first job's engine
+    first, *later = (s for _, s in sorted(starts))
+    assert max(later) < first / 5  # only the first job started an engine
+
+    groups = merge.merge_sweep(sweep)
+    assert len(groups) == 2 and all(g.complete for g in groups)
+    expected = load_problems(DatasetConfig(per_level=1, levels=[1, 2, 3]))
+    for group in groups:
+        merged = sweep / "merged" / group.name
+        recs = records(merged)
+        assert [r["uid"] for r in recs] == [p.uid for p in expected]
+        assert [r["problem"]["answer"] for r in recs] == [p.answer for p in expected]
+        assert all(len(r["completions"]) == 2 for r in recs)
+        metrics = json.loads((merged / "metrics.json").read_text())
+        assert metrics["overall"]["num_problems"] == 3 and len(metrics["per_problem"]) == 3
+        config = yaml.safe_load((merged / "config.yaml").read_text())
+        assert (config["dataset"]["num_shards"], config["dataset"]["shard"]) == (1, 0)

@@ -1,0 +1,311 @@
+"""Sweep bookkeeping on a scripted engine: status of every job, resubmission, shard merging.
+
+The sweep folders are made by hotncold itself: Hydra runs the sweep in this process (what
+`python -m hotncold -m ...` does, through Hydra's basic launcher), the scripted engine answers,
+and some jobs are made to fail, to be stopped by SIGTERM, or never to start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from fakes import ScriptedEngine, problem_of
+
+import hotncold.engine
+import hotncold.schema  # registers the schema and resolvers
+from hotncold import merge, status
+from hotncold.config import Config, ConfigError, DatasetConfig
+from hotncold.data.arithmetic import generate
+from hotncold.run import execute
+from hotncold.rundir import append_jsonl, read_json, run_name, write_json
+
+ANSWERS = {r["problem"]: r["answer"] for seed in (0, 1) for r in generate(4, seed=seed)}
+
+
+def answer(request, i):
+    right = ANSWERS[problem_of(request.prompt)]
+    return f"{right} + 0 = {right}\nThe answer is {right}." if i % 2 == 0 else "1 + 1 = 3"
+
+
+@pytest.fixture(autouse=True)
+def fresh_hydra():
+    """Sweeps here set up Hydra's global state in this process; leave it as found."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    fake = ScriptedEngine(answer)
+    monkeypatch.setattr(hotncold.engine, "get_engine", lambda cfg: fake)
+    return fake
+
+
+def sweep(monkeypatch, *args: str) -> None:
+    """`python -m hotncold -m ARGS`, in this process (Hydra's basic launcher)."""
+    from hotncold.sweep import hydra_app, task
+
+    hydra_app("hotncold").multirun(config_name="config", task_function=task, overrides=list(args))
+
+
+SWEEP = ["dataset.per_level=1", "n=2", "batch_size=2"]  # 5 problems per job, 3 batches
+
+
+def by_temperature(report: status.SweepStatus) -> dict[str, status.JobReport]:
+    return {next(o for o in j.overrides if o.startswith("temperature=")): j for j in report.jobs}
+
+
+def test_status_finds_done_failed_partial_and_missing_jobs_and_resubmit_finishes_them(
+    tmp_path, monkeypatch, engine
+):
+    folder = tmp_path / "sweep"
+    calls: dict[float, int] = {}
+    healthy = engine.generate
+
+    def troubled(requests):
+        t = requests[0].temperature
+        calls[t] = calls.get(t, 0) + 1
+        if t == 0.8 and calls[t] == 2:
+            raise RuntimeError("boom: the engine broke")
+        if t == 1.2 and calls[t] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as scancel does; the run notes it and stops
+        return healthy(requests)
+
+    engine.generate = troubled
+    with pytest.raises(SystemExit):  # the SIGTERM stops the sweep: greedy never starts
+        sweep(
+            monkeypatch, "temperature=cold,default,hot,greedy", *SWEEP, f"hydra.sweep.dir={folder}"
+        )
+
+    report = status.sweep_status(folder)
+    assert report.launcher == "local" and len(report.jobs) == 4
+    jobs = by_temperature(report)
+    cold, default, hot, greedy = (
+        jobs[f"temperature={t}"] for t in ("cold", "default", "hot", "greedy")
+    )
+    assert (cold.state, cold.done, cold.total) == ("done", 5, 5)
+    assert (default.state, default.done) == ("failed", 2)
+    assert default.note == "RuntimeError: boom: the engine broke"
+    assert (hot.state, hot.done, hot.total) == ("partial", 2, 5)
+    assert hot.note.startswith("SIGTERM received; then SystemExit")
+    assert (greedy.state, greedy.run_dir, greedy.note) == ("missing", None, "never started")
+    text = status.format_status(report)
+    assert "1 done, 1 partial, 1 failed, 1 missing" in text and "--resubmit" in text
+    hot_dir = Path(hot.run_dir)
+    kept = (hot_dir / "completions.jsonl").read_text()
+
+    engine.generate = healthy
+    engine.calls.clear()
+    assert status.main([str(folder), "--resubmit"]) == 0
+    # exactly the three unfinished jobs ran again, and only their unfinished problems
+    assert len(engine.calls) == 2 + 2 + 3  # default 3 left, hot 3 left (2 batches each), greedy
+    assert all(j.state == "done" for j in status.sweep_status(folder).jobs)
+    assert len(read_json(Path(cold.run_dir) / "run.json")["sessions"]) == 1
+    hot_info = read_json(hot_dir / "run.json")
+    assert [s["status"] for s in hot_info["sessions"]] == ["interrupted", "finished"]
+    assert (hot_dir / "completions.jsonl").read_text().startswith(kept)
+    assert hot_info["overrides"] == list(hot.overrides)
+    # multirun.yaml still describes the whole sweep
+    assert len(status.sweep_status(folder).jobs) == 4
+    assert status.main([str(folder), "--resubmit"]) == 0  # nothing left: a no-op
+    assert len(engine.calls) == 7
+
+
+def test_status_tells_running_from_vanished_processes(tmp_path, monkeypatch, engine):
+    folder = tmp_path / "sweep"
+    sweep(monkeypatch, "seed=0,1", *SWEEP, f"hydra.sweep.dir={folder}")
+    first, second = (Path(j.run_dir) for j in status.sweep_status(folder).jobs)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    for run, pid in ((first, os.getpid()), (second, int(dead.stdout))):
+        info = read_json(run / "run.json")
+        info["status"] = info["sessions"][-1]["status"] = "running"
+        info["sessions"][-1]["pid"] = pid
+        info["problems"]["done"] = 3
+        write_json(run / "run.json", info)
+    jobs = status.sweep_status(folder).jobs
+    assert [j.state for j in jobs] == ["running", "partial"]
+    assert jobs[1].note == "stopped without a word (killed?)"
+    assert [j.overrides for j in status.sweep_status(folder).unfinished] == [jobs[1].overrides]
+    # a job the (basic launcher's) sweep process has not reached yet is waiting, not missing
+    shutil.rmtree(second)
+    jobs = status.sweep_status(folder).jobs
+    assert [j.state for j in jobs] == ["running", "queued"]
+    assert status.sweep_status(folder).unfinished == []
+
+
+def test_status_refuses_a_folder_that_is_not_a_sweep(tmp_path):
+    assert status.main([str(tmp_path)]) == 2
+    with pytest.raises(ConfigError, match=r"no multirun\.yaml"):
+        status.sweep_status(tmp_path)
+
+
+def test_resubmission_takes_only_launcher_settings(tmp_path, monkeypatch, engine):
+    from hotncold.sweep import relaunch
+
+    folder = tmp_path / "sweep"
+    sweep(monkeypatch, "seed=0,1", *SWEEP, f"hydra.sweep.dir={folder}")
+    with pytest.raises(ConfigError, match="only takes launcher settings"):
+        relaunch(folder, [("seed=0",)], ["n=4"])
+
+
+# ---- merging shards ---------------------------------------------------------------------
+
+
+def shard_config(folder: Path, k: int, i: int, **dataset) -> Config:
+    cfg = Config(
+        n=4, batch_size=3, dataset=DatasetConfig(per_level=4, num_shards=k, shard=i, **dataset)
+    )
+    cfg.out_dir = str(folder / run_name(dataclasses.asdict(cfg)))
+    return cfg
+
+
+def records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "completions.jsonl").read_text().splitlines()]
+
+
+def test_merged_shards_equal_the_unsharded_run(tmp_path, engine):
+    folder = tmp_path / "sweep"
+    for i in range(3):
+        execute(shard_config(folder, 3, i))
+    whole = shard_config(tmp_path / "whole", 1, 0)
+    whole_metrics = execute(whole)
+    assert merge.main([str(folder)]) == 0
+    merged = folder / "merged" / Path(whole.out_dir).name  # named as the unsharded run
+    assert records(merged) == records(Path(whole.out_dir))  # all 20 problems, dataset order
+    assert read_json(merged / "metrics.json") == whole_metrics
+    info = read_json(merged / "run.json")
+    assert info["status"] == "finished" and info["problems"] == {"total": 20, "done": 20}
+    assert [s["problems"] for s in info["merged_from"]] == [7, 7, 6]
+    assert info["totals"]["engine_calls"] == 3 + 3 + 2  # batches of 3 problems per shard
+    assert merge.main([str(folder)]) == 0  # merging again rewrites the same result
+
+
+def test_merge_refuses_missing_and_partial_shards_and_names_them(tmp_path, engine, capsys):
+    folder = tmp_path / "sweep"
+    for i in (0, 2):
+        execute(shard_config(folder, 3, i))
+    stopped = shard_config(folder, 3, 1)
+    healthy, calls = engine.generate, []
+
+    def dies_on_second_batch(requests):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return healthy(requests)
+
+    engine.generate = dies_on_second_batch
+    with pytest.raises(KeyboardInterrupt):
+        execute(stopped)
+    engine.generate = healthy
+    # another configuration of the same sweep lost a whole shard
+    for i in (0, 1):
+        execute(shard_config(folder, 3, i, generator_seed=1))
+
+    assert merge.main([str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"shard 1: 3 of 7 problems (interrupted) in {stopped.out_dir}" in err
+    lost = Path(shard_config(folder, 3, 2, generator_seed=1).out_dir).name
+    assert f"shard 2: no run folder ({lost})" in err
+    assert "--allow-incomplete" in err
+    assert not (folder / "merged").exists()
+
+    assert merge.main([str(folder), "--allow-incomplete"]) == 1
+    groups = merge.find_groups(folder, exclude=folder / "merged")
+    for group in groups:
+        info = read_json(folder / "merged" / group.name / "run.json")
+        assert info["status"] == "incomplete"
+        assert info["problems"]["total"] == 20
+        assert len(info["missing"]["uids"]) == 20 - info["problems"]["done"]
+    done = sorted(
+        read_json(folder / "merged" / g.name / "run.json")["problems"]["done"] for g in groups
+    )
+    assert done == [7 + 7, 7 + 3 + 6]
+
+    execute(stopped)  # finish the interrupted shard: that group now merges complete
+    groups = merge.merge_sweep(folder)
+    assert sorted(g.complete for g in groups) == [False, True]
+
+
+def test_merge_refuses_a_problem_that_appears_twice(tmp_path, engine):
+    folder = tmp_path / "sweep"
+    for i in range(2):
+        execute(shard_config(folder, 2, i))
+    first = Path(shard_config(folder, 2, 0).out_dir)
+    second = Path(shard_config(folder, 2, 1).out_dir)
+    append_jsonl(second / "completions.jsonl", records(first)[:1])
+    with pytest.raises(ConfigError, match="appears twice"):
+        merge.merge_sweep(folder)
+    assert merge.main([str(folder)]) == 2
+
+
+def test_merge_and_status_run_as_modules(tmp_path):
+    for module in ("hotncold.merge", "hotncold.status"):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT
+        )
+        assert proc.returncode == 0 and "sweep_dir" in proc.stdout
+
+
+def test_a_merged_run_is_named_as_hydra_names_the_unsharded_run():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from hotncold.run import to_config
+
+    def composed(*overrides: str):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=["out_dir=x", "overrides=[]", *overrides])
+        return cfg
+
+    args = ["temperature=multi", "n=6", "dataset.levels=[1,2]"]
+    shard = composed(*args, "dataset.num_shards=3", "dataset.shard=1")
+    cfg = to_config(OmegaConf.masked_copy(shard, [k for k in shard if k != "hydra"]))
+    cfg.dataset.num_shards, cfg.dataset.shard = 1, 0
+    assert "-shard1of3_" in shard.run_name
+    assert run_name(dataclasses.asdict(cfg)) == composed(*args).run_name
+
+
+@pytest.mark.slow  # real job processes (a few seconds each), though no engine
+def test_status_reads_why_a_submitit_job_died_before_its_run_began(tmp_path):
+    """Real submitit (local executor): jobs whose config is invalid exit before writing run.json;
+    status finds the error line in submitit's log (no engine is started)."""
+    folder = tmp_path / "sweep"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotncold",
+            "-m",
+            "cluster=submitit_local",
+            "temperature=multi",
+            "n=1,2",
+            f"hydra.sweep.dir={folder}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    report = status.sweep_status(folder)
+    assert report.launcher == "submitit_local"
+    for job, n in zip(report.jobs, (1, 2)):
+        assert job.state == "failed" and job.run_dir is not None and job.job_id
+        assert job.note == (
+            f"hotncold: error: n={n} is smaller than the 3 temperatures in temperature.values; "
+            "raise n to at least 3"
+        )
