@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks import best_of_n
+from benchmarks import best_of_n, train_prm
 
-BENCHMARKS = {"best_of_n": best_of_n.main}
+BENCHMARKS = {"best_of_n": best_of_n.main, "train_prm": train_prm.main}
 
 
 def main() -> None:
