@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks import best_of_n
+from benchmarks import best_of_n, search
 
-BENCHMARKS = {"best_of_n": best_of_n.main}
+BENCHMARKS = {"best_of_n": best_of_n.main, "search": search.main}
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tqdm import tqdm
+
 from hotncold.data import Problem
 from hotncold.engine import derive_seed
 from hotncold.prm.base import aggregate
@@ -78,7 +80,9 @@ class BeamSearch:
         limits = Limits(ctx.model.step_delimiter, ctx.model.max_tokens, ctx.model.top_p)
         agg = ctx.agg_strategy
         searches = [_Search(p, prompt) for p, prompt in zip(problems, prompts)]
-        for depth in range(a.num_iterations):
+        for depth in tqdm(
+            range(a.num_iterations), desc=f"{self.name} steps", unit="step", leave=False
+        ):
             live = [s for s in searches if s.live]
             if not live:
                 break
@@ -111,8 +115,8 @@ class BeamSearch:
                 by_search.setdefault(id(s), []).append(e)
             for s in live:
                 s.beams = self._prune(s, by_search[id(s)], keep, a.filter_duplicates)
-            log.debug(
-                "beam search depth %d: %d candidates, %d problems still searching",
+            log.info(
+                "beam search step %d: %d candidates, %d problems still searching",
                 depth,
                 len(tasks),
                 sum(s.live for s in searches),

@@ -28,6 +28,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tqdm import tqdm
+
 from hotncold.data import Problem
 from hotncold.engine import derive_seed
 from hotncold.search.base import Completion, SearchContext
@@ -83,7 +85,9 @@ class DVTS:
             _Search(p, prompt, [_Subtree(t) for t in range(ctx.n // m)])
             for p, prompt in zip(problems, prompts)
         ]
-        for depth in range(a.num_iterations):
+        for depth in tqdm(
+            range(a.num_iterations), desc=f"{self.name} steps", unit="step", leave=False
+        ):
             final = depth == a.num_iterations - 1
             tasks, owners = [], []
             for s in searches:
@@ -118,7 +122,12 @@ class DVTS:
             for t, candidates in grown.values():
                 t.last = ranked(candidates)
                 t.node = t.last[0].node
-            log.debug("dvts depth %d: %d candidates", depth, len(tasks))
+            log.info(
+                "dvts step %d: %d candidates, %d subtrees still growing",
+                depth,
+                len(tasks),
+                sum(t.live for s in searches for t in s.subtrees),
+            )
         return [self._result(s, m, a.finished_only) for s in searches]
 
     @staticmethod
