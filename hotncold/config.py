@@ -103,10 +103,12 @@ class ApproachConfig:
     """beam_search: drop unfinished candidates whose text equals an earlier candidate's before
     pruning."""
     finished_only: bool = True
-    """dvts: each subtree returns only the finished (EOS) candidates of its last expansion,
-    repeated in turn to fill its m slots (copies carry `extra.copy_of`); a subtree with none
-    keeps its m unfinished candidates, marked `finished: false`. False returns the last
-    expansion as it is, like search-and-learn."""
+    """beam_search/dvts: return only finished (EOS) solutions, best first, repeated in turn to
+    fill the slots (copies carry `extra.copy_of`): beam search's n slots from its completed
+    pool, each DVTS subtree's m slots from its last expansion. With none finished, the slots
+    keep the unfinished ones, marked `finished: false`. False returns them as search-and-learn
+    does (beam search: the n best of the pool, truncated ones included; DVTS: the last
+    expansion as it is)."""
 
 
 @dataclass

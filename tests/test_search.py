@@ -215,6 +215,34 @@ def test_finished_candidates_go_to_the_pool_and_free_their_beam_slot():
     assert out[0].text == "root j1 done [0.95]" and out[0].extra["depth"] == 1
 
 
+def test_finished_only_returns_finished_solutions_repeated_to_fill_n():
+    who = Who("beam_search", ["u0"])
+
+    def script(request, i):
+        w = who(request)
+        if request.stop:
+            return step(f"root j{w.j} 1 + 1 = 2 [1.0]")
+        # the last iteration: one candidate of each beam ends, the other runs out of tokens
+        if w.j == 1:
+            return eos(f"The answer is {w.beam + 1}. [0.5]")
+        return cut(f"{w.beam} + 1 = [0.9]", 50)
+
+    for finished_only in (True, False):
+        engine = ScriptedEngine(script)
+        ctx = context(engine, n=4, m=2, iterations=2, agg="min", finished_only=finished_only)
+        out = solve(engine, ctx)[0]
+        if finished_only:
+            # min ranks the truncated ones (0.9) first, but only the finished ones count
+            assert [c.text.split(NL)[1] for c in out] == [
+                "The answer is 1. [0.5]",
+                "The answer is 2. [0.5]",
+            ] * 2
+            assert [c.extra.get("copy_of") for c in out] == [None, None, 0, 1]
+            assert all(c.finished and c.extra["dropped_unfinished"] == 2 for c in out)
+        else:  # search-and-learn: the best of the pool, truncated or not
+            assert [c.finish_reason for c in out] == ["length", "length", "eos", "eos"]
+
+
 def test_fewer_survivors_share_the_n_expansions_best_first():
     assert expansion_counts(8, 2) == [4, 4]
     assert expansion_counts(8, 3) == [3, 3, 2]

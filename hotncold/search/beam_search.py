@@ -15,7 +15,11 @@ width m, per problem:
 - the last iteration (`num_iterations`) generates every candidate to the end;
 - the result is the n best of the completed pool by `aggregate(step_scores, agg_strategy)`
   (search-and-learn ranks by the last step's score whatever the strategy, or takes the first n
-  to complete); ties keep the earlier completion.
+  to complete); ties keep the earlier completion. With `finished_only` (the default) only
+  finished (EOS) solutions count, repeated in rank order when fewer than n finished (copies
+  carry `extra.copy_of`); truncated ones would otherwise compete, and under `min` a truncated
+  solution whose steps all check out outranks one that ends with an uncheckable answer line.
+  With none finished, the n best as they are (marked `finished: false`).
 
 Every iteration is one engine call for the candidates of every unfinished problem of the batch
 (plus one per lookahead step and per blank retry round, see `steps`) and one PRM call.
@@ -38,6 +42,7 @@ from hotncold.search.steps import (
     Limits,
     Node,
     StepTask,
+    fill,
     generate_steps,
     lookahead,
     ranked,
@@ -121,7 +126,7 @@ class BeamSearch:
                 len(tasks),
                 sum(s.live for s in searches),
             )
-        return [self._result(s, ctx.n, agg) for s in searches]
+        return [self._result(s, ctx.n, agg, a.finished_only) for s in searches]
 
     @staticmethod
     def _prune(s: _Search, expansions: list[Expansion], keep: int, dedupe: bool) -> list[Node]:
@@ -142,9 +147,9 @@ class BeamSearch:
         return [e.node for e in ranked(active)[:keep]]
 
     @staticmethod
-    def _result(s: _Search, n: int, agg: str) -> list[Completion]:
+    def _result(s: _Search, n: int, agg: str, finished_only: bool) -> list[Completion]:
         # Every iteration ends with n candidates and the last one ends them all, so the pool
-        # holds at least n: search-and-learn's fill-by-repetition can never trigger.
+        # always holds at least n.
         pool = sorted(s.completed, key=lambda node: -aggregate(node.step_scores, agg))
         extra = {
             "search_tokens": s.search_tokens,
@@ -152,4 +157,7 @@ class BeamSearch:
             "iterations": s.iterations,
             "pool": len(pool),
         }
-        return [node.to_completion(group=i, **extra) for i, node in enumerate(pool[:n])]
+        return [
+            node.to_completion(group=i, **extra, **more)
+            for i, (node, more) in enumerate(fill(pool, n, finished_only))
+        ]

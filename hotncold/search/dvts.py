@@ -38,6 +38,7 @@ from hotncold.search.steps import (
     Limits,
     Node,
     StepTask,
+    fill,
     generate_steps,
     lookahead,
     ranked,
@@ -45,8 +46,6 @@ from hotncold.search.steps import (
 )
 
 log = logging.getLogger(__name__)
-
-FINISHED = ("eos", "empty_step")
 
 
 @dataclass
@@ -142,17 +141,10 @@ class DVTS:
                 "lookahead_tokens": s.lookahead_tokens,
                 "iterations": s.iterations,
             }
-            nodes = [e.node for e in t.last]
-            if finished_only:
-                done = [node for node in nodes if node.finish_reason in FINISHED]
-                if done:
-                    extra["dropped_unfinished"] = len(nodes) - len(done)
-                    nodes = done
             first = len(out)
-            for j in range(m):
-                node = nodes[j % len(nodes)]
-                more: dict[str, object] = {"selected": node is t.node}
-                if j >= len(nodes):
-                    more["copy_of"] = first + j % len(nodes)
+            for node, more in fill([e.node for e in t.last], m, finished_only):
+                if "copy_of" in more:
+                    more["copy_of"] += first
+                more["selected"] = node is t.node
                 out.append(node.to_completion(group=t.index, **extra, **more))
         return out

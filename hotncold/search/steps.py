@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 BLANK_RETRIES = 2
 """Extra tries for a step that came back as nothing but the delimiter (see the module doc)."""
 
+FINISHED = ("eos", "empty_step")
+"""Finish reasons of a solution the model ended (`Completion.finished`)."""
+
 
 @dataclass(frozen=True)
 class Node:
@@ -57,6 +60,10 @@ class Node:
     def live(self) -> bool:
         return self.finish_reason is None
 
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason in FINISHED
+
     def to_completion(self, group: int, **extra: object) -> Completion:
         temps = set(self.sampled_at)
         return Completion(
@@ -70,6 +77,28 @@ class Node:
             group=group,
             extra={"depth": self.depth, **extra},
         )
+
+
+def fill(nodes: Sequence[Node], slots: int, finished_only: bool) -> list[tuple[Node, dict]]:
+    """`slots` outputs from `nodes` (best first), each with its extra fields.
+
+    With `finished_only`, the finished nodes only, repeated in turn when fewer than `slots`
+    (a copy's `copy_of` is the index of its original among the outputs), and the number of
+    unfinished ones left out in `dropped_unfinished`; when none finished, the best `slots`
+    nodes as they are. Else the best `slots` nodes as they are.
+    """
+    chosen, extra = list(nodes), {}
+    if finished_only:
+        done = [node for node in nodes if node.finished]
+        if done:
+            chosen, extra = done, {"dropped_unfinished": len(nodes) - len(done)}
+    out = []
+    for i in range(slots):
+        more = dict(extra)
+        if i >= len(chosen):
+            more["copy_of"] = i % len(chosen)
+        out.append((chosen[i % len(chosen)], more))
+    return out
 
 
 @dataclass(frozen=True)
