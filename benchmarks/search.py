@@ -21,7 +21,7 @@ from hotncold.config import (
     TemperatureConfig,
 )
 from hotncold.data import load_problems
-from hotncold.engine import build_prompt, get_engine
+from hotncold.engine import GenerationRequest, build_prompt, get_engine
 from hotncold.grading import Grader
 from hotncold.metrics import metrics_from_records
 from hotncold.prm import build_prm
@@ -44,7 +44,7 @@ def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
     problems = load_problems(DatasetConfig(per_level=per_level))
     prompts = [build_prompt(engine, MODEL, p.problem) for p in problems]
     grader = Grader()
-    results = {}
+    results = {"engine_ceiling": ceiling(engine, prompts, n)}
     for name in ("beam_search", "dvts"):
         ctx = SearchContext(
             engine=engine,
@@ -130,3 +130,29 @@ def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
             f"{identical}/{len(problems)} problems sampled identically"
         )
     return results
+
+
+def ceiling(engine, prompts: list[str], n: int, tokens: int = 32) -> dict:
+    """What batching across problems can gain on this machine at most: the same requests
+    (n samples of every prompt, `tokens` tokens each, no stop) as one call, and as one call per
+    prompt. On a GPU the ratio is large; on a few CPU cores a batch of n already keeps them busy.
+    """
+    requests = [
+        GenerationRequest(prompt=p, temperature=0.8, max_tokens=tokens, seed=i * n + j)
+        for i, p in enumerate(prompts)
+        for j in range(n)
+    ]
+    engine.llm.reset_prefix_cache()
+    started = time.perf_counter()
+    for i in range(len(prompts)):
+        engine.generate(requests[i * n : (i + 1) * n])
+    loop = time.perf_counter() - started
+    engine.llm.reset_prefix_cache()
+    started = time.perf_counter()
+    engine.generate(requests)
+    batched = time.perf_counter() - started
+    print(
+        f"engine ceiling: {len(requests)} requests of {tokens} tokens, one call per prompt "
+        f"{loop:.1f} s, one call {batched:.1f} s: {loop / batched:.2f}x"
+    )
+    return {"one_call_per_prompt_s": loop, "one_call_s": batched, "ratio": loop / batched}
