@@ -182,3 +182,13 @@ def test_cli_dvts_with_an_annealing_schedule(tmp_path):
             assert set(temps) <= {1.2, 0.8, 0.4}
             assert temps == sorted(temps, reverse=True)  # annealing: never hotter later
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_a_prompt_that_fills_the_context_gets_an_empty_length_generation(real_engine):
+    from hotncold.engine import GenerationRequest
+
+    full = GenerationRequest(prompt="one two three " * 400, temperature=0.8, max_tokens=8, n=2)
+    short = GenerationRequest(prompt="1 + 1 =", temperature=0.0, max_tokens=4)
+    out = real_engine.generate([full, short])
+    assert [(g.text, g.num_tokens, g.finish_reason) for g in out[0]] == [("", 0, "length")] * 2
+    assert out[1][0].num_tokens > 0

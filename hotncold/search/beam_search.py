@@ -111,7 +111,9 @@ class BeamSearch:
                         owners.append(s)
             expansions = generate_steps(ctx.engine, tasks, limits)
             if a.lookahead and not final:
-                lookahead(ctx.engine, [t.prompt for t in tasks], expansions, a.lookahead, limits)
+                lookahead(
+                    ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits
+                )
             score(ctx.prm, [s.problem.problem for s in owners], expansions, agg)
             by_search: dict[int, list[Expansion]] = {}
             for s, e in zip(owners, expansions):

@@ -111,7 +111,9 @@ class DVTS:
                 break
             expansions = generate_steps(ctx.engine, tasks, limits)
             if a.lookahead and not final:
-                lookahead(ctx.engine, [t.prompt for t in tasks], expansions, a.lookahead, limits)
+                lookahead(
+                    ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits
+                )
             score(ctx.prm, [s.problem.problem for s, _ in owners], expansions, ctx.agg_strategy)
             grown: dict[int, tuple[_Subtree, list[Expansion]]] = {}
             for (s, t), e in zip(owners, expansions):
