@@ -7,9 +7,13 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks import best_of_n, train_prm
+from benchmarks import best_of_n, search, train_prm
 
-BENCHMARKS = {"best_of_n": best_of_n.main, "train_prm": train_prm.main}
+BENCHMARKS = {
+    "best_of_n": best_of_n.main,
+    "search": search.main,
+    "train_prm": train_prm.main,
+}
 
 
 def main() -> None:

@@ -92,20 +92,33 @@ class ApproachConfig:
     name: str = "best_of_n"
     """best_of_n, beam_search or dvts."""
     beam_width: int = 4
-    """beam_search/dvts: expansions per surviving beam (m); `n // m` beams are kept."""
+    """beam_search/dvts: expansions per beam (m). Beam search keeps the best `n // m` beams;
+    DVTS grows `n // m` independent subtrees."""
     num_iterations: int = 40
-    """beam_search/dvts: most search steps; the last one generates to the end."""
+    """beam_search/dvts: most search steps (depths); the last one generates to the end."""
     lookahead: int = 0
-    """beam_search: extra greedy steps generated only to score a candidate."""
+    """beam_search/dvts: extra greedy (T=0) steps generated after each candidate only to score
+    it (the candidate is ranked by the aggregated scores of its steps plus these); not kept."""
     filter_duplicates: bool = False
-    """beam_search: drop candidates whose text equals another's before pruning."""
+    """beam_search: drop unfinished candidates whose text equals an earlier candidate's before
+    pruning."""
     finished_only: bool = True
-    """dvts: return only finished solutions (unfinished ones are kept but marked)."""
+    """beam_search/dvts: return only finished (EOS) solutions, best first, repeated in turn to
+    fill the slots (copies carry `extra.copy_of`): beam search's n slots from its completed
+    pool, each DVTS subtree's m slots from its last expansion. With none finished, the slots
+    keep the unfinished ones, marked `finished: false`. False returns them as search-and-learn
+    does (beam search: the n best of the pool, truncated ones included; DVTS: the last
+    expansion as it is)."""
 
 
 @dataclass
 class TemperatureConfig:
-    """The temperature schedule: which temperatures, in which shares, at which search depth."""
+    """The temperature schedule: which temperatures, in which shares, at which search depth.
+
+    The temperature of a sample is `value * factor(depth)`: the value of its slot (values in
+    their ratios, interleaved over the n samples or the m expansions of a beam) times the
+    schedule's factor at the depth (step index, from 0) of the step being generated.
+    """
 
     name: str = "default"
     """Short name; run names use the values themselves, so overrides never mislabel a run."""
@@ -113,6 +126,18 @@ class TemperatureConfig:
     """Temperatures to sample at; several make a multi-temperature mix."""
     ratios: list[float] | None = None
     """Share of the budget per value (sums to 1); null means equal shares."""
+    schedule: str = "constant"
+    """How temperatures change with search depth: constant, linear or cosine (from `start` at
+    step 0 to `end` at step `horizon`, then `end`), or switch (`start` for the first `switch_at`
+    steps, then `end`). Non-constant schedules need a step-level approach (beam_search, dvts)."""
+    start: float = 1.0
+    """Factor multiplying every value at the first step (with values=[1.0]: the temperature)."""
+    end: float = 1.0
+    """Factor multiplying every value at the end of the schedule."""
+    horizon: int = 8
+    """linear/cosine: the step (depth, from 0) at which the factor reaches `end`."""
+    switch_at: int = 2
+    """switch: the number of first steps sampled at `start`; later steps use `end`."""
 
 
 @dataclass
@@ -245,10 +270,11 @@ def _validate_temperature(cfg: Config) -> None:
             )
     if len(set(t.values)) != len(t.values):
         raise ConfigError(f"temperature.values {list(t.values)} repeats a value; list each once")
-    if cfg.approach.name == "best_of_n":
-        from hotncold.temperature import allocate
+    _validate_schedule(cfg)
+    from hotncold.temperature import allocate
 
-        k = len(t.values)
+    k = len(t.values)
+    if cfg.approach.name == "best_of_n":
         if cfg.n < k:
             raise ConfigError(
                 f"n={cfg.n} is smaller than the {k} temperatures in temperature.values; "
@@ -261,6 +287,49 @@ def _validate_temperature(cfg: Config) -> None:
                     f"temperature {value} (ratio {ratio:g}) gets 0 of n={cfg.n} completions; "
                     "raise n or its ratio"
                 )
+    elif cfg.approach.name in ("beam_search", "dvts") and cfg.approach.beam_width >= 1:
+        # every beam's m expansions are split over the values: each must get at least one
+        m = cfg.approach.beam_width
+        shares = t.ratios or [1.0 / k] * k
+        for value, ratio, count in zip(t.values, shares, allocate(m, shares)):
+            if ratio > 0 and count == 0:
+                raise ConfigError(
+                    f"temperature {value} (ratio {ratio:g}) gets 0 of the "
+                    f"approach.beam_width={m} expansions of a beam; raise beam_width "
+                    f"(a multiple of {k} tries every temperature) or change temperature.ratios"
+                )
+
+
+def _validate_schedule(cfg: Config) -> None:
+    from hotncold.temperature import SCHEDULES
+
+    t = cfg.temperature
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"temperature.schedule={t.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}"
+        )
+    for key in ("start", "end"):
+        value = getattr(t, key)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"temperature.{key}={value} must be a factor >= 0")
+    if t.schedule == "constant":
+        if t.start != 1.0 or t.end != 1.0:
+            raise ConfigError(
+                f"temperature.start={t.start:g}/end={t.end:g} have no effect with "
+                "temperature.schedule=constant; set temperature.schedule=linear, cosine or "
+                "switch (or leave start and end at 1)"
+            )
+        return
+    if t.horizon < 1:
+        raise ConfigError(f"temperature.horizon={t.horizon} must be at least 1 step")
+    if t.switch_at < 1:
+        raise ConfigError(f"temperature.switch_at={t.switch_at} must be at least 1 step")
+    if cfg.approach.name == "best_of_n":
+        raise ConfigError(
+            f"temperature.schedule={t.schedule} changes the temperature per step, but best_of_n "
+            "samples whole solutions; use approach=dvts approach.beam_width=1 (n independent "
+            "solutions sampled step by step) or approach=beam_search"
+        )
 
 
 def _validate_approach(cfg: Config) -> None:

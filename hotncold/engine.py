@@ -222,10 +222,15 @@ class VLLMEngine:
         # Tokenize here without special tokens: chat templates already write the BOS token,
         # and letting the engine add another would shift every model that has one.
         encoded = self.tokenizer([r.prompt for r in requests], add_special_tokens=False)
-        prompts = [TokensPrompt(prompt_token_ids=ids) for ids in encoded["input_ids"]]
-        params = []
-        for request, ids in zip(requests, encoded["input_ids"]):
+        # A prompt that already fills the context (a long step-by-step search) cannot grow:
+        # it gets empty `length` generations instead of a vLLM error.
+        full = [len(ids) >= self.max_model_len for ids in encoded["input_ids"]]
+        prompts, params = [], []
+        for request, ids, is_full in zip(requests, encoded["input_ids"], full):
+            if is_full:
+                continue
             room = self.max_model_len - len(ids)
+            prompts.append(TokensPrompt(prompt_token_ids=ids))
             params.append(
                 SamplingParams(
                     n=request.n,
@@ -239,10 +244,14 @@ class VLLMEngine:
                 )
             )
         started = time.perf_counter()
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
         self.stats.seconds += time.perf_counter() - started
         results = []
-        for request, ids, output in zip(requests, encoded["input_ids"], outputs):
+        for request, ids, is_full in zip(requests, encoded["input_ids"], full):
+            if is_full:
+                results.append([Generation("", 0, "length") for _ in range(request.n)])
+                continue
+            output = next(outputs)
             generations = []
             for sample in output.outputs:
                 generations.append(

@@ -114,6 +114,7 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
             approach=cfg.approach,
             n=cfg.n,
             seed=cfg.seed,
+            agg_strategy=cfg.prm.agg_strategy,
         )
         grader = Grader()
         with tqdm(

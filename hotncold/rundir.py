@@ -70,13 +70,12 @@ def run_name(cfg: dict[str, Any]) -> str:
 
     `best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_1a2b3c4d`
     """
+    from hotncold.config import TemperatureConfig
     from hotncold.temperature import TemperaturePlan
 
-    t = cfg["temperature"]
-    k = len(t["values"])
-    tag = TemperaturePlan(
-        values=tuple(t["values"]), ratios=tuple(t["ratios"] or [1.0 / k] * k)
-    ).tag()
+    known = {f.name for f in dataclasses.fields(TemperatureConfig)}
+    t = TemperatureConfig(**{k: v for k, v in cfg["temperature"].items() if k in known})
+    tag = TemperaturePlan.from_config(t).tag()
     approach = cfg["approach"]["name"]
     if approach != "best_of_n":
         approach += f"-m{cfg['approach']['beam_width']}"

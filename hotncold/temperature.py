@@ -1,13 +1,24 @@
-"""Temperature schedules: how a budget is spread over temperatures, and in which order.
+"""Temperature schedules: how a budget is spread over temperatures, in which order, at which depth.
 
-Every approach asks one question, `TemperaturePlan.for_slots(k)`: the temperature of each of k
-sampling slots (the n completions of Best-of-N, the m expansions of a beam). Allocation is exact
-(largest remainder) and interleaved, so the first completions, the ones small-N metrics read,
-already mix the temperatures in their target shares.
+Every approach asks one question, `TemperaturePlan.temperature(slot, slots, depth)`: the
+temperature of sampling slot `slot` of `slots` (the n completions of Best-of-N, the m expansions
+of a beam) when generating the step at search depth `depth` (0 for the first step). Two parts
+compose by multiplication:
+
+- per slot, `values` in their `ratios` (`for_slots`): allocation is exact (largest remainder)
+  and interleaved, so the first slots, the ones small-N metrics read, already mix the
+  temperatures in their target shares; with equal ratios slot j gets `values[j % k]`;
+- per depth, a `schedule` factor (`factor`): 1 for `constant`, else it moves from `start` to
+  `end` (`linear`, `cosine` over `horizon` steps; `switch` after `switch_at` steps).
+
+A multiplier (rather than absolute schedule temperatures) keeps the per-beam mix's shape at
+every depth, keeps greedy slots greedy, and with `values=[1.0]` makes `start` and `end` the
+temperatures themselves.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,18 +65,60 @@ def interleave(counts: Sequence[int]) -> list[int]:
     return order
 
 
+SCHEDULES = ("constant", "linear", "cosine", "switch")
+
+
 @dataclass(frozen=True)
 class TemperaturePlan:
     """The resolved schedule of one run."""
 
     values: tuple[float, ...]
     ratios: tuple[float, ...]
+    schedule: str = "constant"
+    start: float = 1.0
+    end: float = 1.0
+    horizon: int = 8
+    switch_at: int = 2
 
     @classmethod
     def from_config(cls, cfg: TemperatureConfig) -> TemperaturePlan:
         k = len(cfg.values)
         ratios = tuple(cfg.ratios) if cfg.ratios is not None else tuple([1.0 / k] * k)
-        return cls(values=tuple(float(v) for v in cfg.values), ratios=ratios)
+        return cls(
+            values=tuple(float(v) for v in cfg.values),
+            ratios=ratios,
+            schedule=cfg.schedule,
+            start=float(cfg.start),
+            end=float(cfg.end),
+            horizon=int(cfg.horizon),
+            switch_at=int(cfg.switch_at),
+        )
+
+    @property
+    def constant(self) -> bool:
+        """Whether every depth samples at the same temperatures (the schedule is constant)."""
+        return self.schedule == "constant"
+
+    def factor(self, depth: int) -> float:
+        """The schedule's multiplier for the step at `depth` (0 is the first step)."""
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "switch":
+            return self.start if depth < self.switch_at else self.end
+        progress = min(max(depth, 0), self.horizon) / self.horizon
+        if self.schedule == "linear":
+            return self.start + (self.end - self.start) * progress
+        if self.schedule == "cosine":
+            return self.end + (self.start - self.end) * (1 + math.cos(math.pi * progress)) / 2
+        raise ValueError(f"unknown temperature schedule {self.schedule!r}")
+
+    def temperature(self, slot: int, slots: int, depth: int = 0) -> float:
+        """The temperature of slot `slot` of `slots` for the step at search depth `depth`.
+
+        Rounded to 6 decimals so that a schedule's floating-point noise never makes two
+        equal temperatures look different in records or requests.
+        """
+        return round(self.for_slots(slots)[slot] * self.factor(depth), 6)
 
     def counts(self, slots: int) -> list[int]:
         """How many of `slots` each value gets."""
@@ -73,15 +126,31 @@ class TemperaturePlan:
 
     def for_slots(self, slots: int) -> list[float]:
         """The temperature of each of `slots` slots, exact shares, interleaved."""
-        return [self.values[i] for i in interleave(self.counts(slots))]
+        return [self.values[i] for i in _slot_order(slots, self.ratios)]
 
     def tag(self) -> str:
-        """A short label of the values and shares, used in run names: `T0.8`, `T0.4-0.8-1.2`."""
+        """A short label of the values, shares and schedule, used in run names: `T0.8`,
+        `T0.4-0.8-1.2`, `T0.4-1.2_r0.75-0.25`, `T1_lin1.2-0.4h8`, `T1_cos1.2-0.4h8`,
+        `T1_sw1.2-0.4at2`."""
         values = "-".join(_fmt(v) for v in self.values)
         k = len(self.values)
-        if all(abs(r - 1.0 / k) < 1e-9 for r in self.ratios):
-            return f"T{values}"
-        return f"T{values}_r{'-'.join(_fmt(r) for r in self.ratios)}"
+        tag = f"T{values}"
+        if not all(abs(r - 1.0 / k) < 1e-9 for r in self.ratios):
+            tag += f"_r{'-'.join(_fmt(r) for r in self.ratios)}"
+        span = f"{_fmt(self.start)}-{_fmt(self.end)}"
+        if self.schedule == "linear":
+            tag += f"_lin{span}h{self.horizon}"
+        elif self.schedule == "cosine":
+            tag += f"_cos{span}h{self.horizon}"
+        elif self.schedule == "switch":
+            tag += f"_sw{span}at{self.switch_at}"
+        return tag
+
+
+@functools.lru_cache(maxsize=256)
+def _slot_order(slots: int, ratios: tuple[float, ...]) -> tuple[int, ...]:
+    # cached: a search asks for the same few slot counts once per candidate
+    return tuple(interleave(allocate(slots, ratios)))
 
 
 def _fmt(x: float) -> str:

@@ -409,8 +409,20 @@ def test_other_aggregation_recomputes_curves(study):
 
 
 def test_unknown_temperature_fields_name_a_schedule():
-    t = describe_temperature({"name": "decay", "values": [1.2], "ratios": None, "end": 0.4})
-    assert (t.tag, t.kind) == ("T1.2_end0.4", "schedule") and math.isnan(t.value)
+    t = describe_temperature({"name": "decay", "values": [1.2], "ratios": None, "decay": 0.4})
+    assert (t.tag, t.kind) == ("T1.2_decay0.4", "schedule") and math.isnan(t.value)
+    # a schedule this version knows is named by the plan itself
+    known = describe_temperature(
+        {
+            "values": [1.0],
+            "ratios": None,
+            "schedule": "linear",
+            "start": 1.2,
+            "end": 0.4,
+            "horizon": 8,
+        }
+    )
+    assert known.kind == "schedule" and known.tag.startswith("T1_lin1.2-0.4")
     assert describe_temperature({"values": [0.4, 1.2], "ratios": [0.25, 0.75]}).kind == "mix"
     single = describe_temperature({"name": "cold", "values": [0.4], "ratios": None})
     assert (single.tag, single.kind, single.value) == ("T0.4", "single", 0.4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,10 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_into_the_typed_schema(group, option):
-    composed = make(f"{group}={option}")
+    overrides = [f"{group}={option}"]
+    if group == "temperature" and "schedule:" in (CONF / group / f"{option}.yaml").read_text():
+        overrides.append("approach=dvts")  # per-step schedules need a step-level approach
+    composed = make(*overrides)
     cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
     assert isinstance(cfg, Config)
     group_cfg = getattr(cfg, group)
@@ -72,6 +76,12 @@ def test_run_name_tracks_values_not_the_option_label():
     assert "_T0.4-0.8-1.2_" in make("temperature=multi").run_name
     ratios = make("temperature=multi", "temperature.ratios=[0.5,0.25,0.25]").run_name
     assert "_T0.4-0.8-1.2_r0.5-0.25-0.25_" in ratios
+    # per-step schedules are in the name too
+    assert "_T1_lin1.2-0.4h8_" in make("temperature=anneal", "approach=dvts").run_name
+    assert "_T1_sw1.2-0.4at2_" in make("temperature=hot_then_cold", "approach=dvts").run_name
+    shorter = make("temperature=anneal", "approach=dvts", "temperature.horizon=4").run_name
+    assert "_T1_lin1.2-0.4h4_" in shorter
+    assert make("approach=dvts").run_name.startswith("dvts-m4_T0.8_n8_")
     # a field outside the readable part still changes the name (through the hash)
     assert make("model.max_tokens=64").run_name != make().run_name
     # where a run executes does not
@@ -111,6 +121,37 @@ BAD = [
     ),
     ({"n": 0}, "at least 1"),
     ({"approach__name": "beam_search", "n": 10, "approach__beam_width": 4}, "not divisible"),
+    (
+        {
+            "approach__name": "dvts",
+            "approach__beam_width": 2,
+            "temperature__values": [0.4, 0.8, 1.2],
+        },
+        "temperature 1.2 (ratio 0.333333) gets 0 of the approach.beam_width=2 expansions",
+    ),
+    (
+        {
+            "approach__name": "beam_search",
+            "temperature__values": [0.4, 1.2],
+            "temperature__ratios": [0.9, 0.1],
+        },
+        "temperature 1.2 (ratio 0.1) gets 0 of the approach.beam_width=4",
+    ),
+    ({"temperature__schedule": "linear"}, "but best_of_n samples whole solutions"),
+    ({"temperature__schedule": "exponential"}, "temperature.schedule='exponential' is unknown"),
+    ({"temperature__start": 1.5}, "have no effect with temperature.schedule=constant"),
+    (
+        {"approach__name": "dvts", "temperature__schedule": "cosine", "temperature__end": -1.0},
+        "temperature.end=-1.0 must be a factor >= 0",
+    ),
+    (
+        {"approach__name": "dvts", "temperature__schedule": "linear", "temperature__horizon": 0},
+        "temperature.horizon=0 must be at least 1",
+    ),
+    (
+        {"approach__name": "dvts", "temperature__schedule": "switch", "temperature__switch_at": 0},
+        "temperature.switch_at=0 must be at least 1",
+    ),
     ({"prm__agg_strategy": "max"}, "agg_strategy"),
     ({"prm__name": "oracle"}, "prm.name"),
     ({"dataset__source": "hub"}, "needs dataset.path"),
@@ -123,7 +164,7 @@ BAD = [
 
 @pytest.mark.parametrize(("changes", "message"), BAD, ids=[m for _, m in BAD])
 def test_validation_names_the_fix(changes, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")) as info:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
         validate(cfg_with(**changes))
     assert "\n" not in str(info.value)
 

@@ -46,6 +46,13 @@ def test_step_scores():
     assert checker.score_step("12 + 7 = 19 and 19 - 5 = 13") == pytest.approx(0.25)
 
 
+def test_words_in_parentheses_are_no_crash_and_no_error():
+    # they leave an empty "()" next to a number, which sympy parses as a tuple
+    checker = EquationChecker(PRMConfig())
+    assert checker.score_step("5 + 3 = 8 (apples)") in (0.5, 1.0)
+    assert checker.score_step("(apples) = 2 + 3 and 2 + 3 = 5") == 1.0
+
+
 class CountingPRM(PRM):
     """Scores step i of a pair as i+1 tenths and records what it was asked to compute."""
 

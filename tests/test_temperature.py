@@ -59,3 +59,55 @@ def test_plan_slots_and_tag():
     skewed = TemperaturePlan.from_config(TemperatureConfig(values=[0.4, 1.2], ratios=[0.75, 0.25]))
     assert skewed.for_slots(4) == [0.4, 0.4, 1.2, 0.4] or skewed.for_slots(4).count(1.2) == 1
     assert skewed.tag() == "T0.4-1.2_r0.75-0.25"
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("m", range(1, 13))
+def test_equal_shares_cycle_through_the_values(k, m):
+    # the m expansions of a beam: candidate j gets values[j % k]
+    values = [0.1 * (i + 1) for i in range(k)]
+    plan = TemperaturePlan.from_config(TemperatureConfig(values=values))
+    assert [plan.temperature(j, m) for j in range(m)] == [round(values[j % k], 6) for j in range(m)]
+
+
+def schedule(**kw) -> TemperaturePlan:
+    return TemperaturePlan.from_config(TemperatureConfig(values=[1.0], **kw))
+
+
+def test_schedules_move_the_factor_from_start_to_end():
+    linear = schedule(schedule="linear", start=1.2, end=0.4, horizon=4)
+    assert [linear.factor(d) for d in range(7)] == pytest.approx(
+        [1.2, 1.0, 0.8, 0.6, 0.4, 0.4, 0.4]
+    )
+    cosine = schedule(schedule="cosine", start=1.2, end=0.4, horizon=4)
+    assert cosine.factor(0) == pytest.approx(1.2) and cosine.factor(4) == pytest.approx(0.4)
+    assert cosine.factor(2) == pytest.approx(0.8) and cosine.factor(9) == pytest.approx(0.4)
+    # a half cosine stays near `start` longer than a line does, then drops faster
+    assert cosine.factor(1) > linear.factor(1) and cosine.factor(3) < linear.factor(3)
+    switch = schedule(schedule="switch", start=1.2, end=0.4, switch_at=2)
+    assert [switch.factor(d) for d in range(4)] == [1.2, 1.2, 0.4, 0.4]
+    assert schedule().factor(5) == 1.0 and schedule().constant and not linear.constant
+
+
+def test_schedules_multiply_every_value_of_a_mix():
+    plan = TemperaturePlan.from_config(
+        TemperatureConfig(values=[0.5, 1.0], schedule="linear", start=1.0, end=0.5, horizon=2)
+    )
+    assert [plan.temperature(j, 4, depth=0) for j in range(4)] == [0.5, 1.0, 0.5, 1.0]
+    assert [plan.temperature(j, 4, depth=1) for j in range(4)] == [0.375, 0.75, 0.375, 0.75]
+    assert [plan.temperature(j, 4, depth=5) for j in range(4)] == [0.25, 0.5, 0.25, 0.5]
+    greedy = TemperaturePlan.from_config(
+        TemperatureConfig(values=[0.0, 1.0], schedule="switch", start=2.0, end=0.5)
+    )
+    assert greedy.temperature(0, 2, depth=0) == 0.0  # greedy stays greedy
+
+
+def test_schedule_tags_name_the_schedule():
+    assert schedule(schedule="linear", start=1.2, end=0.4, horizon=8).tag() == "T1_lin1.2-0.4h8"
+    assert schedule(schedule="cosine", start=1.2, end=0.4).tag() == "T1_cos1.2-0.4h8"
+    assert schedule(schedule="switch", start=0.4, end=1.2, switch_at=3).tag() == "T1_sw0.4-1.2at3"
+    assert schedule().tag() == "T1"
+    mixed = TemperaturePlan.from_config(
+        TemperatureConfig(values=[0.4, 1.2], ratios=[0.75, 0.25], schedule="linear", end=0.5)
+    )
+    assert mixed.tag() == "T0.4-1.2_r0.75-0.25_lin1-0.5h8"

@@ -154,7 +154,7 @@ def _evaluate(expression: str) -> sympy.Rational | None:
         return None
     try:
         value = parse_expr(expression, evaluate=True)
-        if not isinstance(value, sympy.Basic):  # "()" parses to an empty tuple
+        if not isinstance(value, sympy.Expr):  # "8 (apples)" leaves "8*()": a tuple, no value
             return None
         value = sympy.nsimplify(value, rational=True) if value.is_Float else value
     except (SyntaxError, TypeError, ValueError, ZeroDivisionError, sympy.SympifyError, TokenError):

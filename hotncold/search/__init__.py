@@ -8,6 +8,8 @@ from hotncold.search.base import Approach, SearchContext
 
 REGISTRY = {
     "best_of_n": "hotncold.search.best_of_n:BestOfN",
+    "beam_search": "hotncold.search.beam_search:BeamSearch",
+    "dvts": "hotncold.search.dvts:DVTS",
 }
 
 

@@ -23,7 +23,9 @@ class Completion:
     step_temperatures: list[float]
     num_tokens: int
     finish_reason: str
-    """`eos` (the model ended it), `length` (token limit), `empty_step`, `max_iterations`."""
+    """`eos` (the model ended it), `length` (token limit or full context), `empty_step` (the
+    model wrote nothing but step delimiters), or `partial` (a step-level
+    search stopped growing it: a DVTS sibling of its subtree's final pick)."""
     temperature: float | None = None
     """The temperature every token was sampled at; None when steps used different ones."""
     group: int = 0
@@ -52,6 +54,9 @@ class SearchContext:
     approach: ApproachConfig
     n: int
     seed: int
+    agg_strategy: str = "min"
+    """How step scores rank solutions during the search and in its final choice
+    (`prm.agg_strategy`)."""
 
 
 class Approach(Protocol):

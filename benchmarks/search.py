@@ -1,0 +1,158 @@
+"""Beam search and DVTS batched across problems against a one-problem-at-a-time loop.
+
+Both sides run the same approach code on the same engine, model, PRM, problems and seeds; the
+only difference is how many problems one `solve` call gets: all of them (one engine call per
+search iteration for every beam of every problem, as hotncold runs) or one (search-and-learn's
+beam search requires a batch of one). Every request carries its own seed, so the two sides
+sample the same text wherever the engine's numerics do not depend on the batch: the benchmark
+reports how many problems came out identical, and the accuracy and length statistics of both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from hotncold.config import (
+    ApproachConfig,
+    DatasetConfig,
+    ModelConfig,
+    PRMConfig,
+    TemperatureConfig,
+)
+from hotncold.data import load_problems
+from hotncold.engine import GenerationRequest, build_prompt, get_engine
+from hotncold.grading import Grader
+from hotncold.metrics import metrics_from_records
+from hotncold.prm import build_prm
+from hotncold.run import grade_problem
+from hotncold.search import SearchContext, build_approach
+from hotncold.temperature import TemperaturePlan
+
+# vLLM's prefix cache saves re-reading a candidate's prefix only while the KV cache holds the
+# previous iteration: 10 problems x 16 candidates x ~150 tokens is about what the default
+# 1 GiB holds (~23k tokens), hence max_tokens=48. More KV memory makes batching gain more (the
+# memory of this shared machine did not allow 2 GiB).
+MODEL = ModelConfig(
+    path="embedded:smollm2_135m", max_tokens=48, max_model_len=1024, step_delimiter="\n"
+)
+
+
+def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
+    engine = get_engine(MODEL)
+    prm = build_prm(PRMConfig(), engine=engine)
+    problems = load_problems(DatasetConfig(per_level=per_level))
+    prompts = [build_prompt(engine, MODEL, p.problem) for p in problems]
+    grader = Grader()
+    results = {"engine_ceiling": ceiling(engine, prompts, n)}
+    for name in ("beam_search", "dvts"):
+        ctx = SearchContext(
+            engine=engine,
+            prm=prm,
+            plan=TemperaturePlan.from_config(TemperatureConfig(values=[0.8])),
+            model=MODEL,
+            approach=ApproachConfig(name=name, beam_width=4, num_iterations=iterations),
+            n=n,
+            seed=0,
+            agg_strategy=PRMConfig().agg_strategy,
+        )
+        approach = build_approach(name)
+
+        def batched(ctx=ctx, approach=approach):
+            prm.reset()
+            return approach.solve(problems, prompts, ctx)
+
+        def one_at_a_time(ctx=ctx, approach=approach):
+            out = []
+            for problem, prompt in zip(problems, prompts):
+                prm.reset()
+                out += approach.solve([problem], [prompt], ctx)
+            return out
+
+        sides = {}
+        for side, solve in (("one_at_a_time", one_at_a_time), ("batched", batched)):
+            # neither side may reuse the other's prompts from vLLM's prefix cache
+            engine.llm.reset_prefix_cache()
+            calls, tokens, prm_calls = (
+                engine.stats.calls,
+                engine.stats.generated_tokens,
+                (prm.stats.calls),
+            )
+            started = time.perf_counter()
+            completions = solve()
+            seconds = time.perf_counter() - started
+            records = [
+                grade_problem(p, prompt, cs, grader, ctx.agg_strategy)
+                for p, prompt, cs in zip(problems, prompts, completions)
+            ]
+            metrics = metrics_from_records(records, n, 64, 0)["overall"]
+            flat = [c for cs in completions for c in cs]
+            sides[side] = {
+                "seconds": seconds,
+                "engine_calls": engine.stats.calls - calls,
+                "prm_calls": prm.stats.calls - prm_calls,
+                "generated_tokens": engine.stats.generated_tokens - tokens,
+                "tokens_per_s": (engine.stats.generated_tokens - tokens) / seconds,
+                "mean_completion_tokens": sum(c.num_tokens for c in flat) / len(flat),
+                "mean_steps": sum(len(c.steps) for c in flat) / len(flat),
+                "finish_reasons": dict(Counter(c.finish_reason for c in flat)),
+                "naive": metrics["naive"][str(n)],
+                "majority": metrics["majority"][str(n)],
+                "pass": metrics["pass"][str(n)],
+                "texts": [[c.text for c in cs] for cs in completions],
+            }
+        loop, batch = sides["one_at_a_time"], sides["batched"]
+        identical = sum(a == b for a, b in zip(loop.pop("texts"), batch.pop("texts")))
+        speedup = loop["seconds"] / batch["seconds"]
+        results[name] = {
+            "problems": len(problems),
+            "n": n,
+            "beam_width": 4,
+            "num_iterations": iterations,
+            "max_tokens": MODEL.max_tokens,
+            "speedup": speedup,
+            "identical_problems": identical,
+            **sides,
+        }
+        print(
+            f"{name}: {len(problems)} problems x n={n}, m=4, {iterations} iterations, "
+            f"max_tokens={MODEL.max_tokens}"
+        )
+        for side, r in sides.items():
+            print(
+                f"  {side:14s} {r['seconds']:7.1f} s  {r['engine_calls']:4d} engine calls  "
+                f"{r['prm_calls']:4d} PRM calls  {r['generated_tokens']:6d} tokens "
+                f"({r['tokens_per_s']:5.1f}/s)  naive {r['naive']:.2f} majority "
+                f"{r['majority']:.2f} pass {r['pass']:.2f}  {r['finish_reasons']}"
+            )
+        print(
+            f"  batched is {speedup:.2f}x faster (target >= 3x); "
+            f"{identical}/{len(problems)} problems sampled identically"
+        )
+    return results
+
+
+def ceiling(engine, prompts: list[str], n: int, tokens: int = 32) -> dict:
+    """What batching across problems can gain on this machine at most: the same requests
+    (n samples of every prompt, `tokens` tokens each, no stop) as one call, and as one call per
+    prompt. On a GPU the ratio is large; on a few CPU cores a batch of n already keeps them busy.
+    """
+    requests = [
+        GenerationRequest(prompt=p, temperature=0.8, max_tokens=tokens, seed=i * n + j)
+        for i, p in enumerate(prompts)
+        for j in range(n)
+    ]
+    engine.llm.reset_prefix_cache()
+    started = time.perf_counter()
+    for i in range(len(prompts)):
+        engine.generate(requests[i * n : (i + 1) * n])
+    loop = time.perf_counter() - started
+    engine.llm.reset_prefix_cache()
+    started = time.perf_counter()
+    engine.generate(requests)
+    batched = time.perf_counter() - started
+    print(
+        f"engine ceiling: {len(requests)} requests of {tokens} tokens, one call per prompt "
+        f"{loop:.1f} s, one call {batched:.1f} s: {loop / batched:.2f}x"
+    )
+    return {"one_call_per_prompt_s": loop, "one_call_s": batched, "ratio": loop / batched}

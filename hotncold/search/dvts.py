@@ -1,0 +1,152 @@
+"""Diverse verifier tree search (DVTS) guided by a PRM, batched across problems.
+
+Semantics (search-and-learn's DVTS, with its gaps fixed), for budget n and beam width m, per
+problem: n // m independent subtrees. At every iteration each live subtree expands its current
+node into m candidates (candidate j at `plan.temperature(j, m, depth)`, i.e. `values[j % k]`
+for an equal mix), the PRM scores them and the subtree greedily continues from the best by
+aggregated score (lookahead steps included; ties to the earlier candidate). A subtree ends when
+that best candidate ends (EOS, an empty step, the token budget or the context); the last
+iteration generates every candidate to the end.
+
+Output: m completions per subtree, from its last expansion, sharing the subtree's `group` so
+that metrics' subsets for N < n take whole subtrees (a subset of whole subtrees is exactly a
+DVTS run with fewer subtrees). With `finished_only` (the default) a subtree's m slots hold the
+finished (EOS) candidates of that expansion, best first, repeated in turn (`extra.copy_of` names
+the original's index) so every subtree keeps m slots and equal weight in votes; unfinished
+siblings, which stopped one step after their parent and carry no answer, are dropped
+(`extra.dropped_unfinished` counts them). A subtree without any finished candidate keeps its m
+unfinished ones, marked `finished: false`. search-and-learn returns the last expansion as it is
+(`finished_only=false`).
+
+Every iteration is one engine call for the candidates of every live subtree of every problem of
+the batch (plus one per lookahead step and per blank retry round, see `steps`) and one PRM call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from hotncold.data import Problem
+from hotncold.engine import derive_seed
+from hotncold.search.base import Completion, SearchContext
+from hotncold.search.steps import (
+    Expansion,
+    Limits,
+    Node,
+    StepTask,
+    fill,
+    generate_steps,
+    lookahead,
+    ranked,
+    score,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Subtree:
+    index: int
+    node: Node = field(default_factory=Node)
+    last: list[Expansion] = field(default_factory=list)
+    """Its last expansion, best first."""
+    tokens: int = 0
+    """Tokens generated for it: every candidate, lookahead included."""
+
+    @property
+    def live(self) -> bool:
+        return self.node.live
+
+
+@dataclass
+class _Search:
+    problem: Problem
+    prompt: str
+    subtrees: list[_Subtree]
+    lookahead_tokens: int = 0
+    iterations: int = 0
+
+
+class DVTS:
+    name = "dvts"
+
+    def solve(
+        self, problems: Sequence[Problem], prompts: Sequence[str], ctx: SearchContext
+    ) -> list[list[Completion]]:
+        a = ctx.approach
+        m = a.beam_width
+        limits = Limits(ctx.model.step_delimiter, ctx.model.max_tokens, ctx.model.top_p)
+        searches = [
+            _Search(p, prompt, [_Subtree(t) for t in range(ctx.n // m)])
+            for p, prompt in zip(problems, prompts)
+        ]
+        for depth in tqdm(
+            range(a.num_iterations), desc=f"{self.name} steps", unit="step", leave=False
+        ):
+            final = depth == a.num_iterations - 1
+            tasks, owners = [], []
+            for s in searches:
+                live = [t for t in s.subtrees if t.live]
+                if live:
+                    s.iterations += 1
+                for t in live:
+                    for j in range(m):
+                        tasks.append(
+                            StepTask(
+                                prompt=s.prompt,
+                                parent=t.node,
+                                temperature=ctx.plan.temperature(j, m, depth),
+                                seed=derive_seed(
+                                    ctx.seed, s.problem.uid, self.name, depth, t.index, j
+                                ),
+                                final=final,
+                            )
+                        )
+                        owners.append((s, t))
+            if not tasks:
+                break
+            expansions = generate_steps(ctx.engine, tasks, limits)
+            if a.lookahead and not final:
+                lookahead(
+                    ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits
+                )
+            score(ctx.prm, [s.problem.problem for s, _ in owners], expansions, ctx.agg_strategy)
+            grown: dict[int, tuple[_Subtree, list[Expansion]]] = {}
+            for (s, t), e in zip(owners, expansions):
+                t.tokens += e.tokens + e.lookahead_tokens
+                s.lookahead_tokens += e.lookahead_tokens
+                grown.setdefault(id(t), (t, []))[1].append(e)
+            for t, candidates in grown.values():
+                t.last = ranked(candidates)
+                t.node = t.last[0].node
+            log.info(
+                "dvts step %d: %d candidates, %d subtrees still growing",
+                depth,
+                len(tasks),
+                sum(t.live for s in searches for t in s.subtrees),
+            )
+        return [self._result(s, m, a.finished_only) for s in searches]
+
+    @staticmethod
+    def _result(s: _Search, m: int, finished_only: bool) -> list[Completion]:
+        out: list[Completion] = []
+        search_tokens = sum(t.tokens for t in s.subtrees)
+        for t in s.subtrees:
+            extra = {
+                "subtree": t.index,
+                "subtree_tokens": t.tokens,
+                "search_tokens": search_tokens,
+                "lookahead_tokens": s.lookahead_tokens,
+                "iterations": s.iterations,
+            }
+            first = len(out)
+            for node, more in fill([e.node for e in t.last], m, finished_only):
+                if "copy_of" in more:
+                    more["copy_of"] += first
+                more["selected"] = node is t.node
+                out.append(node.to_completion(group=t.index, **extra, **more))
+        return out

@@ -1,0 +1,271 @@
+"""What beam search and DVTS share: partial solutions, one-step generation, lookahead, scoring.
+
+A search grows `Node`s one step at a time. Every round of a search goes through three calls,
+each batched across all candidates of all problems of the batch:
+
+- `generate_steps`: one engine call generating one step (text up to `model.step_delimiter`,
+  kept) for every candidate;
+- `lookahead` (when `approach.lookahead` > 0): one greedy engine call per lookahead step;
+- `score`: one PRM call for all candidates (the PRM's prefix cache scores only new steps).
+
+Why a step can take a second engine call: with a one-character delimiter such as "\\n", a model
+that writes a blank line between paragraphs returns a step that is only the delimiter (vLLM cuts
+the "\\n\\n" token at its first "\\n"). Counting it as a step would rank the candidate by its
+parent's score, which `min` and `prod` aggregation always prefer to a real new step; ending the
+solution there would cut most solutions short. So such a blank chunk is kept in the text and
+the same candidate is asked again, in one more engine call for just those candidates, up to
+`BLANK_RETRIES` times; a candidate still blank then ends with `empty_step`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from hotncold.engine import Engine, GenerationRequest, derive_seed
+from hotncold.prm.base import PRM, aggregate, split_steps
+from hotncold.search.base import Completion
+
+log = logging.getLogger(__name__)
+
+BLANK_RETRIES = 2
+"""Extra tries for a step that came back as nothing but the delimiter (see the module doc)."""
+
+FINISHED = ("eos", "empty_step")
+"""Finish reasons of a solution the model ended (`Completion.finished`)."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """A partial (or, once `finish_reason` is set, complete) solution in a search tree."""
+
+    text: str = ""
+    """Generated text after the prompt; it ends with the delimiter while the node can grow."""
+    steps: tuple[str, ...] = ()
+    step_temperatures: tuple[float, ...] = ()
+    """The temperature each step was sampled at."""
+    step_scores: tuple[float, ...] = ()
+    """PRM score of each step (set by `score`)."""
+    num_tokens: int = 0
+    """Tokens generated for this node's own text (its ancestors' steps included)."""
+    sampled_at: tuple[float, ...] = ()
+    """Every temperature that produced part of the text (blank chunks included)."""
+    finish_reason: str | None = None
+    """None while the node can grow (`partial` once output); else eos, length or empty_step."""
+    depth: int = 0
+    """Search iterations that produced this node (its number of generation rounds)."""
+
+    @property
+    def live(self) -> bool:
+        return self.finish_reason is None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason in FINISHED
+
+    def to_completion(self, group: int, **extra: object) -> Completion:
+        temps = set(self.sampled_at)
+        return Completion(
+            text=self.text,
+            steps=list(self.steps),
+            step_scores=list(self.step_scores),
+            step_temperatures=list(self.step_temperatures),
+            num_tokens=self.num_tokens,
+            finish_reason=self.finish_reason or "partial",
+            temperature=temps.pop() if len(temps) == 1 else None,
+            group=group,
+            extra={"depth": self.depth, **extra},
+        )
+
+
+def fill(nodes: Sequence[Node], slots: int, finished_only: bool) -> list[tuple[Node, dict]]:
+    """`slots` outputs from `nodes` (best first), each with its extra fields.
+
+    With `finished_only`, the finished nodes only, repeated in turn when fewer than `slots`
+    (a copy's `copy_of` is the index of its original among the outputs), and the number of
+    unfinished ones left out in `dropped_unfinished`; when none finished, the best `slots`
+    nodes as they are. Else the best `slots` nodes as they are.
+    """
+    chosen, extra = list(nodes), {}
+    if finished_only:
+        done = [node for node in nodes if node.finished]
+        if done:
+            chosen, extra = done, {"dropped_unfinished": len(nodes) - len(done)}
+    out = []
+    for i in range(slots):
+        more = dict(extra)
+        if i >= len(chosen):
+            more["copy_of"] = i % len(chosen)
+        out.append((chosen[i % len(chosen)], more))
+    return out
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """Generate the next step of `parent` for the problem whose chat prompt is `prompt`."""
+
+    prompt: str
+    parent: Node
+    temperature: float
+    seed: int
+    final: bool = False
+    """Generate to the end of the solution instead of one step."""
+
+
+@dataclass
+class Expansion:
+    """The child a StepTask produced and what it cost."""
+
+    node: Node
+    tokens: int
+    """Tokens generated for it in this round (its own step, blank retries included)."""
+    lookahead_text: str = ""
+    lookahead_steps: tuple[str, ...] = ()
+    lookahead_tokens: int = 0
+    selection_score: float = 0.0
+    """What pruning ranks by: the aggregate of its steps' scores plus its lookahead steps'."""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What bounds a step: the delimiter, the per-solution token budget, sampling settings."""
+
+    delimiter: str
+    max_tokens: int
+    top_p: float = 1.0
+
+
+def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) -> list[Expansion]:
+    """One step (or, for final tasks, the rest of the solution) for every task.
+
+    One engine call for all tasks, plus one per blank retry round when some steps came back
+    blank. Identical greedy requests are generated once: their outputs are identical anyway.
+    """
+    texts = [""] * len(tasks)
+    tokens = [0] * len(tasks)
+    finish: list[str | None] = [None] * len(tasks)
+    pending = list(range(len(tasks)))
+    for attempt in range(1 + BLANK_RETRIES):
+        if not pending:
+            break
+        requests = []
+        for i in pending:
+            task = tasks[i]
+            requests.append(
+                GenerationRequest(
+                    prompt=task.prompt + task.parent.text + texts[i],
+                    temperature=task.temperature,
+                    max_tokens=limits.max_tokens - task.parent.num_tokens - tokens[i],
+                    stop=() if task.final else (limits.delimiter,),
+                    seed=task.seed if attempt == 0 else derive_seed(task.seed, "blank", attempt),
+                    top_p=limits.top_p,
+                )
+            )
+        generations = _generate_deduplicated(engine, requests)
+        still_blank = []
+        for i, g in zip(pending, generations):
+            texts[i] += g.text
+            tokens[i] += g.num_tokens
+            if g.ended:
+                finish[i] = "eos"
+            elif g.finish_reason == "length":
+                finish[i] = "length"
+            elif tasks[i].parent.num_tokens + tokens[i] >= limits.max_tokens:
+                finish[i] = "length"  # stopped at a delimiter with no budget left to go on
+            elif texts[i].strip():
+                finish[i] = None  # a step, ended at the delimiter: the node can grow
+            elif attempt < BLANK_RETRIES:
+                still_blank.append(i)
+            else:
+                finish[i] = "empty_step"
+        pending = still_blank
+    return [
+        Expansion(node=_child(task, text, n, reason, limits.delimiter), tokens=n)
+        for task, text, n, reason in zip(tasks, texts, tokens, finish)
+    ]
+
+
+def _child(task: StepTask, text: str, tokens: int, finish: str | None, delimiter: str) -> Node:
+    parent = task.parent
+    # The parent's text ends with the delimiter, so its steps are a prefix of the child's.
+    new_steps = split_steps(text, delimiter)
+    return Node(
+        text=parent.text + text,
+        steps=parent.steps + tuple(new_steps),
+        step_temperatures=parent.step_temperatures + (task.temperature,) * len(new_steps),
+        step_scores=parent.step_scores,
+        num_tokens=parent.num_tokens + tokens,
+        sampled_at=(*parent.sampled_at, task.temperature),
+        finish_reason=finish,
+        depth=parent.depth + 1,
+    )
+
+
+def _generate_deduplicated(engine: Engine, requests: list[GenerationRequest]) -> list:
+    unique: dict[object, int] = {}
+    sent: list[GenerationRequest] = []
+    index = []
+    for r in requests:
+        key = (r.prompt, r.max_tokens, r.stop) if r.temperature == 0 else len(sent)
+        if key not in unique:
+            unique[key] = len(sent)
+            sent.append(r)
+        index.append(unique[key])
+    outputs = engine.generate(sent)
+    return [outputs[i][0] for i in index]
+
+
+def lookahead(
+    engine: Engine,
+    prompts: Sequence[str],
+    expansions: Sequence[Expansion],
+    steps: int,
+    limits: Limits,
+) -> None:
+    """Extend each live expansion by up to `steps` greedy steps, kept apart from its node.
+
+    One engine call per lookahead step (plus blank retries); a lookahead stops early at the
+    end of the solution or of the token budget. The greedy text only feeds scoring.
+    """
+    todo = [i for i, e in enumerate(expansions) if e.node.live]
+    for _ in range(steps):
+        if not todo:
+            return
+        tasks = []
+        for i in todo:
+            e = expansions[i]
+            ghost = replace(
+                e.node, text=e.node.text + e.lookahead_text, num_tokens=_spent(e), steps=()
+            )
+            tasks.append(StepTask(prompt=prompts[i], parent=ghost, temperature=0.0, seed=0))
+        results = generate_steps(engine, tasks, limits)
+        next_todo = []
+        for i, result in zip(todo, results):
+            e = expansions[i]
+            added = result.node.text[len(e.node.text) + len(e.lookahead_text) :]
+            e.lookahead_text += added
+            e.lookahead_steps += tuple(split_steps(added, limits.delimiter))
+            e.lookahead_tokens += result.tokens
+            if result.node.live:
+                next_todo.append(i)
+        todo = next_todo
+
+
+def _spent(e: Expansion) -> int:
+    return e.node.num_tokens + e.lookahead_tokens
+
+
+def score(prm: PRM, problems: Sequence[str], expansions: Sequence[Expansion], agg: str) -> None:
+    """One PRM call: each expansion's step scores and its selection score (lookahead included)."""
+    pairs = [(p, e.node.steps + e.lookahead_steps) for p, e in zip(problems, expansions)]
+    scores = prm.score(pairs)
+    for e, s in zip(expansions, scores):
+        e.node = replace(e.node, step_scores=tuple(s[: len(e.node.steps)]))
+        e.selection_score = aggregate(s, agg)
+
+
+def ranked(expansions: Sequence[Expansion]) -> list[Expansion]:
+    """Best selection score first; ties keep the earlier candidate (a deterministic order)."""
+    return sorted(expansions, key=lambda e: -e.selection_score)
