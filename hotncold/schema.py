@@ -10,10 +10,11 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from hotncold.config import Config
+from hotncold.config import Config, PRMServerConfig
 from hotncold.rundir import run_name
 
 SCHEMA_NAME = "hotncold_schema"
+SERVER_SCHEMA_NAME = "hotncold_prm_server_schema"
 
 
 def _run_name(*, _root_: Any) -> str:
@@ -31,6 +32,7 @@ def _run_name(*, _root_: Any) -> str:
 
 def register() -> None:
     ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    ConfigStore.instance().store(name=SERVER_SCHEMA_NAME, node=PRMServerConfig)
     if not OmegaConf.has_resolver("hnc.run_name"):
         OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
 
