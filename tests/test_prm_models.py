@@ -9,6 +9,8 @@ the new tokens. One engine per architecture, closed when its tests are done.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -16,8 +18,6 @@ from hotncold.config import PRMConfig
 from hotncold.engine import close_engine
 from hotncold.models import tiny
 from hotncold.prm import build_prm
-
-pytestmark = pytest.mark.slow
 
 BLOCK = 32
 PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have now?"
@@ -129,6 +129,7 @@ def causal_reference(path, prm):
     return reference
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "arch"), [("rlhflow_8b", "llama"), ("math_shepherd", "mistral")])
 def test_generative_prm(name, arch, tmp_path_factory, fresh):
     path = tiny.causal_lm(tmp_path_factory.mktemp(arch), arch)
@@ -143,6 +144,7 @@ def test_generative_prm(name, arch, tmp_path_factory, fresh):
 # --- head PRMs (vLLM pooling runner) -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_qwen_math_prm(tmp_path_factory, fresh):
     from safetensors.torch import load_file
     from transformers import AutoConfig, Qwen2Model
@@ -170,12 +172,15 @@ def test_qwen_math_prm(tmp_path_factory, fresh):
         close_engine(prm.engine)
 
 
+@pytest.mark.slow
 def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
     from safetensors.torch import load_file
     from transformers import Qwen2ForCausalLM
 
-    monkeypatch.setenv("HOTNCOLD_CACHE", str(tmp_path_factory.mktemp("cache")))
     path = tiny.skywork_value_head(tmp_path_factory.mktemp("skywork"))
+    # the converted folder goes to a fresh cache (set after the build, which reads the
+    # embedded tokenizer from the real one)
+    monkeypatch.setenv("HOTNCOLD_CACHE", str(tmp_path_factory.mktemp("cache")))
     prm = build_prm(prm_config("skywork_1.5b", path))
     weights = load_file(str(path / "model.safetensors"))
     lm = Qwen2ForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -196,6 +201,7 @@ def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
         close_engine(prm.engine)
 
 
+@pytest.mark.slow
 def test_trl_token_classification(tmp_path_factory, fresh):
     from transformers import AutoModelForTokenClassification
 
@@ -220,3 +226,42 @@ def test_trl_refuses_a_causal_lm(tmp_path_factory):
     path = tiny.causal_lm(tmp_path_factory.mktemp("not_trl"), "llama")
     with pytest.raises(ValueError, match="not a token-classification PRM"):
         build_prm(prm_config("trl", path))
+
+
+def test_skywork_conversion_renames_the_value_head_and_links_other_shards(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from hotncold.prm.heads import token_classification_folder
+
+    source = tiny.skywork_value_head(tmp_path / "skywork")
+    plain = tiny.causal_lm(tmp_path / "plain", "qwen2")
+    monkeypatch.setenv("HOTNCOLD_CACHE", str(tmp_path / "cache"))  # after the builds (see above)
+    # re-shard it: the body in one file, the LM head and value head in another
+    weights = load_file(str(source / "model.safetensors"))
+    (source / "model.safetensors").unlink()
+    heads = {k: v for k, v in weights.items() if k.startswith(("lm_head.", "v_head."))}
+    body = {k: v for k, v in weights.items() if k not in heads}
+    save_file(body, str(source / "model-00001-of-00002.safetensors"))
+    save_file(heads, str(source / "model-00002-of-00002.safetensors"))
+    index = {k: "model-00001-of-00002.safetensors" for k in body}
+    index.update({k: "model-00002-of-00002.safetensors" for k in heads})
+    (source / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": index})
+    )
+
+    folder = token_classification_folder(str(source))
+    assert token_classification_folder(str(source)) == folder  # converted once
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForTokenClassification"]
+    assert config["num_labels"] == 1 or len(config["id2label"]) == 1
+    assert (folder / "model-00001-of-00002.safetensors").is_symlink()
+    converted = load_file(str(folder / "model-00002-of-00002.safetensors"))
+    assert set(converted) == {"score.weight", "score.bias"}
+    assert torch.equal(converted["score.weight"], weights["v_head.summary.weight"])
+    mapping = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert mapping["score.weight"] == "model-00002-of-00002.safetensors"
+    assert "lm_head.weight" not in mapping and "v_head.summary.weight" not in mapping
+    assert (folder / "tokenizer.json").is_file()
+
+    with pytest.raises(ValueError, match="no value head"):
+        token_classification_folder(str(plain))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -189,7 +188,6 @@ def test_a_real_run_scores_through_the_server(real_engine, tmp_path):
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "HOTNCOLD_CACHE": str(tmp_path / "cache")},
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -93,13 +93,18 @@ def _ids_and_offsets(tokenizer: Tokenizer, text: str, special: bool) -> tuple[li
     return list(enc["input_ids"]), list(enc["offset_mapping"])
 
 
-def _token_at(offsets: list, char: int, lo: int = 0) -> int:
-    """Index of the first token (from `lo`) that ends past character `char`."""
-    for index in range(lo, len(offsets)):
-        start, end = offsets[index]
-        if end > char and end > start:
-            return index
-    raise FormatError(f"no token covers character {char}")
+def _token_at(offsets: list, char: int) -> int:
+    """Index of the token that covers character `char` (the first one ending past it)."""
+    lo, hi = 0, len(offsets)
+    while lo < hi:  # offsets are sorted by their ends: bisect
+        mid = (lo + hi) // 2
+        if offsets[mid][1] > char:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == len(offsets):
+        raise FormatError(f"no token covers character {char}")
+    return lo
 
 
 class RLHFlowFormat:
@@ -120,21 +125,19 @@ class RLHFlowFormat:
         messages = self.conversation(problem, steps)
         full = render_chat(self.tokenizer, messages, add_generation_prompt=False)
         ids, offsets = _ids_and_offsets(self.tokenizer, full, special=False)
-        out, lo = [], 0
-        for k in range(len(steps)):
+        out = []
+        for k in range(start, len(steps)):  # earlier steps are scored: render only new heads
             head = render_chat(self.tokenizer, messages[: 2 * k + 1], add_generation_prompt=True)
             if not full.startswith(head) or not full.startswith(self.positive, len(head)):
                 raise FormatError(
                     "the chat template does not render earlier turns as a prefix of later ones"
                 )
-            index = _token_at(offsets, len(head), lo)
-            if ids[index] != self.positive_id or offsets[index][0] > len(head):
+            index = _token_at(offsets, len(head))
+            if ids[index] != self.positive_id or offsets[index][0] != len(head):
                 raise FormatError(
                     f"the answer {self.positive!r} of turn {k + 1} is not its own token"
                 )
-            lo = index + 1
-            if k >= start:
-                out.append(ids[:index])
+            out.append(ids[:index])
         return out
 
 
@@ -160,14 +163,12 @@ class MathShepherdFormat:
     def prompts(self, problem: str, steps: Sequence[str], start: int = 0) -> list[list[int]]:
         text, tags = self.text(problem, steps)
         ids, offsets = _ids_and_offsets(self.tokenizer, text, special=True)
-        out, lo = [], 0
-        for k, char in enumerate(tags):
-            index = _token_at(offsets, char, lo)
+        out = []
+        for k in range(start, len(steps)):
+            index = _token_at(offsets, tags[k])
             if ids[index] != self.tag_id:
                 raise FormatError(f"the step tag {self.TAG!r} of step {k + 1} is not one token")
-            lo = index + 1
-            if k >= start:
-                out.append(ids[: index + 1])
+            out.append(ids[: index + 1])
         return out
 
 

@@ -61,7 +61,10 @@ class GenerativePRM(PRM):
                 check_length(prompt, self.engine.max_model_len, self.name)
                 prompts.append(prompt)
                 owners.append(index)
-        results = self.engine.label_logprobs(prompts, self.labels, use_cache=self.incremental)
+        # Always read the prefix cache: the requests of one solution's steps share it within
+        # the call. Non-incremental mode empties it before each call (`_forget_prefixes`), so
+        # each call reads every solution once, as a full forward pass per solution would.
+        results = self.engine.label_logprobs(prompts, self.labels)
         scores: list[list[float]] = [[] for _ in items]
         tokens = [0] * len(items)
         for index, (logprobs, computed) in zip(owners, results):

@@ -76,8 +76,8 @@ class PoolingPRM(PRM):
             check_length(prompt, self.engine.max_model_len, self.name)
         outputs = self.engine.token_outputs(prompts, first, use_cache=self.incremental)
         scores, tokens = [], []
-        for e, item, start, (rows, computed) in zip(encoded, items, first, outputs):
-            picked = rows[[p - start for p in e.positions[item.start :]]]
+        for e, item, offset, (rows, computed) in zip(encoded, items, first, outputs):
+            picked = rows[[p - offset for p in e.positions[item.start :]]]  # rows start at first
             if picked.shape[-1] == 1:
                 probs = picked[:, 0].sigmoid()
             else:
