@@ -7,9 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks import best_of_n
+from benchmarks import best_of_n, prm
 
-BENCHMARKS = {"best_of_n": best_of_n.main}
+BENCHMARKS = {"best_of_n": best_of_n.main, "prm": prm.main}
 
 
 def main() -> None:
