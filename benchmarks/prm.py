@@ -166,9 +166,13 @@ def server_jobs(path: Path, tmp: Path, problems: int, width: int, depth: int) ->
         # warm-up: the first request pays one-off costs
         build_prm(cfg).score([(traces[0][0][0], traces[0][0][1][:1])])
 
-        # the jobs' beams differ (seed), so nothing of one job is in the cache for the other
+        # every job's problems are its own, so nothing one job scored is in the server's cache
+        # for another (the beams of the two concurrent jobs also differ: seeds 0 and 1)
+        def job_trace(i: int, tag: str) -> list[tuple[str, list[str]]]:
+            return [(f"{p} ({tag})", s) for p, s in traces[i]]
+
         alone = build_prm(cfg)
-        _, alone_tokens, alone_s = replay(alone, traces[0])
+        _, alone_tokens, alone_s = replay(alone, job_trace(0, "alone"))
 
         jobs = [build_prm(cfg), build_prm(cfg)]
         for job in jobs:
@@ -178,7 +182,7 @@ def server_jobs(path: Path, tmp: Path, problems: int, width: int, depth: int) ->
 
         def run(i: int) -> None:
             barrier.wait()
-            results[i] = replay(jobs[i], [(p + " (job 2)" * i, s) for p, s in traces[i]])
+            results[i] = replay(jobs[i], job_trace(i, f"job {i + 1}"))
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
         started = time.perf_counter()
@@ -223,6 +227,11 @@ def main(problems: int = 2, width: int = 4, depth: int = 40, repeats: int = 1) -
         qwen = build_prm(prm_settings("qwen_math_prm_7b", str(path)))
         results["qwen_prm_small"] = compare(qwen, trace, repeats)
         results["qwen_prm_small"]["growth"] = growth(qwen, trace, (10, 20, 40))
+        # the server's one-job replay, in this process: what serving costs over the wire
+        qwen.reset()
+        qwen.engine.reset_prefix_cache()
+        local = [(f"{p} (local)", s[: depth // 2]) for p, s in beams(problems, width, depth)]
+        _, _, in_process_s = replay(qwen, local)
         close_engine(qwen.engine)
 
         for name in ("rlhflow_small", "qwen_prm_small"):
@@ -243,10 +252,12 @@ def main(problems: int = 2, width: int = 4, depth: int = 40, repeats: int = 1) -
 
         results["server"] = server_jobs(path, Path(tmp), problems, width, depth // 2)
         s = results["server"]
+        s["in_process_one_job_s"] = in_process_s
         print(
-            f"  server (qwen_prm_small, {depth // 2} steps): one job {s['one_job_s']:.1f} s; two "
-            f"concurrent jobs {s['two_jobs_s']:.1f} s = {s['two_jobs_vs_twice_one']:.2f} x two "
-            f"jobs in a row; {s['server_requests']} requests in {s['server_batches']} engine "
-            f"batches ({s['server_merged_requests']} requests shared a batch)"
+            f"  server (qwen_prm_small, {depth // 2} steps): one job {s['one_job_s']:.1f} s "
+            f"({in_process_s:.1f} s in-process); two concurrent jobs {s['two_jobs_s']:.1f} s = "
+            f"{s['two_jobs_vs_twice_one']:.2f} x two jobs in a row; {s['server_requests']} "
+            f"requests in {s['server_batches']} engine batches ({s['server_merged_requests']} "
+            "requests shared a batch)"
         )
     return results
