@@ -19,6 +19,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 AGG_STRATEGIES = ("last", "min", "prod", "mean")
+GPU_MEMORY_SHARED = 0.95
+"""Most of an accelerator that a generator and an in-process PRM engine take together."""
 APPROACHES = ("best_of_n", "beam_search", "dvts")
 DATASET_SOURCES = ("arithmetic", "hub", "file")
 
@@ -67,10 +69,15 @@ class ModelConfig:
 
 @dataclass
 class PRMConfig:
-    """The process reward model that scores every step of a solution."""
+    """The process reward model that scores every step of a solution.
+
+    `name` picks the implementation (see `hotncold.prm.REGISTRY`); the fields after it say which
+    weights, which input format details and where it runs. Each `conf/prm/<name>.yaml` sets the
+    published model's values, so `prm=<name>` alone is right for that model.
+    """
 
     name: str = "equation_checker"
-    """Which implementation scores the steps (see `hotncold.prm.build_prm`)."""
+    """Which PRM scores the steps (see `hotncold.prm.REGISTRY`; several names share a class)."""
     agg_strategy: str = "min"
     """How step scores become one solution score: last, min, prod or mean."""
     neutral_score: float = 0.5
@@ -80,7 +87,52 @@ class PRMConfig:
     wrong_score: float = 0.0
     """Score of a step where every claim is false (equation_checker)."""
     model_path: str | None = None
-    """Weights of model-based PRMs (hub id or folder)."""
+    """Weights of model-based PRMs (hub id or folder). judge: null judges with the generator."""
+    step_separator: str | None = None
+    """Text the format puts after each step; null means the model's documented one
+    (math_shepherd "\\n" between tagged steps, skywork "\\n", trl "\\n" or the checkpoint's
+    prm_config.json)."""
+    positive_token: str = "+"
+    """Generative PRMs (rlhflow, math_shepherd, judge): the token that means a correct step."""
+    negative_token: str = "-"
+    """Generative PRMs: the token that means a wrong step; the score is P(+) / (P(+) + P(-))."""
+    system_prompt: str | None = None
+    """System message of chat formats (qwen_math_prm: the card's; judge: optional)."""
+    judge_template: str = (
+        "Here is a math problem and a solution written one step per line.\n\n"
+        "Problem:\n{problem}\n\nSolution:\n{steps}\n\n"
+        "Is the last step of the solution correct? Answer with a single character: "
+        "{positive} if it is correct, {negative} if it is wrong."
+    )
+    """judge: the user message; {problem}, {steps} (steps so far, one per line, the judged one
+    last), {positive} and {negative} are filled in. Keep {steps} before the question so that
+    the requests for successive steps share their prefix."""
+    dtype: str = "auto"
+    """PRM engine dtype; `auto` means float32 on the CPU and the model's dtype on GPUs."""
+    max_model_len: int = 8192
+    """Longest PRM input (tokens) the PRM engine accepts: problem, steps and format tokens."""
+    gpu_memory_utilization: float = 0.4
+    """Share of accelerator memory the PRM engine takes when it runs in the generator's process;
+    the generator then takes at most 0.95 minus this (whatever model.gpu_memory_utilization
+    says), so both fit on one GPU."""
+    cpu_kv_cache_gib: float = 0.5
+    """KV cache of the PRM engine on the CPU backend, in GiB."""
+    block_size: int | None = None
+    """KV cache block size of the PRM engine. Prefix caching reuses whole blocks, so smaller
+    blocks re-read less of a grown solution; null keeps vLLM's default (16 on GPUs, 128 on
+    CPUs; 32 is the smallest the CPU backend runs well)."""
+    tensor_parallel_size: int = 1
+    """GPUs the PRM engine spans."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub when loading the PRM."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments passed verbatim to the PRM's `vllm.LLM`."""
+    server_url: str | None = None
+    """Score through a PRM server (`python -m hotncold.prm_server prm=...`) at this URL instead
+    of loading the PRM here, e.g. http://gpu-node-3:8088."""
+    incremental: bool = True
+    """Score only new steps and let the engine reuse cached prefixes. false re-reads every full
+    prefix at every call, as search-and-learn does (for comparisons; scores are the same)."""
     batch_size: int = 256
     """Most (problem, steps) pairs per scoring call."""
 
@@ -226,10 +278,39 @@ class Config:
     """The command-line overrides that made this config (recorded in run.json)."""
 
 
+@dataclass
+class PRMServerConfig:
+    """`python -m hotncold.prm_server`: one PRM served over HTTP to many runs."""
+
+    prm: PRMConfig = field(default_factory=PRMConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The generator, for PRMs that read it (self_certainty, judge without prm.model_path)."""
+    host: str = "127.0.0.1"
+    """Interface to listen on; 0.0.0.0 serves other machines of the cluster."""
+    port: int = 8088
+    """TCP port."""
+    batch_wait_ms: float = 5.0
+    """How long the batcher waits for more concurrent requests before calling the engine."""
+
+
 # Fields that say where or how a run executes, not what it computes: two configs differing only
 # here produce the same results, so they are left out of the run name's hash and of the resume
 # compatibility check.
-NON_RESULT_KEYS = ("out_dir", "run_name", "sweep_name", "overrides", "cluster", "batch_size")
+NON_RESULT_KEYS = (
+    "out_dir",
+    "run_name",
+    "sweep_name",
+    "overrides",
+    "cluster",
+    "batch_size",
+    # Where and how the PRM runs; its scores are the same in-process, served, or recomputed.
+    "prm.server_url",
+    "prm.incremental",
+    "prm.batch_size",
+    "prm.gpu_memory_utilization",
+    "prm.cpu_kv_cache_gib",
+    "prm.block_size",
+)
 
 
 def validate(cfg: Config) -> None:
@@ -241,7 +322,7 @@ def validate(cfg: Config) -> None:
     _validate_temperature(cfg)
     _validate_approach(cfg)
     _validate_model(cfg.model)
-    _validate_prm(cfg.prm)
+    _validate_prm(cfg.prm, cfg.model)
     _validate_dataset(cfg.dataset)
     if cfg.metrics.num_subsets < 1:
         raise ConfigError("metrics.num_subsets must be at least 1")
@@ -370,8 +451,8 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.dtype={m.dtype!r}: use auto, float32, float16 or bfloat16")
 
 
-def _validate_prm(p: PRMConfig) -> None:
-    from hotncold.prm import PRM_NAMES
+def _validate_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
+    from hotncold.prm import NEEDS_MODEL_PATH, PRM_NAMES, needs_own_engine
 
     if p.name not in PRM_NAMES:
         raise ConfigError(f"prm.name={p.name!r} is unknown; use one of {', '.join(PRM_NAMES)}")
@@ -382,6 +463,55 @@ def _validate_prm(p: PRMConfig) -> None:
         )
     if p.batch_size < 1:
         raise ConfigError("prm.batch_size must be at least 1")
+    if p.server_url is not None:
+        if not p.server_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"prm.server_url={p.server_url!r} is not an http(s) URL; "
+                "use e.g. prm.server_url=http://localhost:8088"
+            )
+        return  # the server validated its own PRM settings when it started
+    if p.dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise ConfigError(f"prm.dtype={p.dtype!r}: use auto, float32, float16 or bfloat16")
+    if p.max_model_len < 16:
+        raise ConfigError(f"prm.max_model_len={p.max_model_len} is too small; use e.g. 8192")
+    if p.cpu_kv_cache_gib <= 0:
+        raise ConfigError("prm.cpu_kv_cache_gib must be positive (e.g. 0.5)")
+    if p.block_size is not None and (p.block_size < 1 or p.block_size % 16):
+        raise ConfigError(f"prm.block_size={p.block_size}: use a multiple of 16 (32 on CPUs)")
+    if p.positive_token == p.negative_token:
+        raise ConfigError("prm.positive_token and prm.negative_token must differ")
+    if p.step_separator == "":
+        raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
+    if p.name in NEEDS_MODEL_PATH and not p.model_path:
+        raise ConfigError(
+            f"prm={p.name} needs prm.model_path (the trained checkpoint: a folder or hub id)"
+        )
+    if p.name == "judge":
+        for key in ("{problem}", "{steps}"):
+            if key not in p.judge_template:
+                raise ConfigError(f"prm.judge_template must contain {key}")
+    if not 0 < p.gpu_memory_utilization <= 1:
+        raise ConfigError(
+            f"prm.gpu_memory_utilization={p.gpu_memory_utilization} must be in (0, 1]"
+        )
+    if model is not None and needs_own_engine(p, model):
+        left = GPU_MEMORY_SHARED - p.gpu_memory_utilization
+        if left < 0.1:
+            raise ConfigError(
+                f"prm.gpu_memory_utilization={p.gpu_memory_utilization:g} leaves the generator "
+                f"{max(left, 0):.2f} of the accelerator they share; lower it (e.g. 0.4) or serve "
+                "the PRM elsewhere (prm.server_url)"
+            )
+
+
+def validate_server(cfg: PRMServerConfig) -> None:
+    """`validate` for `python -m hotncold.prm_server`."""
+    if cfg.prm.server_url is not None:
+        raise ConfigError("a PRM server cannot itself use prm.server_url; drop it")
+    if not 0 < cfg.port < 65536:
+        raise ConfigError(f"port={cfg.port} is not a TCP port")
+    _validate_model(cfg.model)
+    _validate_prm(cfg.prm)  # alone on its machine: no memory split with a generator
 
 
 def _validate_dataset(d: DatasetConfig) -> None:

@@ -150,6 +150,15 @@ def close_engines() -> None:
         _ENGINES.clear()
 
 
+def close_engine(engine: VLLMEngine) -> None:
+    """Shut one engine down and forget it (its memory is back for the next one)."""
+    with _LOCK:
+        for key, cached in list(_ENGINES.items()):
+            if cached is engine:
+                del _ENGINES[key]
+    engine.close()
+
+
 def resolve_model_path(path: str) -> str:
     if path.startswith("embedded:"):
         name = path.split(":", 1)[1]
@@ -167,13 +176,17 @@ def on_cpu() -> bool:
     return current_platform.is_cpu()
 
 
-def _configure_cpu(cfg: ModelConfig) -> None:
+def _configure_cpu(cfg: ModelConfig) -> dict[str, Any]:
     # Measured here (NOTES.md): binding all cores is about 2.5x faster than vLLM's default of
     # reserving one, and the default KV reservation fails on these NUMA nodes.
     cores = sorted(os.sched_getaffinity(0))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cfg.cpu_kv_cache_gib:g}"
+    # The KV size goes in as bytes, not VLLM_CPU_KVCACHE_SPACE: that variable takes whole GiB
+    # only, and as process state it would also resize every later engine (a PRM beside the
+    # generator wants its own, smaller cache).
+    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    return {"kv_cache_memory_bytes": int(cfg.cpu_kv_cache_gib * 2**30)}
 
 
 class VLLMEngine:
@@ -197,14 +210,19 @@ class VLLMEngine:
             "seed": 0,
         }
         if cpu:
-            _configure_cpu(cfg)
+            kwargs.update(_configure_cpu(cfg))
             # Per-request seeds crash the CPU engine once chunked prefill splits a prompt;
             # without chunking they work, and seeded requests make runs reproducible.
             kwargs["enable_chunked_prefill"] = False
         else:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         kwargs.update(cfg.engine_kwargs)
-        log.info("starting vLLM on %s (%s)", self.path, "cpu" if cpu else "gpu")
+        self.runner = kwargs.get("runner", "generate")
+        if isinstance(kwargs.get("pooler_config"), dict):
+            from vllm.config import PoolerConfig
+
+            kwargs["pooler_config"] = PoolerConfig(**kwargs["pooler_config"])
+        log.info("starting vLLM on %s (%s, %s)", self.path, "cpu" if cpu else "gpu", self.runner)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
@@ -272,6 +290,116 @@ class VLLMEngine:
         self.stats.calls += 1
         self.stats.requests += len(requests)
         return results
+
+    # Scoring: what PRMs read from an engine. None of it counts in `stats`, which describes
+    # generation (a PRM on the generator's engine keeps its own counts). Each method returns,
+    # for every prompt, its results and the prompt tokens the engine computed: the prompt
+    # length minus the tokens it found in the prefix cache.
+
+    def label_logprobs(
+        self, prompts: Sequence[Sequence[int]], labels: Sequence[int], use_cache: bool = True
+    ) -> list[tuple[list[float], int]]:
+        """Log-probabilities of the `labels` token ids as the next token after each prompt."""
+        from vllm import SamplingParams, TokensPrompt
+
+        if not prompts:
+            return []
+        params = SamplingParams(
+            max_tokens=1,
+            temperature=0.0,
+            logprob_token_ids=list(labels),
+            detokenize=False,
+            skip_reading_prefix_cache=not use_cache,
+        )
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
+        )
+        results = []
+        for prompt, output in zip(prompts, outputs):
+            step = output.outputs[0].logprobs[0]
+            results.append(
+                ([step[t].logprob for t in labels], len(prompt) - (output.num_cached_tokens or 0))
+            )
+        return results
+
+    def prompt_logprobs(
+        self, prompts: Sequence[Sequence[int]], first: Sequence[int], use_cache: bool = True
+    ) -> list[tuple[list[float], int]]:
+        """Log-probability of each prompt token from position `first[i]` on, given the rest."""
+        from vllm import SamplingParams, TokensPrompt
+
+        def run(indices: list[int], read_cache: bool) -> list[Any]:
+            params = SamplingParams(
+                max_tokens=1,
+                temperature=0.0,
+                prompt_logprobs=0,
+                detokenize=False,
+                skip_reading_prefix_cache=not read_cache,
+            )
+            return self.llm.generate(
+                [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in indices],
+                params,
+                use_tqdm=False,
+            )
+
+        results: list[tuple[list[float], int] | None] = [None] * len(prompts)
+        todo = list(range(len(prompts)))
+        # vLLM computes prompt log-probabilities only for the tokens it does not take from the
+        # prefix cache (the rows of cached tokens come back unset), so it skips the cache for
+        # them by default. Reading it here is exact as long as every row we use was computed:
+        # the row of token p needs the logits at p-1, so p must lie past the cached prefix.
+        # A prompt whose cached prefix reaches into the wanted rows is run again uncached.
+        for read_cache in (use_cache, False) if use_cache else (False,):
+            again = []
+            for index, output in zip(todo, run(todo, read_cache) if todo else []):
+                cached = output.num_cached_tokens or 0
+                if read_cache and first[index] <= cached:
+                    again.append(index)
+                    continue
+                ids = prompts[index]
+                rows = output.prompt_logprobs
+                values = [rows[p][ids[p]].logprob for p in range(first[index], len(ids))]
+                results[index] = (values, len(ids) - cached)
+            todo = again
+        return results  # type: ignore[return-value]
+
+    def token_outputs(
+        self, prompts: Sequence[Sequence[int]], first: Sequence[int], use_cache: bool = True
+    ) -> list[tuple[Any, int]]:
+        """Pooling engines: the per-token head outputs (raw logits) from position `first[i]` on.
+
+        Returns a float tensor of shape (len - first, num_labels) per prompt.
+        """
+        from vllm import PoolingParams, TokensPrompt
+
+        def run(indices: list[int], read_cache: bool) -> list[Any]:
+            return self.llm.encode(
+                [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in indices],
+                pooling_task="token_classify",
+                pooling_params=PoolingParams(skip_reading_prefix_cache=not read_cache),
+                use_tqdm=False,
+            )
+
+        results: list[tuple[Any, int] | None] = [None] * len(prompts)
+        todo = list(range(len(prompts)))
+        # Token-level pooling skips the prefix cache by default because cached tokens get no
+        # output rows; the rows that do come back are those of the last len - cached tokens.
+        # Reading the cache is exact when every wanted position lies past the cached prefix.
+        for read_cache in (use_cache, False) if use_cache else (False,):
+            again = []
+            for index, output in zip(todo, run(todo, read_cache) if todo else []):
+                data = output.outputs.data
+                start = len(prompts[index]) - data.shape[0]
+                if first[index] < start:
+                    again.append(index)
+                    continue
+                results[index] = (data[first[index] - start :].float(), data.shape[0])
+            todo = again
+        return results  # type: ignore[return-value]
+
+    def reset_prefix_cache(self) -> None:
+        """Forget every cached prefix (comparisons with full re-reading)."""
+        self.llm.reset_prefix_cache()
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

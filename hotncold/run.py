@@ -96,13 +96,14 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
         )
     if todo:
         from hotncold.engine import build_prompt, get_engine
-        from hotncold.prm import build_prm
+        from hotncold.prm import build_prm, generator_config, preflight
         from hotncold.search import SearchContext, build_approach
         from hotncold.temperature import TemperaturePlan
 
+        preflight(cfg.prm)  # an unreachable PRM server fails here, before the model loads
         started = time.perf_counter()
-        engine = get_engine(cfg.model)
-        prm = build_prm(cfg.prm, engine=engine)
+        engine = get_engine(generator_config(cfg.model, cfg.prm))  # memory split with the PRM
+        prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
         approach = build_approach(cfg.approach.name)

@@ -57,7 +57,12 @@ PACKAGES = (
 
 def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that determines results (what the run name hashes)."""
-    return {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    out = {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    for key in NON_RESULT_KEYS:  # `group.field` entries drop one field of a group
+        group, _, name = key.partition(".")
+        if name and isinstance(out.get(group), dict) and name in out[group]:
+            out[group] = {k: v for k, v in out[group].items() if k != name}
+    return out
 
 
 def config_hash(cfg: dict[str, Any]) -> str:

@@ -10,12 +10,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from hotncold.config import Config
+from hotncold.config import Config, PRMServerConfig
 from hotncold.rundir import config_hash, run_name
 from hotncold.train_prm.config import TrainPRMConfig
 
 SCHEMA_NAME = "hotncold_schema"
 TRAIN_SCHEMA_NAME = "train_prm_schema"
+SERVER_SCHEMA_NAME = "hotncold_prm_server_schema"
 
 
 def _run_name(*, _root_: Any) -> str:
@@ -47,6 +48,7 @@ def register() -> None:
     store = ConfigStore.instance()
     store.store(name=SCHEMA_NAME, node=Config)
     store.store(name=TRAIN_SCHEMA_NAME, node=TrainPRMConfig)
+    store.store(name=SERVER_SCHEMA_NAME, node=PRMServerConfig)
     if not OmegaConf.has_resolver("hnc.run_name"):
         OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
     if not OmegaConf.has_resolver("hnc.train_run_name"):

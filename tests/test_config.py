@@ -44,6 +44,9 @@ def test_option_composes_into_the_typed_schema(group, option):
     if group == "dataset" and option == "local":
         with pytest.raises(ConfigError, match=r"needs dataset\.path"):
             validate(cfg)
+    elif group == "prm" and option == "trl":
+        with pytest.raises(ConfigError, match=r"needs prm\.model_path"):
+            validate(cfg)
     else:
         validate(cfg)
     # the run directory is named from the resolved config

@@ -112,3 +112,28 @@ def test_split_steps():
 
 def test_build_prm_by_name():
     assert isinstance(build_prm(PRMConfig(name="equation_checker")), EquationChecker)
+
+
+def test_non_incremental_mode_rescores_every_step():
+    prm = CountingPRM()
+    prm.incremental = False
+    prm.score([("p", ["a", "b"])])
+    assert prm.score([("p", ["a", "b", "c"])]) == [[0.1, 0.2, 0.3]]
+    assert prm.asked == [("p", 2, 0), ("p", 3, 0)]
+    assert prm.stats.steps_cached == 0 and prm.stats.steps_scored == 5
+
+
+def test_compute_counts_the_tokens_each_item_cost():
+    from hotncold.prm.base import PendingScore
+
+    class Costly(CountingPRM):
+        def _score_new(self, items):
+            self.item_tokens = [10 * (len(i.steps) - i.start) for i in items]
+            return super()._score_new(items)
+
+    prm = Costly()
+    out = prm.compute([PendingScore("p", ("a", "b"), 1), PendingScore("q", ("a",), 0)])
+    assert out == [([0.2], 10), ([0.1], 10)]
+    assert prm.stats.tokens == 20
+    prm.score([("p", ["a", "b", "c"])])
+    assert prm.stats.tokens == 50

@@ -215,6 +215,54 @@ def test_training_run_is_complete_and_resumes(real_engine, tiny_base, tmp_path, 
     assert set(metrics["processbench"]) >= {"accuracy_error", "accuracy_correct", "f1"}
     history = json.loads((run / "train_history.json").read_text())
     assert [h["step"] for h in history if "loss" in h][-1] == 4
+    search_with_the_trained_prm(run / "model", tmp_path / "search")
+
+
+def search_with_the_trained_prm(checkpoint: Path, out: Path) -> None:
+    """The checkpoint loads through `prm=trl` (vLLM's pooling runner) and guides a real beam
+    search; its step scores are the trained model's own, read as it was trained."""
+    import torch
+    from conftest import tiny_model_config
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from hotncold.config import ApproachConfig, Config, DatasetConfig, PRMConfig
+    from hotncold.engine import close_engine
+    from hotncold.prm import build_prm
+    from hotncold.run import execute
+
+    model = tiny_model_config(ModelConfig)
+    model.max_tokens = 32
+    cfg = Config(
+        out_dir=str(out),
+        n=4,
+        model=model,
+        approach=ApproachConfig(name="beam_search", beam_width=2, num_iterations=3),
+        dataset=DatasetConfig(per_level=1, levels=[1, 2]),
+        prm=PRMConfig(name="trl", model_path=str(checkpoint), max_model_len=1024),
+    )
+    execute(cfg)
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished" and info["totals"]["prm_tokens"] > 0
+    records = [json.loads(x) for x in (out / "completions.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(len(r["completions"]) == 4 for r in records)
+
+    reference = AutoModelForTokenClassification.from_pretrained(checkpoint, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    checked = 0
+    for record in records:
+        for completion in record["completions"]:
+            steps, scores = completion["steps"], completion["step_scores"]
+            assert len(scores) == len(steps) and all(0 <= v <= 1 for v in scores)
+            if not steps:
+                continue
+            enc = tokenize_stepwise(tokenizer, record["problem"]["problem"], steps, None, "\n")
+            with torch.no_grad():
+                logits = reference(torch.tensor([enc["input_ids"]])).logits[0, enc["step_ends"]]
+            assert scores == pytest.approx(logits.softmax(-1)[:, 1].tolist(), abs=1e-3)
+            checked += 1
+    assert checked > 0
+    prm = build_prm(cfg.prm)  # the run's cached pooling engine: close it for the next tests
+    close_engine(prm.engine)
 
 
 TRAIN_OPTIONS = sorted(

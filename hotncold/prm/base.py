@@ -45,9 +45,12 @@ class PRM(ABC):
 
     name: str = "prm"
 
-    def __init__(self, batch_size: int = 256) -> None:
+    def __init__(self, batch_size: int = 256, incremental: bool = True) -> None:
         self.batch_size = batch_size
+        self.incremental = incremental
         self.stats = PRMStats()
+        self.item_tokens: list[int] = []
+        """Set by `_score_new`: model tokens processed for each of its items."""
         self._cache: dict[bytes, float] = {}
 
     def score(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
@@ -60,6 +63,8 @@ class PRM(ABC):
             self.stats.seconds += time.perf_counter() - started
 
     def _score(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        if not self.incremental:
+            self._forget_prefixes()
         results: list[list[float]] = []
         todo: dict[tuple[str, tuple[str, ...]], tuple[int, list[bytes]]] = {}
         waiting: list[tuple[int, tuple[str, tuple[str, ...]]]] = []
@@ -67,7 +72,7 @@ class PRM(ABC):
             steps = tuple(steps)
             digests = prefix_digests(problem, steps)
             known: list[float] = []
-            for digest in digests:
+            for digest in digests if self.incremental else ():
                 if digest not in self._cache:
                     break
                 known.append(self._cache[digest])
@@ -78,34 +83,46 @@ class PRM(ABC):
                 todo.setdefault(key, (len(known), digests))  # identical pairs are scored once
                 waiting.append((index, key))
         items = list(todo.items())
-        for chunk_start in range(0, len(items), self.batch_size):
-            chunk = items[chunk_start : chunk_start + self.batch_size]
-            pending = [
-                PendingScore(problem, steps, start) for (problem, steps), (start, _) in chunk
-            ]
-            new_scores = self._score_new(pending)
-            for ((_, steps), (start, digests)), scores in zip(chunk, new_scores):
-                if len(scores) != len(steps) - start:
-                    raise RuntimeError(
-                        f"{type(self).__name__} returned {len(scores)} scores for "
-                        f"{len(steps) - start} new steps"
-                    )
-                self.stats.steps_scored += len(scores)
-                for digest, value in zip(digests[start:], scores):
-                    self._cache[digest] = float(value)
+        pending = [PendingScore(problem, steps, start) for (problem, steps), (start, _) in items]
+        for (_, (start, digests)), (scores, _) in zip(items, self.compute(pending)):
+            for digest, value in zip(digests[start:], scores):
+                self._cache[digest] = float(value)
         for index, (problem, steps) in waiting:
             start = len(results[index])
             digests = prefix_digests(problem, steps)
             results[index] = results[index] + [self._cache[d] for d in digests[start:]]
         return results
 
+    def compute(self, pending: Sequence[PendingScore]) -> list[tuple[list[float], int]]:
+        """Scores of `steps[start:]` and the model tokens processed, for each item, bypassing
+        the score cache (the PRM server calls this with the starts its clients send)."""
+        out: list[tuple[list[float], int]] = []
+        for chunk_start in range(0, len(pending), self.batch_size):
+            chunk = pending[chunk_start : chunk_start + self.batch_size]
+            self.item_tokens = []
+            new_scores = self._score_new(chunk)
+            tokens = self.item_tokens or [0] * len(chunk)
+            for item, scores, used in zip(chunk, new_scores, tokens):
+                if len(scores) != len(item.steps) - item.start:
+                    raise RuntimeError(
+                        f"{type(self).__name__} returned {len(scores)} scores for "
+                        f"{len(item.steps) - item.start} new steps"
+                    )
+                self.stats.steps_scored += len(scores)
+                self.stats.tokens += used
+                out.append(([float(v) for v in scores], used))
+        return out
+
     def reset(self) -> None:
         """Forget cached scores (between problem batches, to bound memory)."""
         self._cache.clear()
 
+    def _forget_prefixes(self) -> None:  # noqa: B027  (optional hook; model-free PRMs skip it)
+        """Non-incremental mode: drop whatever lets a model skip re-reading known prefixes."""
+
     @abstractmethod
     def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
-        """Scores for `steps[start:]` of each item."""
+        """Scores for `steps[start:]` of each item; model PRMs also set `self.item_tokens`."""
 
 
 def prefix_digests(problem: str, steps: Sequence[str]) -> list[bytes]:

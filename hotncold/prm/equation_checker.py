@@ -187,8 +187,10 @@ class EquationChecker(PRM):
 
     name = "equation_checker"
 
-    def __init__(self, cfg: PRMConfig, engine: object | None = None) -> None:
-        super().__init__(batch_size=cfg.batch_size)
+    def __init__(
+        self, cfg: PRMConfig, engine: object | None = None, model: object | None = None
+    ) -> None:
+        super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.neutral = cfg.neutral_score
         self.correct = cfg.correct_score
         self.wrong = cfg.wrong_score

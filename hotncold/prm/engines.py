@@ -1,0 +1,57 @@
+"""How model-based PRMs get their engine and tokenizer.
+
+A PRM engine is an ordinary cached engine (`hotncold.engine.get_engine`) built from the PRM's own
+settings, so two PRMs with the same weights and settings share one, and a PRM that reads the
+generator model uses the generator's engine itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hotncold.config import ModelConfig, PRMConfig
+
+
+def prm_model_config(
+    cfg: PRMConfig, path: str, runner: str = "generate", pooler: dict[str, Any] | None = None
+) -> ModelConfig:
+    """The engine settings of a PRM whose weights are at `path`."""
+    kwargs: dict[str, Any] = dict(cfg.engine_kwargs)
+    if runner != "generate":
+        kwargs["runner"] = runner
+    if pooler is not None:
+        kwargs["pooler_config"] = pooler
+    if cfg.block_size is not None:
+        kwargs["block_size"] = cfg.block_size
+    return ModelConfig(
+        name=cfg.name,
+        path=path,
+        system_prompt=None,
+        dtype=cfg.dtype,
+        max_model_len=cfg.max_model_len,
+        max_tokens=1,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+        cpu_kv_cache_gib=cfg.cpu_kv_cache_gib,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        trust_remote_code=cfg.trust_remote_code,
+        engine_kwargs=kwargs,
+    )
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """The Hugging Face tokenizer of an engine's weights (formats need offsets and templates)."""
+    from transformers import AutoTokenizer
+
+    from hotncold.engine import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(
+        resolve_model_path(path), trust_remote_code=trust_remote_code
+    )
+
+
+def check_length(ids: list[int], limit: int, name: str) -> None:
+    if len(ids) >= limit:
+        raise ValueError(
+            f"a {name} PRM input of {len(ids)} tokens does not fit prm.max_model_len={limit}; "
+            "raise prm.max_model_len"
+        )

@@ -1,0 +1,115 @@
+"""PRMs read from next-token probabilities on vLLM's generate runner: RLHFlow, Math-Shepherd, and
+any chat model as a judge.
+
+Each new step becomes one request whose prompt ends where the model writes its verdict (see
+`hotncold.prm.formats`); the engine returns the log-probabilities of the positive and negative
+label tokens there (`logprob_token_ids`, exact whatever their rank), and the step's score is
+P(+) / (P(+) + P(-)). The requests of one solution's steps, and of a solution grown by a step,
+share their prefixes, so vLLM's prefix cache computes every token once: a beam grown by one step
+costs that step's tokens plus at most one KV block. The tokens the engine actually computed are
+counted in `stats.tokens`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from hotncold.config import ModelConfig, PRMConfig
+from hotncold.prm import shares_generator
+from hotncold.prm.base import PRM, PendingScore
+from hotncold.prm.engines import check_length, load_tokenizer, prm_model_config
+from hotncold.prm.formats import JudgeFormat, MathShepherdFormat, RLHFlowFormat, label_id
+
+
+def two_way(positive: float, negative: float) -> float:
+    """P(+) / (P(+) + P(-)) from their log-probabilities (a softmax over the two logits)."""
+    return 1.0 / (1.0 + math.exp(negative - positive))
+
+
+class GenerativePRM(PRM):
+    """Scores each step from the label tokens' next-token log-probabilities."""
+
+    def __init__(
+        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+    ) -> None:
+        super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
+        self.name = cfg.name
+        if shares_generator(cfg, model):
+            if engine is None:
+                raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
+            self.engine = engine
+        else:
+            from hotncold.engine import get_engine
+
+            self.engine = get_engine(prm_model_config(cfg, str(cfg.model_path)))
+        self.tokenizer = load_tokenizer(self.engine.path, cfg.trust_remote_code)
+        self.labels = [
+            label_id(self.tokenizer, cfg.positive_token),
+            label_id(self.tokenizer, cfg.negative_token),
+        ]
+        self.format = self.make_format(cfg, model)
+
+    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> Any:
+        raise NotImplementedError
+
+    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+        prompts, owners = [], []
+        for index, item in enumerate(items):
+            for prompt in self.format.prompts(item.problem, item.steps, item.start):
+                check_length(prompt, self.engine.max_model_len, self.name)
+                prompts.append(prompt)
+                owners.append(index)
+        # Always read the prefix cache: the requests of one solution's steps share it within
+        # the call. Non-incremental mode empties it before each call (`_forget_prefixes`), so
+        # each call reads every solution once, as a full forward pass per solution would.
+        results = self.engine.label_logprobs(prompts, self.labels)
+        scores: list[list[float]] = [[] for _ in items]
+        tokens = [0] * len(items)
+        for index, (logprobs, computed) in zip(owners, results):
+            scores[index].append(two_way(*logprobs))
+            tokens[index] += computed
+        self.item_tokens = tokens
+        return scores
+
+    def _forget_prefixes(self) -> None:
+        self.engine.reset_prefix_cache()
+
+
+class RLHFlowPRM(GenerativePRM):
+    """RLHFlow/Llama3.1-8B-PRM-*: each step a user turn, answered "+" or "-"."""
+
+    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> RLHFlowFormat:
+        return RLHFlowFormat(self.tokenizer, cfg.positive_token)
+
+
+class MathShepherdPRM(GenerativePRM):
+    """peiyi9979/math-shepherd-mistral-7b-prm: "+" or "-" predicted at each step's "ки" tag."""
+
+    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> MathShepherdFormat:
+        return MathShepherdFormat(self.tokenizer, cfg.step_separator or "\n")
+
+
+class JudgePRM(GenerativePRM):
+    """Any chat model asked whether the last step is correct (the generator when no path)."""
+
+    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> JudgeFormat:
+        on_generator = (
+            self.engine is not None
+            and model is not None
+            and cfg.model_path
+            in (
+                None,
+                model.path,
+            )
+        )
+        return JudgeFormat(
+            self.tokenizer,
+            cfg.judge_template,
+            cfg.positive_token,
+            cfg.negative_token,
+            cfg.system_prompt,
+            # the generator's own chat template override, when judging with the generator
+            model.chat_template if on_generator and model is not None else None,
+        )

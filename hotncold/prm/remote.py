@@ -1,0 +1,91 @@
+"""The client of a PRM server (`prm.server_url`): a PRM like any other to the search code.
+
+Its prefix cache works locally (only new steps go over the wire); the server reports the model
+tokens each item cost, so run.json's `prm_tokens` means the same as with an in-process PRM.
+Written on `urllib` (standard library): two JSON routes need no HTTP client dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from hotncold.config import ConfigError, PRMConfig
+from hotncold.prm.base import PRM, PendingScore
+
+HEALTH_TIMEOUT_S = 10.0
+SCORE_TIMEOUT_S = 3600.0
+"""A scoring request waits behind other jobs' batches on a busy server; an hour means dead."""
+
+
+def _request(url: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url,
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            detail = json.loads(error.read()).get("error", "")
+        except ValueError:
+            detail = ""
+        raise RuntimeError(f"PRM server {url} answered {error.code}: {detail}") from None
+
+
+def check_server(cfg: PRMConfig) -> dict[str, Any]:
+    """The server's health answer; ConfigError (one line) if it is down or serves another PRM."""
+    url = str(cfg.server_url).rstrip("/")
+    try:
+        health = _request(f"{url}/health", None, HEALTH_TIMEOUT_S)
+    except (urllib.error.URLError, OSError, RuntimeError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(
+            f"prm.server_url={url}: no PRM server answers ({reason}); start one with "
+            f"`python -m hotncold.prm_server prm={cfg.name}` or drop prm.server_url"
+        ) from None
+    served = health.get("prm", {})
+    if served.get("name") != cfg.name:
+        raise ConfigError(
+            f"prm.server_url={url} serves prm={served.get('name')}, but this run asks for "
+            f"prm={cfg.name}; point it at a server of prm={cfg.name}"
+        )
+    if cfg.model_path and served.get("model_path") != cfg.model_path:
+        raise ConfigError(
+            f"prm.server_url={url} serves weights {served.get('model_path')}, but this run asks "
+            f"for prm.model_path={cfg.model_path}"
+        )
+    return health
+
+
+class RemotePRM(PRM):
+    """Scores through a PRM server."""
+
+    def __init__(self, cfg: PRMConfig, engine: Any = None, model: Any = None) -> None:
+        super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
+        self.name = cfg.name
+        self.url = str(cfg.server_url).rstrip("/")
+        self.served = check_server(cfg)["prm"]
+
+    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+        body = {
+            "items": [
+                {"problem": item.problem, "steps": list(item.steps), "start": item.start}
+                for item in items
+            ]
+        }
+        try:
+            answer = _request(f"{self.url}/score", body, SCORE_TIMEOUT_S)
+        except (urllib.error.URLError, OSError) as error:
+            raise RuntimeError(
+                f"PRM server {self.url} stopped answering ({getattr(error, 'reason', error)})"
+            ) from None
+        self.item_tokens = [int(t) for t in answer["tokens"]]
+        return answer["scores"]

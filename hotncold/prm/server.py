@@ -1,0 +1,234 @@
+"""One PRM served over HTTP to many runs: load a 7-8B PRM once per node, not once per job.
+
+Protocol (JSON over HTTP):
+- `GET /health` -> `{"status": "ok", "prm": <PRMConfig as a dict>, "stats": {...}}`
+- `POST /score` with `{"items": [{"problem": str, "steps": [str], "start": int}]}` ->
+  `{"scores": [[float]], "tokens": [int]}`: scores of `steps[start:]` of each item and the
+  model tokens processed for it. Clients keep their own prefix cache and send only new steps;
+  the engine's prefix cache on the server makes the known prefix cost nothing.
+- errors -> a non-200 status with `{"error": "..."}`.
+
+Batching: HTTP handler threads only enqueue work; one worker thread owns the PRM (engines are
+not thread-safe) and, once a request arrives, waits `batch_wait_ms` for concurrent ones and
+scores all of them in one `PRM.compute` call, so jobs that score at the same time share engine
+batches. Written on the standard library (`http.server`): the protocol is two routes, and a web
+framework would add a dependency for nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from hotncold.config import PRMConfig
+from hotncold.prm.base import PRM, PendingScore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    items: list[PendingScore]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[tuple[list[float], int]] | None = None
+    error: str | None = None
+
+
+@dataclass
+class ServerStats:
+    requests: int = 0
+    """POST /score requests answered."""
+    batches: int = 0
+    """PRM calls made: fewer than requests when concurrent requests were merged."""
+    merged_requests: int = 0
+    """Requests that shared a PRM call with another."""
+    items: int = 0
+
+
+class PRMServer:
+    """Serves `prm` on (host, port) until `shutdown()`."""
+
+    def __init__(
+        self, prm: PRM, cfg: PRMConfig, host: str, port: int, batch_wait_ms: float = 5.0
+    ) -> None:
+        self.prm = prm
+        self.cfg = cfg
+        self.batch_wait = batch_wait_ms / 1000
+        self.stats = ServerStats()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="prm-batcher", daemon=True)
+        self.httpd = ThreadingHTTPServer((host, port), self._handler())
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def serve_forever(self) -> None:
+        self._worker.start()
+        log.info("serving prm=%s at %s", self.cfg.name, self.url)
+        try:
+            self.httpd.serve_forever()
+        finally:
+            self._queue.put(None)
+            self.httpd.server_close()
+
+    def start(self) -> threading.Thread:
+        """Serve from a background thread (tests, benchmarks)."""
+        thread = threading.Thread(target=self.serve_forever, name="prm-server", daemon=True)
+        thread.start()
+        return thread
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "prm": asdict(self.cfg),
+            "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
+        }
+
+    def score(self, items: list[PendingScore]) -> list[tuple[list[float], int]]:
+        """Queue one request's items and wait for the batcher to score them."""
+        job = _Job(items)
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise RuntimeError(job.error)
+        assert job.result is not None
+        return job.result
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            deadline = time.monotonic() + self.batch_wait
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    more = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(more)
+            self._run(jobs)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        merged = [item for job in jobs for item in job.items]
+        try:
+            results = self.prm.compute(merged)
+        except Exception as error:  # report to every waiting client, keep serving
+            log.exception("scoring failed")
+            for job in jobs:
+                job.error = f"{type(error).__name__}: {error}"
+                job.done.set()
+            return
+        self.stats.batches += 1
+        self.stats.requests += len(jobs)
+        self.stats.items += len(merged)
+        if len(jobs) > 1:
+            self.stats.merged_requests += len(jobs)
+        at = 0
+        for job in jobs:
+            job.result = results[at : at + len(job.items)]
+            at += len(job.items)
+            job.done.set()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.address_string(), *args)
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/health":
+                    self._reply(200, server.health())
+                else:
+                    self._reply(404, {"error": f"no route {self.path}; use /health or /score"})
+
+            def do_POST(self) -> None:
+                if self.path.rstrip("/") != "/score":
+                    self._reply(404, {"error": f"no route {self.path}; POST /score"})
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", 0))
+                    body = json.loads(self.rfile.read(length))
+                    items = [
+                        PendingScore(
+                            str(i["problem"]), tuple(map(str, i["steps"])), int(i["start"])
+                        )
+                        for i in body["items"]
+                    ]
+                    for item in items:
+                        if not 0 <= item.start < len(item.steps):
+                            raise ValueError(f"start={item.start} outside the item's steps")
+                except (ValueError, KeyError, TypeError) as error:
+                    self._reply(400, {"error": f"bad request: {error}"})
+                    return
+                try:
+                    results = server.score(items)
+                except RuntimeError as error:
+                    self._reply(500, {"error": str(error)})
+                    return
+                self._reply(
+                    200,
+                    {"scores": [s for s, _ in results], "tokens": [t for _, t in results]},
+                )
+
+        return Handler
+
+
+def serve(cfg: Any) -> None:
+    """Load the PRM `cfg` names and serve it until interrupted."""
+    from omegaconf import OmegaConf
+
+    from hotncold.config import PRMServerConfig, validate_server
+    from hotncold.prm import build_prm, shares_generator
+
+    if not isinstance(cfg, PRMServerConfig):
+        merged = OmegaConf.merge(OmegaConf.structured(PRMServerConfig), cfg)
+        cfg = OmegaConf.to_object(merged)
+    validate_server(cfg)
+    logging.getLogger("hotncold").setLevel(logging.INFO)
+    engine = None
+    if shares_generator(cfg.prm, cfg.model):
+        from hotncold.engine import get_engine
+
+        engine = get_engine(cfg.model)
+    prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
+    server = PRMServer(prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms)
+    # SIGTERM (scancel, kill) stops as cleanly as Ctrl-C: shutdown() must come from a thread
+    # other than the one in serve_forever.
+    signal.signal(
+        signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()
+    )
+    print(f"PRM server: prm={cfg.prm.name} at {server.url} (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        from hotncold.engine import close_engines
+
+        close_engines()

@@ -1,0 +1,267 @@
+"""Each model-based PRM through its real path: a tiny random-weight checkpoint of the right
+architecture, loaded by vLLM on the CPU exactly as the published model would be.
+
+For every PRM: one score per step in [0, 1]; the scores equal a plain transformers forward
+pass over the documented input (so the format and the positions read are right); scoring a
+solution step by step gives the same scores as scoring it whole, while the engine computes only
+the new tokens. One engine per architecture, closed when its tests are done.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hotncold.config import PRMConfig
+from hotncold.engine import close_engine
+from hotncold.models import tiny
+from hotncold.prm import build_prm
+
+BLOCK = 32
+PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have now?"
+SOLUTIONS = [
+    ["Tom starts with 12 apples.", "He buys 7 more, so 12 + 7 = 19.", "The answer is 19."],
+    ["Tom starts with 12 apples.", "He buys 7 more, so 12 + 7 = 20.", "The answer is 20."],
+    ["12 + 7 = 19", "So the answer is $\\boxed{19}$."],
+    ["Adding gives nineteen apples in total for Tom, who bought seven more than the twelve."],
+]
+
+
+def prm_config(name: str, path, **extra) -> PRMConfig:
+    return PRMConfig(
+        name=name,
+        model_path=str(path),
+        max_model_len=1024,
+        cpu_kv_cache_gib=0.25,
+        block_size=BLOCK,
+        **extra,
+    )
+
+
+@pytest.fixture
+def fresh():
+    """Give a PRM a clean slate: no cached scores, no cached prefixes, zeroed counters."""
+
+    def reset(prm):
+        prm.reset()
+        prm.engine.reset_prefix_cache()
+        prm.stats.tokens = prm.stats.steps_scored = 0
+        return prm
+
+    return reset
+
+
+def check_prm(prm, reference, fresh):
+    """The checks every model-based PRM must pass; `reference(problem, steps)` is transformers."""
+    fresh(prm)
+    scores = prm.score([(PROBLEM, s) for s in SOLUTIONS])
+    assert [len(s) for s in scores] == [len(s) for s in SOLUTIONS]
+    assert all(0.0 <= v <= 1.0 for row in scores for v in row)
+    assert len({round(v, 6) for row in scores for v in row}) > 3  # not a constant
+    for steps, row in zip(SOLUTIONS, scores):
+        assert row == pytest.approx(reference(PROBLEM, steps), abs=2e-4)
+    # identical prefixes get identical scores
+    assert scores[0][0] == scores[1][0]
+    assert prm.stats.tokens > 0
+
+    # grown one step at a time (as beam search does): same scores, fewer tokens
+    fresh(prm)
+    grown: list[list[float]] = [[] for _ in SOLUTIONS]
+    per_round = []
+    for depth in range(1, max(map(len, SOLUTIONS)) + 1):
+        alive = [i for i, s in enumerate(SOLUTIONS) if len(s) >= depth]
+        before = prm.stats.tokens
+        rows = prm.score([(PROBLEM, SOLUTIONS[i][:depth]) for i in alive])
+        for i, row in zip(alive, rows):
+            grown[i] = row
+        per_round.append(prm.stats.tokens - before)
+    for row, expected in zip(grown, scores):
+        assert row == pytest.approx(expected, abs=2e-4)
+    incremental = prm.stats.tokens
+
+    # full re-scoring at every round (search-and-learn's way) reads every prefix again
+    fresh(prm)
+    prm.incremental = False
+    try:
+        for depth in range(1, max(map(len, SOLUTIONS)) + 1):
+            prm.score([(PROBLEM, s[:depth]) for s in SOLUTIONS if len(s) >= depth])
+    finally:
+        prm.incremental = True
+    full = prm.stats.tokens
+    assert incremental < full
+    # a round after the first costs each solution its new step's tokens plus less than one KV
+    # block (the cache keeps whole blocks only), never its prefix
+    for depth in range(2, max(map(len, SOLUTIONS)) + 1):
+        bound = sum(
+            input_len(prm, s[:depth]) - input_len(prm, s[: depth - 1]) + BLOCK
+            for s in SOLUTIONS
+            if len(s) >= depth
+        )
+        assert per_round[depth - 1] <= bound
+    return scores
+
+
+def input_len(prm, steps) -> int:
+    """Tokens the PRM reads for a solution: up to its last scored position."""
+    if hasattr(prm.format, "encode"):
+        return prm.format.encode(PROBLEM, steps).positions[-1] + 1
+    return len(prm.format.prompts(PROBLEM, steps)[-1])
+
+
+# --- generative PRMs (vLLM generate runner) ------------------------------------------------
+
+
+def causal_reference(path, prm):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    def reference(problem, steps):
+        out = []
+        for prompt in prm.format.prompts(problem, steps):
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt])).logits[0, -1, prm.labels]
+            out.append(logits.softmax(-1)[0].item())
+        return out
+
+    return reference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "arch"), [("rlhflow_8b", "llama"), ("math_shepherd", "mistral")])
+def test_generative_prm(name, arch, tmp_path_factory, fresh):
+    path = tiny.causal_lm(tmp_path_factory.mktemp(arch), arch)
+    prm = build_prm(prm_config(name, path))
+    try:
+        assert prm.engine.runner == "generate"
+        check_prm(prm, causal_reference(path, prm), fresh)
+    finally:
+        close_engine(prm.engine)
+
+
+# --- head PRMs (vLLM pooling runner) -------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_qwen_math_prm(tmp_path_factory, fresh):
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, Qwen2Model
+
+    path = tiny.qwen_process_reward(tmp_path_factory.mktemp("qwen_prm"))
+    prm = build_prm(
+        prm_config("qwen_math_prm_7b", path, system_prompt="Please reason step by step.")
+    )
+    weights = load_file(str(path / "model.safetensors"))
+    body = Qwen2Model(AutoConfig.from_pretrained(path)).eval()
+    body.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")})
+
+    def reference(problem, steps):
+        enc = prm.format.encode(problem, steps)
+        with torch.no_grad():
+            h = body(torch.tensor([enc.ids])).last_hidden_state[0, enc.positions]
+            h = torch.relu(h @ weights["score.0.weight"].T + weights["score.0.bias"])
+            logits = h @ weights["score.2.weight"].T + weights["score.2.bias"]
+        return logits.softmax(-1)[:, 1].tolist()
+
+    try:
+        assert prm.engine.runner == "pooling"
+        check_prm(prm, reference, fresh)
+    finally:
+        close_engine(prm.engine)
+
+
+@pytest.mark.slow
+def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
+    from safetensors.torch import load_file
+    from transformers import Qwen2ForCausalLM
+
+    path = tiny.skywork_value_head(tmp_path_factory.mktemp("skywork"))
+    # the converted folder goes to a fresh cache (set after the build, which reads the
+    # embedded tokenizer from the real one)
+    monkeypatch.setenv("HOTNCOLD_CACHE", str(tmp_path_factory.mktemp("cache")))
+    prm = build_prm(prm_config("skywork_1.5b", path))
+    weights = load_file(str(path / "model.safetensors"))
+    lm = Qwen2ForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    def reference(problem, steps):
+        enc = prm.format.encode(problem, steps)
+        with torch.no_grad():
+            h = lm.model(torch.tensor([enc.ids])).last_hidden_state[0, enc.positions]
+        value = h @ weights["v_head.summary.weight"].T + weights["v_head.summary.bias"]
+        return value[:, 0].sigmoid().tolist()
+
+    try:
+        check_prm(prm, reference, fresh)
+        # converted once into the cache: a second PRM reuses the folder (and the engine)
+        again = build_prm(prm_config("skywork_1.5b", path))
+        assert again.engine is prm.engine
+    finally:
+        close_engine(prm.engine)
+
+
+@pytest.mark.slow
+def test_trl_token_classification(tmp_path_factory, fresh):
+    from transformers import AutoModelForTokenClassification
+
+    path = tiny.token_classification(tmp_path_factory.mktemp("trl"), "llama", separator="\n\n")
+    prm = build_prm(prm_config("trl", path))
+    assert prm.format.separator_ids == prm.tokenizer.encode("\n\n", add_special_tokens=False)
+    model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32).eval()
+
+    def reference(problem, steps):
+        enc = prm.format.encode(problem, steps)
+        with torch.no_grad():
+            logits = model(torch.tensor([enc.ids])).logits[0, enc.positions]
+        return logits.softmax(-1)[:, 1].tolist()
+
+    try:
+        check_prm(prm, reference, fresh)
+    finally:
+        close_engine(prm.engine)
+
+
+def test_trl_refuses_a_causal_lm(tmp_path_factory):
+    path = tiny.causal_lm(tmp_path_factory.mktemp("not_trl"), "llama")
+    with pytest.raises(ValueError, match="not a token-classification PRM"):
+        build_prm(prm_config("trl", path))
+
+
+def test_skywork_conversion_renames_the_value_head_and_links_other_shards(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from hotncold.prm.heads import token_classification_folder
+
+    source = tiny.skywork_value_head(tmp_path / "skywork")
+    plain = tiny.causal_lm(tmp_path / "plain", "qwen2")
+    monkeypatch.setenv("HOTNCOLD_CACHE", str(tmp_path / "cache"))  # after the builds (see above)
+    # re-shard it: the body in one file, the LM head and value head in another
+    weights = load_file(str(source / "model.safetensors"))
+    (source / "model.safetensors").unlink()
+    heads = {k: v for k, v in weights.items() if k.startswith(("lm_head.", "v_head."))}
+    body = {k: v for k, v in weights.items() if k not in heads}
+    save_file(body, str(source / "model-00001-of-00002.safetensors"))
+    save_file(heads, str(source / "model-00002-of-00002.safetensors"))
+    index = {k: "model-00001-of-00002.safetensors" for k in body}
+    index.update({k: "model-00002-of-00002.safetensors" for k in heads})
+    (source / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": index})
+    )
+
+    folder = token_classification_folder(str(source))
+    assert token_classification_folder(str(source)) == folder  # converted once
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForTokenClassification"]
+    assert config["num_labels"] == 1 or len(config["id2label"]) == 1
+    assert (folder / "model-00001-of-00002.safetensors").is_symlink()
+    converted = load_file(str(folder / "model-00002-of-00002.safetensors"))
+    assert set(converted) == {"score.weight", "score.bias"}
+    assert torch.equal(converted["score.weight"], weights["v_head.summary.weight"])
+    mapping = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert mapping["score.weight"] == "model-00002-of-00002.safetensors"
+    assert "lm_head.weight" not in mapping and "v_head.summary.weight" not in mapping
+    assert (folder / "tokenizer.json").is_file()
+
+    with pytest.raises(ValueError, match="no value head"):
+        token_classification_folder(str(plain))
