@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0+cpu
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install install-gpu model run test test-quick lint format bench clean
+.PHONY: install install-gpu model run experiment test test-quick lint format bench clean
 
 install: $(VENV)/.installed-cpu
 
@@ -35,6 +35,14 @@ model: install
 
 run: model
 	$(BIN)/python -m hotncold $(ARGS)
+
+# The hot-vs-cold study shrunk to this CPU (~15 min), then its report. Rerunning resumes.
+EXPERIMENT ?= hot_vs_cold_cpu
+SWEEP_DIR ?= multirun/$(EXPERIMENT)
+experiment: model
+	$(BIN)/python -m hotncold -m experiment=$(EXPERIMENT) hydra.sweep.dir=$(SWEEP_DIR) $(ARGS)
+	$(BIN)/python -m hotncold.analyze $(SWEEP_DIR) --out $(SWEEP_DIR)/analysis
+	@echo "report: $(SWEEP_DIR)/analysis/report.md"
 
 test: model
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

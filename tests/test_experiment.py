@@ -1,0 +1,153 @@
+"""Experiment presets: every job of a declared sweep composes and validates, without running."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+import hotncold.schema  # noqa: F401  (registers the schema and resolvers)
+from hotncold.config import validate
+from hotncold.run import to_config
+
+CONF = ROOT / "conf"
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
+
+
+def compose_job(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[*PLAIN, *overrides], return_hydra_config=True)
+
+
+def sweep_jobs(preset: str) -> list[list[str]]:
+    """The overrides of every job the preset's sweep launches, expanded as Hydra's basic
+    sweeper expands `hydra.sweeper.params` (the Slurm launcher takes the same job list)."""
+    params = compose_job(f"experiment={preset}").hydra.sweeper.params
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def checked(preset: str, job: list[str]):
+    composed = compose_job(f"experiment={preset}", *job)
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    validate(cfg)
+    return composed, cfg
+
+
+def test_presets_exist():
+    assert {"hot_vs_cold", "hot_vs_cold_cpu"} <= set(PRESETS)
+
+
+def test_cpu_preset_composes_every_job():
+    jobs = sweep_jobs("hot_vs_cold_cpu")
+    assert len(jobs) == 3 * 3 * 2  # approaches x temperatures x seeds
+    names = set()
+    temperatures = set()
+    for job in jobs:
+        composed, cfg = checked("hot_vs_cold_cpu", job)
+        assert cfg.model.path == "embedded:smollm2_135m"  # nothing to download
+        assert cfg.prm.name == "equation_checker" and cfg.dataset.name == "arithmetic"
+        assert cfg.n == 8 and sorted(cfg.dataset.levels) == [1, 2, 3, 4, 5]
+        assert composed.hydra.launcher._target_.endswith("BasicLauncher")
+        assert composed.hydra.sweep.dir == "multirun/hot_vs_cold_cpu"
+        names.add(composed.run_name)
+        temperatures.add(tuple(cfg.temperature.values))
+    assert len(names) == len(jobs)  # no two jobs share a run directory
+    assert len(temperatures) == 3 and any(len(t) > 1 for t in temperatures)
+
+
+def test_full_preset_declares_the_study_and_every_axis_value_composes():
+    jobs = sweep_jobs("hot_vs_cold")
+    axes: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job:
+            key, value = override.split("=", 1)
+            axes.setdefault(key, set()).add(value)
+    temperatures = {f"[{v / 10:.1f}]" for v in range(1, 13)} | {"[0.4,0.8,1.2]"}
+    assert axes["temperature.values"] == temperatures
+    assert axes["approach"] == {"best_of_n", "beam_search", "dvts"}
+    assert axes["seed"] == {str(s) for s in range(5)}
+    assert max(map(int, axes["n"])) == 256
+    assert len(jobs) == 13 * 3 * 5 * len(axes["n"]) * len(axes["dataset.shard"])
+    # composing all 7,800 jobs takes minutes: compose one job per value of every axis (each
+    # value paired with the hardest values of the others), which is where a bad value would fail
+    hardest = {"approach": "beam_search", "n": "256", "temperature.values": "[0.4,0.8,1.2]"}
+    names = set()
+    for key, values in axes.items():
+        for value in sorted(values):
+            job = [f"{k}={hardest.get(k, sorted(v)[0])}" for k, v in axes.items() if k != key]
+            composed, cfg = checked("hot_vs_cold", [*job, f"{key}={value}"])
+            assert cfg.dataset.path == "HuggingFaceH4/MATH-500" and cfg.dataset.num_shards == 10
+            assert cfg.prm.name == "rlhflow_8b" and cfg.cluster.name == "slurm"
+            assert composed.hydra.launcher._target_.endswith("SlurmLauncher")
+            assert composed.hydra.launcher.gpus_per_node >= 1
+            names.add(composed.run_name)
+    assert len(names) == sum(len(v) for v in axes.values()) - (len(axes) - 1)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_typo_fails_before_anything_runs(preset):
+    with pytest.raises(Exception, match="temprature"):
+        compose_job(f"experiment={preset}", "temprature=hot")
+
+
+
+def test_make_experiment_sweeps_then_analyses_the_same_folder(tmp_path):
+    import subprocess
+
+    dry = subprocess.run(
+        ["make", "-n", "-o", "model", "experiment", f"SWEEP_DIR={tmp_path}", "ARGS=seed=3"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert dry.returncode == 0, dry.stderr
+    sweep, analyse = [x for x in dry.stdout.splitlines() if "python -m hotncold" in x]
+    assert "-m hotncold -m experiment=hot_vs_cold_cpu" in sweep
+    assert f"hydra.sweep.dir={tmp_path}" in sweep and sweep.endswith("seed=3")
+    assert f"-m hotncold.analyze {tmp_path} --out {tmp_path}/analysis" in analyse
+
+
+@pytest.mark.slow
+def test_reduced_cpu_preset_runs_and_its_report_appears(tmp_path):
+    """The CPU preset on the real path, shrunk: 2 approaches x 2 temperatures, 1 seed, 2 easy
+    problems at n=4; then the analyzer's report on its sweep folder."""
+    import json
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", "experiment=hot_vs_cold_cpu", f"hydra.sweep.dir={sweep}"]
+    args += ["approach=best_of_n,beam_search", "temperature=cold,multi", "seed=0"]
+    args += ["dataset.per_level=1", "dataset.levels=[1,2]", "n=4", "model.max_tokens=48"]
+    args += ["approach.num_iterations=3"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "hotncold", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted(p.parent for p in sweep.glob("*/run.json"))
+    assert len(runs) == 4
+    for run in runs:
+        assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "hotncold.analyze", str(sweep), "--out", str(out)]
+        + ["--bootstrap", "200"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (out / "report.md").read_text()
+    assert "beam_search" in text and "best_of_n" in text
+    assert len(list((out / "figures").glob("*.png"))) >= 4
