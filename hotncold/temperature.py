@@ -6,8 +6,10 @@ of a beam) when generating the step at search depth `depth` (0 for the first ste
 compose by multiplication:
 
 - per slot, `values` in their `ratios` (`for_slots`): allocation is exact (largest remainder)
-  and interleaved, so the first slots, the ones small-N metrics read, already mix the
-  temperatures in their target shares; with equal ratios slot j gets `values[j % k]`;
+  and interleaved, so any first slots (a reader taking the first N completions, a beam whose m
+  expansions are fewer than the mix needs) already mix the temperatures in their target shares;
+  with equal ratios slot j gets `values[j % k]`. hotncold's own metrics at N < n average random
+  subsets, not the first N;
 - per depth, a `schedule` factor (`factor`): 1 for `constant`, else it moves from `start` to
   `end` (`linear`, `cosine` over `horizon` steps; `switch` after `switch_at` steps).
 
@@ -83,7 +85,8 @@ class TemperaturePlan:
     @classmethod
     def from_config(cls, cfg: TemperatureConfig) -> TemperaturePlan:
         k = len(cfg.values)
-        ratios = tuple(cfg.ratios) if cfg.ratios is not None else tuple([1.0 / k] * k)
+        # no division for k == 0: run names are resolved before validate() can refuse it
+        ratios = tuple(cfg.ratios) if cfg.ratios is not None else tuple(1.0 / k for _ in range(k))
         return cls(
             values=tuple(float(v) for v in cfg.values),
             ratios=ratios,

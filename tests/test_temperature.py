@@ -111,3 +111,9 @@ def test_schedule_tags_name_the_schedule():
         TemperatureConfig(values=[0.4, 1.2], ratios=[0.75, 0.25], schedule="linear", end=0.5)
     )
     assert mixed.tag() == "T0.4-1.2_r0.75-0.25_lin1-0.5h8"
+
+
+def test_an_empty_value_list_leaves_the_refusal_to_validate():
+    # run names are resolved before validate(); they must not crash on what validate refuses
+    plan = TemperaturePlan.from_config(TemperatureConfig(values=[]))
+    assert plan.ratios == () and plan.tag() == "T"
