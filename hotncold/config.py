@@ -9,6 +9,7 @@ dataset or model loads. Nothing here imports Hydra: the core takes plain `Config
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +253,23 @@ class MetricsConfig:
 
 
 @dataclass
+class OutputConfig:
+    """Where results go besides the run directory (never changes what a run computes)."""
+
+    push_to_hub: bool = False
+    """After a run finishes, push it to `hub_dataset_id` as a dataset config named after the
+    run (one row per problem x completion), plus its run.json, metrics.json and config.yaml
+    under `runs/<run name>/`. Checked before any model loads (network, token); a failed push
+    leaves the run finished and is recorded in run.json."""
+    hub_dataset_id: str | None = None
+    """The dataset repository, `owner/name` (created if missing)."""
+    hub_private: bool = True
+    """Create the repository private (an existing repository keeps its visibility)."""
+    hub_split: str = "train"
+    """Split name of the pushed rows inside the run's config."""
+
+
+@dataclass
 class Config:
     """One experiment: everything that determines its results, plus where it writes them."""
 
@@ -262,6 +280,7 @@ class Config:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     n: int = 8
     """Test-time compute budget: completions per problem."""
     seed: int = 0
@@ -303,6 +322,7 @@ NON_RESULT_KEYS = (
     "overrides",
     "cluster",
     "batch_size",
+    "output",
     # Where and how the PRM runs; its scores are the same in-process, served, or recomputed.
     "prm.server_url",
     "prm.incremental",
@@ -326,6 +346,7 @@ def validate(cfg: Config) -> None:
     _validate_dataset(cfg.dataset)
     if cfg.metrics.num_subsets < 1:
         raise ConfigError("metrics.num_subsets must be at least 1")
+    validate_output(cfg.output)
 
 
 def _validate_temperature(cfg: Config) -> None:
@@ -512,6 +533,37 @@ def validate_server(cfg: PRMServerConfig) -> None:
         raise ConfigError(f"port={cfg.port} is not a TCP port")
     _validate_model(cfg.model)
     _validate_prm(cfg.prm)  # alone on its machine: no memory split with a generator
+
+
+_SPLIT = re.compile(r"\w+(\.\w+)*")  # what `datasets` accepts as a split name
+
+
+def validate_output(o: OutputConfig) -> None:
+    """The `output` group's part of `validate` (also used by `python -m hotncold.push`)."""
+    if o.push_to_hub and not o.hub_dataset_id:
+        raise ConfigError(
+            "output.push_to_hub=true needs output.hub_dataset_id=<owner>/<name> "
+            "(the dataset repository to push to)"
+        )
+    repo = o.hub_dataset_id
+    if repo is not None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            # the owner is required: a bare name would land in whatever account the token is
+            if repo.count("/") != 1:
+                raise HFValidationError("no owner")
+            validate_repo_id(repo)
+        except HFValidationError:
+            raise ConfigError(
+                f"output.hub_dataset_id={repo!r} is not a hub repository id; use <owner>/<name> "
+                "(letters, digits, '-', '_', '.'), e.g. output.hub_dataset_id=my-org/hotncold-runs"
+            ) from None
+    if not _SPLIT.fullmatch(o.hub_split):
+        raise ConfigError(
+            f"output.hub_split={o.hub_split!r} is not a split name; use letters, digits and _ "
+            "(e.g. train)"
+        )
 
 
 def _validate_dataset(d: DatasetConfig) -> None:

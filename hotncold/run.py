@@ -20,6 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hotncold import hub
 from hotncold.config import Config, ConfigError, validate
 from hotncold.data import Problem, load_problems
 from hotncold.grading import Grader, extract_answer
@@ -55,6 +56,8 @@ def execute(cfg: Any) -> dict[str, Any]:
     """Run (or resume) one experiment and return its metrics."""
     cfg = to_config(cfg)
     validate(cfg)
+    if cfg.output.push_to_hub:
+        hub.preflight(cfg.output)  # no network or token: fail now, not after the search
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
     rundir.prepare(cfg)
@@ -80,6 +83,8 @@ def execute(cfg: Any) -> dict[str, Any]:
             *(overall[m][str(cfg.n)] for m in ("naive", "weighted", "majority", "pass")),
             rundir.path,
         )
+        if cfg.output.push_to_hub:
+            hub.push_and_record(rundir, cfg.output)  # a failure is recorded, the run stays
         return metrics
 
 
