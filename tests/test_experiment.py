@@ -95,7 +95,6 @@ def test_preset_typo_fails_before_anything_runs(preset):
         compose_job(f"experiment={preset}", "temprature=hot")
 
 
-
 def test_make_experiment_sweeps_then_analyses_the_same_folder(tmp_path):
     import subprocess
 
@@ -139,9 +138,9 @@ def test_reduced_cpu_preset_runs_and_its_report_appears(tmp_path):
     for run in runs:
         assert json.loads((run / "run.json").read_text())["status"] == "finished"
     out = tmp_path / "report"
+    analyze = ["-m", "hotncold.analyze", str(sweep), "--out", str(out), "--bootstrap", "200"]
     proc = subprocess.run(
-        [sys.executable, "-m", "hotncold.analyze", str(sweep), "--out", str(out)]
-        + ["--bootstrap", "200"],
+        [sys.executable, *analyze],
         capture_output=True,
         text=True,
         cwd=ROOT,
