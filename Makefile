@@ -36,7 +36,7 @@ model: install
 run: model
 	$(BIN)/python -m hotncold $(ARGS)
 
-# The hot-vs-cold study shrunk to this CPU (~15 min), then its report. Rerunning resumes.
+# The hot-vs-cold study shrunk to this CPU (~12 min), then its report. Rerunning resumes.
 EXPERIMENT ?= hot_vs_cold_cpu
 SWEEP_DIR ?= multirun/$(EXPERIMENT)
 experiment: model
