@@ -30,6 +30,17 @@ def real_engine():
     close_engines()
 
 
+def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python -m <module> args...` from the repository root, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
 def tiny_model_config(cls):
     """The embedded model with the settings the conf/model/smollm2_135m.yaml option uses."""
     return cls(path="embedded:smollm2_135m", max_tokens=96, max_model_len=1024, step_delimiter="\n")

@@ -117,35 +117,22 @@ def test_reduced_cpu_preset_runs_and_its_report_appears(tmp_path):
     """The CPU preset on the real path, shrunk: 2 approaches x 2 temperatures, 1 seed, 2 easy
     problems at n=4; then the analyzer's report on its sweep folder."""
     import json
-    import subprocess
-    import sys
+
+    from conftest import run_module
 
     sweep = tmp_path / "sweep"
     args = ["-m", "experiment=hot_vs_cold_cpu", f"hydra.sweep.dir={sweep}"]
     args += ["approach=best_of_n,beam_search", "temperature=cold,multi", "seed=0"]
     args += ["dataset.per_level=1", "dataset.levels=[1,2]", "n=4", "model.max_tokens=48"]
     args += ["approach.num_iterations=3"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "hotncold", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=900,
-    )
+    proc = run_module("hotncold", *args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = sorted(p.parent for p in sweep.glob("*/run.json"))
     assert len(runs) == 4
     for run in runs:
         assert json.loads((run / "run.json").read_text())["status"] == "finished"
     out = tmp_path / "report"
-    analyze = ["-m", "hotncold.analyze", str(sweep), "--out", str(out), "--bootstrap", "200"]
-    proc = subprocess.run(
-        [sys.executable, *analyze],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    proc = run_module("hotncold.analyze", str(sweep), "--out", str(out), "--bootstrap", "200")
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "report.md").read_text()
     assert "beam_search" in text and "best_of_n" in text

@@ -153,6 +153,37 @@ def test_loss_goes_down_on_a_fixed_tiny_batch(tiny_base, tokenizer):
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_lora_trains_the_adapters_and_the_head_and_saves_a_plain_checkpoint(tiny_base, tmp_path):
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from hotncold.train_prm.trainer import load_base, train
+
+    examples = [
+        {"prompt": "What is 2+3?", "completions": ["2 + 3 = 5", "So 5."], "labels": [True, True]},
+        {"prompt": "What is 2+3?", "completions": ["2 + 3 = 6", "So 6."], "labels": [False, False]},
+    ]
+    cfg = TrainConfig(
+        base_model=str(tiny_base),
+        lora=True,
+        max_steps=3,
+        batch_size=2,
+        learning_rate=1e-2,
+        save_steps=10_000,
+        logging_steps=1,
+    )
+    result = train(examples, cfg, tmp_path, seed=0)
+    assert result["global_step"] == 3
+    saved = AutoModelForTokenClassification.from_pretrained(tmp_path / "model")
+    assert not any("lora" in name for name, _ in saved.named_parameters())  # merged
+    base, _ = load_base(str(tiny_base))
+    before = dict(base.model.named_parameters())
+    after = dict(saved.model.named_parameters())
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any("proj" in k for k in changed)  # the merged adapters moved the linear layers
+    assert not any("embed" in k for k in changed)  # and nothing else of the base
+
+
 @pytest.mark.slow
 def test_training_run_is_complete_and_resumes(real_engine, tiny_base, tmp_path, monkeypatch):
     from conftest import tiny_model_config

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "hotncold_prm.json"
 
 
+HEAD_NAMES = ("score", "classifier")
+"""Names of the token-classification head in transformers' *ForTokenClassification models."""
+
+
 def load_base(path: str) -> tuple[Any, Any]:
     """The base model with a fresh 2-class token-classification head, and its tokenizer."""
     import torch
@@ -101,6 +105,9 @@ def train(examples: list[dict[str, Any]], cfg: TrainConfig, run: Path, seed: int
                 lora_alpha=cfg.lora_alpha,
                 lora_dropout=cfg.lora_dropout,
                 target_modules="all-linear",
+                # the fresh classification head is trained whole (TOKEN_CLS puts it in
+                # modules_to_save); an adapter on it as well is refused by peft
+                exclude_modules=list(HEAD_NAMES),
             ),
         )
     dataset = tokenized_dataset(examples, tokenizer, cfg)
