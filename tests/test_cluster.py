@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +32,7 @@ JOB_ARGS = [
 
 
 def hotncold(*args: str, module: str = "hotncold", timeout: int = 900):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-    )
+    return run_module(module, *args, timeout=timeout)
 
 
 def info(run: Path) -> dict:

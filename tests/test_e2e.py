@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, tiny_model_config
+from conftest import ROOT, run_module, tiny_model_config
 
 from hotncold.config import Config, DatasetConfig, ModelConfig, TemperatureConfig
 from hotncold.run import execute
@@ -25,13 +25,7 @@ def records(run: Path) -> list[dict]:
 
 
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hotncold", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-    )
+    return run_module("hotncold", *args, timeout=timeout)
 
 
 def test_best_of_n_on_the_real_engine(real_engine, tmp_path):
