@@ -56,8 +56,7 @@ def execute(cfg: Any) -> dict[str, Any]:
     """Run (or resume) one experiment and return its metrics."""
     cfg = to_config(cfg)
     validate(cfg)
-    if cfg.output.push_to_hub:
-        hub.preflight(cfg.output)  # no network or token: fail now, not after the search
+    hub.preflight(cfg.output)  # when pushing: no network or token fails now, not after the search
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
     rundir.prepare(cfg)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_module
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -204,13 +202,7 @@ def test_dataset_problems_fail_before_any_model_loads(changes, message, tmp_path
     ],
 )
 def test_cli_prints_one_line_and_exits_nonzero(args, message, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "hotncold", *args, f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_module("hotncold", *args, f"hydra.run.dir={tmp_path}/run", timeout=120)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert errors[-1].startswith("hotncold: error:") and message in errors[-1], proc.stderr
@@ -219,13 +211,7 @@ def test_cli_prints_one_line_and_exits_nonzero(args, message, tmp_path):
 
 
 def test_cli_help_lists_the_groups():
-    proc = subprocess.run(
-        [sys.executable, "-m", "hotncold", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    proc = run_module("hotncold", "--help", timeout=120)
     assert proc.returncode == 0
     for group in GROUPS:
         assert f"{group}:" in proc.stdout
@@ -288,20 +274,13 @@ def test_launcher_typos_fail_at_composition():
 
 
 def test_cli_launcher_typo_fails_before_anything_is_queued(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotncold",
-            "-m",
-            "cluster=slurm",
-            "hydra.launcher.partitoin=debug",
-            "seed=0,1",
-            f"hydra.sweep.dir={tmp_path}/sweep",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    proc = run_module(
+        "hotncold",
+        "-m",
+        "cluster=slurm",
+        "hydra.launcher.partitoin=debug",
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path}/sweep",
         timeout=120,
     )
     assert proc.returncode != 0

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tiny_model_config
+from conftest import ROOT, run_module, tiny_model_config
 
 from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig, PRMConfig
 from hotncold.prm import build_prm
@@ -122,19 +122,12 @@ def test_unreachable_server_fails_before_the_model_loads(tmp_path, monkeypatch):
 
 def test_cli_unreachable_server_is_one_line(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotncold",
-            "prm=rlhflow_8b",
-            f"prm.server_url={url}",
-            "dataset.per_level=1",
-            f"hydra.run.dir={tmp_path}/run",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    proc = run_module(
+        "hotncold",
+        "prm=rlhflow_8b",
+        f"prm.server_url={url}",
+        "dataset.per_level=1",
+        f"hydra.run.dir={tmp_path}/run",
         timeout=120,
     )
     assert proc.returncode != 0

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_module
 from fakes import ScriptedEngine, problem_of
 
 import hotncold.engine
@@ -284,20 +284,13 @@ def test_status_reads_why_a_submitit_job_died_before_its_run_began(tmp_path):
     """Real submitit (local executor): jobs whose config is invalid exit before writing run.json;
     status finds the error line in submitit's log (no engine is started)."""
     folder = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotncold",
-            "-m",
-            "cluster=submitit_local",
-            "temperature=multi",
-            "n=1,2",
-            f"hydra.sweep.dir={folder}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
+    proc = run_module(
+        "hotncold",
+        "-m",
+        "cluster=submitit_local",
+        "temperature=multi",
+        "n=1,2",
+        f"hydra.sweep.dir={folder}",
         timeout=300,
     )
     assert proc.returncode != 0

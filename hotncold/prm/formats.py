@@ -50,6 +50,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hotncold.train_prm.tokenize import tokenize_stepwise
+
 Tokenizer = Any  # a transformers PreTrainedTokenizerFast (offsets and chat templates needed)
 
 
@@ -225,8 +227,6 @@ class TRLFormat:
 
     def encode(self, problem: str, steps: Sequence[str]) -> Encoded:
         # The trainer's own tokenization, so a checkpoint is read exactly as it was trained.
-        from hotncold.train_prm.tokenize import tokenize_stepwise
-
         out = tokenize_stepwise(self.tokenizer, problem, steps, None, self.separator)
         return Encoded(out["input_ids"], out["step_ends"])
 

@@ -128,10 +128,10 @@ class TRLPRM(PoolingPRM):
 
     def make_format(self, cfg: PRMConfig, path: str) -> TRLFormat:
         separator = cfg.step_separator
+        folder = Path(local_or_hub(path))
         for name in TRL_SETTINGS_FILES:
-            settings = Path(local_or_hub(path)) / name
-            if separator is None and settings.is_file():
-                separator = json.loads(settings.read_text()).get("step_separator")
+            if separator is None and (folder / name).is_file():
+                separator = json.loads((folder / name).read_text()).get("step_separator")
         return TRLFormat(self.tokenizer, separator or "\n")
 
 

@@ -37,17 +37,7 @@ from hotncold.data import Problem
 from hotncold.engine import derive_seed
 from hotncold.prm.base import aggregate
 from hotncold.search.base import Completion, SearchContext
-from hotncold.search.steps import (
-    Expansion,
-    Limits,
-    Node,
-    StepTask,
-    fill,
-    generate_steps,
-    lookahead,
-    ranked,
-    score,
-)
+from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +72,6 @@ class BeamSearch:
     ) -> list[list[Completion]]:
         a = ctx.approach
         keep = ctx.n // a.beam_width
-        limits = Limits(ctx.model.step_delimiter, ctx.model.max_tokens, ctx.model.top_p)
         agg = ctx.agg_strategy
         searches = [_Search(p, prompt) for p, prompt in zip(problems, prompts)]
         for depth in tqdm(
@@ -109,12 +98,7 @@ class BeamSearch:
                             )
                         )
                         owners.append(s)
-            expansions = generate_steps(ctx.engine, tasks, limits)
-            if a.lookahead and not final:
-                lookahead(
-                    ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits
-                )
-            score(ctx.prm, [s.problem.problem for s in owners], expansions, agg)
+            expansions = iteration(ctx, tasks, [s.problem.problem for s in owners], final)
             by_search: dict[int, list[Expansion]] = {}
             for s, e in zip(owners, expansions):
                 s.search_tokens += e.tokens + e.lookahead_tokens

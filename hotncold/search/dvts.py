@@ -33,17 +33,7 @@ from tqdm import tqdm
 from hotncold.data import Problem
 from hotncold.engine import derive_seed
 from hotncold.search.base import Completion, SearchContext
-from hotncold.search.steps import (
-    Expansion,
-    Limits,
-    Node,
-    StepTask,
-    fill,
-    generate_steps,
-    lookahead,
-    ranked,
-    score,
-)
+from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +69,6 @@ class DVTS:
     ) -> list[list[Completion]]:
         a = ctx.approach
         m = a.beam_width
-        limits = Limits(ctx.model.step_delimiter, ctx.model.max_tokens, ctx.model.top_p)
         searches = [
             _Search(p, prompt, [_Subtree(t) for t in range(ctx.n // m)])
             for p, prompt in zip(problems, prompts)
@@ -109,12 +98,7 @@ class DVTS:
                         owners.append((s, t))
             if not tasks:
                 break
-            expansions = generate_steps(ctx.engine, tasks, limits)
-            if a.lookahead and not final:
-                lookahead(
-                    ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits
-                )
-            score(ctx.prm, [s.problem.problem for s, _ in owners], expansions, ctx.agg_strategy)
+            expansions = iteration(ctx, tasks, [s.problem.problem for s, _ in owners], final)
             grown: dict[int, tuple[_Subtree, list[Expansion]]] = {}
             for (s, t), e in zip(owners, expansions):
                 t.tokens += e.tokens + e.lookahead_tokens

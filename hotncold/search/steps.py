@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from hotncold.engine import Engine, GenerationRequest, derive_seed
 from hotncold.prm.base import PRM, aggregate, split_steps
-from hotncold.search.base import Completion
+from hotncold.search.base import Completion, SearchContext
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +269,17 @@ def score(prm: PRM, problems: Sequence[str], expansions: Sequence[Expansion], ag
 def ranked(expansions: Sequence[Expansion]) -> list[Expansion]:
     """Best selection score first; ties keep the earlier candidate (a deterministic order)."""
     return sorted(expansions, key=lambda e: -e.selection_score)
+
+
+def iteration(
+    ctx: SearchContext, tasks: Sequence[StepTask], problems: Sequence[str], final: bool
+) -> list[Expansion]:
+    """One search iteration for every live beam of every problem: one engine call for the
+    steps (plus lookahead rollouts, used only for scoring), then one PRM call for all of them."""
+    model, a = ctx.model, ctx.approach
+    limits = Limits(model.step_delimiter, model.max_tokens, model.top_p)
+    expansions = generate_steps(ctx.engine, tasks, limits)
+    if a.lookahead and not final:
+        lookahead(ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits)
+    score(ctx.prm, problems, expansions, ctx.agg_strategy)
+    return expansions
