@@ -7,13 +7,14 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks import best_of_n, prm, search, train_prm
+from benchmarks import best_of_n, grading, prm, search, train_prm
 
 BENCHMARKS = {
     "best_of_n": best_of_n.main,
     "search": search.main,
     "prm": prm.main,
     "train_prm": train_prm.main,
+    "grading": grading.main,
 }
 
 
