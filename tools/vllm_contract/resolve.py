@@ -142,7 +142,8 @@ class Definition:
     kind: str
     module: str
     name: str
-    node: ast.AST | None = None
+    node: ast.AST | Binding | None = None
+    """The class or function node; for kind "value" the module-level Binding."""
     line: int = 0
     path: str = ""
 
