@@ -8,7 +8,7 @@ TORCH_CPU ?= torch==2.13.0+cpu
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install install-gpu model run experiment test test-quick lint format bench clean
+.PHONY: install install-gpu model run experiment test test-quick lint format bench clean vllm-contract
 
 install: $(VENV)/.installed-cpu
 
@@ -57,6 +57,13 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix hotncold tests benchmarks
 	$(BIN)/ruff format hotncold tests benchmarks
+
+# The CUDA vLLM API hotncold uses, checked against the Python sources of the oldest and newest
+# supported releases (read from PyPI's wheels, cached under ~/.cache/hotncold/vllm-sources).
+# Needs only python3 >= 3.11: no venv, no vLLM, no GPU. VLLM_CONTRACT_ARGS=--offline: cache only.
+VLLM_CONTRACT_ARGS ?=
+vllm-contract:
+	$(PYTHON) -m tools.vllm_contract $(VLLM_CONTRACT_ARGS)
 
 bench: model
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -1,0 +1,1 @@
+"""The checked contract between hotncold and CUDA vLLM: see README.md here."""
