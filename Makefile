@@ -31,7 +31,7 @@ install-gpu:
 	$(BIN)/pip install -e '.[gpu,dev]'
 
 model: install
-	$(BIN)/python -m hotncold.models.embedded
+	$(BIN)/python -m hotncold.engine.embedded
 
 run: model
 	$(BIN)/python -m hotncold $(ARGS)

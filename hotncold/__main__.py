@@ -2,11 +2,11 @@
 
 import hydra
 
-import hotncold.schema  # noqa: F401  (registers the typed schemas and resolvers)
-from hotncold.run import run
+import hotncold.config.hydra  # noqa: F401  (registers the typed schemas and resolvers)
+from hotncold.experiment.run import run
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):  # noqa: ANN001, ANN201  (Hydra passes a DictConfig)
     return run(cfg)
 

@@ -6,13 +6,13 @@ The Hydra edge of the server: it composes the same `prm` (and `model`) groups as
 
 import hydra
 
-import hotncold.schema  # noqa: F401  (registers the typed schemas)
+import hotncold.config.hydra  # noqa: F401  (registers the typed schemas)
 from hotncold.config import ConfigError
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="prm_server")
+@hydra.main(version_base="1.3", config_path="conf", config_name="prm_server")
 def main(cfg):  # noqa: ANN001, ANN201  (Hydra passes a DictConfig)
-    from hotncold.prm.server import serve
+    from hotncold.prm.http_server import serve
 
     try:
         serve(cfg)

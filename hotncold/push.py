@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from hotncold.config import ConfigError, OutputConfig, validate_output
-from hotncold.hub import check_hub, finished_run, push_and_record
+from hotncold.hub.upload import check_hub, finished_run, push_and_record
 
 
 def main(argv: list[str] | None = None) -> int:

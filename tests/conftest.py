@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def real_engine():
     """The embedded SmolLM2 model on vLLM, shared by every slow test of the session."""
     from hotncold.config import ModelConfig
-    from hotncold.engine import close_engines, get_engine
+    from hotncold.engine.vllm_engine import close_engines, get_engine
 
     engine = get_engine(tiny_model_config(ModelConfig))
     yield engine

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from hotncold.grading import Grader, extract_answer, grade
+from hotncold.evaluation.grading import Grader, extract_answer, grade
 
 
 @pytest.mark.parametrize(

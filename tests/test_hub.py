@@ -24,8 +24,8 @@ from fakes import ScriptedEngine
 from huggingface_hub import constants
 from test_run import solver
 
-import hotncold.engine
-from hotncold import hub, push
+import hotncold.engine.vllm_engine
+from hotncold import push
 from hotncold.config import (
     ApproachConfig,
     Config,
@@ -36,8 +36,9 @@ from hotncold.config import (
     TemperatureConfig,
     validate,
 )
-from hotncold.run import execute
-from hotncold.rundir import RunDir, run_name
+from hotncold.experiment.run import execute
+from hotncold.experiment.rundir import RunDir, run_name
+from hotncold.hub import upload as hub
 
 REPO = "hnc-lab/runs"
 
@@ -45,7 +46,7 @@ REPO = "hnc-lab/runs"
 @pytest.fixture
 def engine(monkeypatch):
     fake = ScriptedEngine(solver)
-    monkeypatch.setattr(hotncold.engine, "get_engine", lambda cfg: fake)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
 
@@ -106,10 +107,10 @@ def test_output_never_changes_the_run_name_or_blocks_a_resume(tmp_path):
 def test_output_overrides_compose_with_the_defaults():
     from hydra import compose, initialize_config_dir
 
-    import hotncold.schema  # noqa: F401
+    import hotncold.config.hydra  # noqa: F401
 
     plain = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
         base = compose("config", overrides=plain)
         pushed = compose(
             "config", overrides=[*plain, "output.push_to_hub=true", f"output.hub_dataset_id={REPO}"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from hotncold.config import PRMConfig
-from hotncold.prm import build_prm
 from hotncold.prm.base import PRM, aggregate, prefix_digests, split_steps
 from hotncold.prm.equation_checker import EquationChecker, find_claims
+from hotncold.prm.registry import build_prm
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,11 @@ from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import hotncold.schema  # noqa: F401  (registers the schema and resolvers)
-from hotncold.run import to_config
-from hotncold.rundir import run_name
+import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
+from hotncold.experiment.run import to_config
+from hotncold.experiment.rundir import run_name
 
-CONF = ROOT / "conf"
+CONF = ROOT / "hotncold" / "conf"
 PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 
 KNOWN = {

@@ -25,18 +25,19 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import hotncold.schema  # noqa: F401  (registers the schema and resolvers)
+import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
 from hotncold.analyze.collect import describe_temperature
 from hotncold.config import ApproachConfig, ConfigError, ModelConfig, TemperatureConfig, validate
 from hotncold.data import Problem
-from hotncold.engine import Generation
+from hotncold.engine.vllm_engine import Generation
+from hotncold.experiment.run import to_config
 from hotncold.prm.base import PRM
-from hotncold.run import to_config
-from hotncold.search import SearchContext, build_approach
-from hotncold.temperature import TemperaturePlan, allocate
+from hotncold.search.base import SearchContext
+from hotncold.search.registry import build_approach
+from hotncold.search.temperature import TemperaturePlan, allocate
 
 GUIDE = ROOT / "docs" / "temperature.md"
-CONF = ROOT / "conf"
+CONF = ROOT / "hotncold" / "conf"
 PLAIN = ["out_dir=/tmp/hotncold-docs-test", "overrides=[]"]
 MARKER = re.compile(r"<!-- check: (\w+)(.*?) -->")
 

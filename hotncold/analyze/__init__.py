@@ -7,7 +7,7 @@
 """
 
 from hotncold.analyze.collect import AnalysisError, Collection, collect
-from hotncold.analyze.report import Analysis, analyze
+from hotncold.analyze.render import Analysis, analyze
 from hotncold.analyze.tables import Options
 
 __all__ = ["Analysis", "AnalysisError", "Collection", "Options", "analyze", "collect"]

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hotncold.analyze.collect import AnalysisError
-from hotncold.analyze.report import analyze
+from hotncold.analyze.render import analyze
 from hotncold.analyze.tables import Options
 from hotncold.config import AGG_STRATEGIES
-from hotncold.metrics import METHODS
+from hotncold.evaluation.metrics import METHODS
 
 log = logging.getLogger("hotncold.analyze")
 

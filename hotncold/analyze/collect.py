@@ -35,10 +35,10 @@ import yaml
 from tqdm import tqdm
 
 from hotncold.config import NON_RESULT_KEYS, TemperatureConfig
-from hotncold.metrics import METHODS, budgets, metrics_from_records
+from hotncold.evaluation.metrics import METHODS, budgets, metrics_from_records
+from hotncold.experiment.rundir import read_json, read_jsonl
 from hotncold.prm.base import aggregate
-from hotncold.rundir import read_json, read_jsonl
-from hotncold.temperature import TemperaturePlan
+from hotncold.search.temperature import TemperaturePlan
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import pandas as pd
 from hotncold.analyze import plots, tables
 from hotncold.analyze.collect import Collection, collect, save
 from hotncold.analyze.tables import Options, scope_key, scope_label
-from hotncold.metrics import METHODS
+from hotncold.evaluation.metrics import METHODS
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ the sweep: the other jobs are left alone and `multirun.yaml` keeps describing th
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-import hotncold.schema  # noqa: F401  (the schema and resolvers the jobs' configs need)
+import hotncold.config.hydra  # noqa: F401  (the schema and resolvers the jobs' configs need)
 from hotncold.config import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# The config groups ship inside the package (hotncold/conf), wherever it is installed.
+CONF_DIR = Path(str(importlib.resources.files("hotncold") / "conf"))
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ def relaunch(sweep_dir: Path, jobs: list[Job], extra: Sequence[str] = ()) -> lis
 def task(cfg: Any) -> Any:
     """The task a relaunched job runs: what `python -m hotncold` runs (importable by name, so
     submitit can pickle it)."""
-    from hotncold.run import run
+    from hotncold.experiment.run import run
 
     return run(cfg)
 

@@ -11,7 +11,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hotncold.config import Config, PRMServerConfig
-from hotncold.rundir import config_hash, run_name
+from hotncold.experiment.rundir import config_hash, run_name
 from hotncold.train_prm.config import TrainPRMConfig
 
 SCHEMA_NAME = "hotncold_schema"

@@ -373,7 +373,7 @@ def _validate_temperature(cfg: Config) -> None:
     if len(set(t.values)) != len(t.values):
         raise ConfigError(f"temperature.values {list(t.values)} repeats a value; list each once")
     _validate_schedule(cfg)
-    from hotncold.temperature import allocate
+    from hotncold.search.temperature import allocate
 
     k = len(t.values)
     if cfg.approach.name == "best_of_n":
@@ -403,7 +403,7 @@ def _validate_temperature(cfg: Config) -> None:
 
 
 def _validate_schedule(cfg: Config) -> None:
-    from hotncold.temperature import SCHEDULES
+    from hotncold.search.temperature import SCHEDULES
 
     t = cfg.temperature
     if t.schedule not in SCHEDULES:
@@ -473,7 +473,7 @@ def _validate_model(m: ModelConfig) -> None:
 
 
 def _validate_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
-    from hotncold.prm import NEEDS_MODEL_PATH, PRM_NAMES, needs_own_engine
+    from hotncold.prm.registry import NEEDS_MODEL_PATH, PRM_NAMES, needs_own_engine
 
     if p.name not in PRM_NAMES:
         raise ConfigError(f"prm.name={p.name!r} is unknown; use one of {', '.join(PRM_NAMES)}")

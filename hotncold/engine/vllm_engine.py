@@ -164,7 +164,7 @@ def resolve_model_path(path: str) -> str:
         name = path.split(":", 1)[1]
         if name != "smollm2_135m":
             raise ValueError(f"unknown embedded model {name!r}; the packaged one is smollm2_135m")
-        from hotncold.models.embedded import prepare
+        from hotncold.engine.embedded import prepare
 
         return str(prepare())
     return path

@@ -20,13 +20,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hotncold import hub
 from hotncold.config import Config, ConfigError, validate
 from hotncold.data import Problem, load_problems
-from hotncold.grading import Grader, extract_answer
-from hotncold.metrics import metrics_from_records
+from hotncold.evaluation.grading import Grader, extract_answer
+from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, now, provenance, write_json
+from hotncold.hub import upload as hub
 from hotncold.prm.base import aggregate
-from hotncold.rundir import RunDir, append_jsonl, log_to, now, provenance, write_json
 from hotncold.search.base import Completion
 
 log = logging.getLogger("hotncold")
@@ -99,10 +99,11 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
             rundir.path,
         )
     if todo:
-        from hotncold.engine import build_prompt, get_engine
-        from hotncold.prm import build_prm, generator_config, preflight
-        from hotncold.search import SearchContext, build_approach
-        from hotncold.temperature import TemperaturePlan
+        from hotncold.engine.vllm_engine import build_prompt, get_engine
+        from hotncold.prm.registry import build_prm, generator_config, preflight
+        from hotncold.search.base import SearchContext
+        from hotncold.search.registry import build_approach
+        from hotncold.search.temperature import TemperaturePlan
 
         preflight(cfg.prm)  # an unreachable PRM server fails here, before the model loads
         started = time.perf_counter()

@@ -76,7 +76,7 @@ def run_name(cfg: dict[str, Any]) -> str:
     `best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_1a2b3c4d`
     """
     from hotncold.config import TemperatureConfig
-    from hotncold.temperature import TemperaturePlan
+    from hotncold.search.temperature import TemperaturePlan
 
     known = {f.name for f in dataclasses.fields(TemperatureConfig)}
     t = TemperatureConfig(**{k: v for k, v in cfg["temperature"].items() if k in known})
@@ -238,7 +238,7 @@ def provenance() -> dict[str, Any]:
         # orig_argv keeps `-m hotncold`, which sys.argv turns into a file path
         "command": shlex.join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]]),
         "cwd": os.getcwd(),
-        "git": git_info(Path(__file__).resolve().parent.parent),
+        "git": git_info(Path(__file__).resolve().parents[2]),  # the checkout holding hotncold/
         "packages": package_versions(),
         "python": platform.python_version(),
         "host": socket.gethostname(),

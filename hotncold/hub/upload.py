@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from hotncold.config import ConfigError, OutputConfig
-from hotncold.rundir import RunDir, now, read_json, read_jsonl, write_json
+from hotncold.experiment.rundir import RunDir, now, read_json, read_jsonl, write_json
 
 if TYPE_CHECKING:
     import datasets

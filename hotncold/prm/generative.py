@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from hotncold.config import ModelConfig, PRMConfig
-from hotncold.prm import shares_generator
 from hotncold.prm.base import PRM, PendingScore
-from hotncold.prm.engines import check_length, load_tokenizer, prm_model_config
 from hotncold.prm.formats import JudgeFormat, MathShepherdFormat, RLHFlowFormat, label_id
+from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
+from hotncold.prm.registry import shares_generator
 
 
 def two_way(positive: float, negative: float) -> float:
@@ -41,7 +41,7 @@ class GenerativePRM(PRM):
                 raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
             self.engine = engine
         else:
-            from hotncold.engine import get_engine
+            from hotncold.engine.vllm_engine import get_engine
 
             self.engine = get_engine(prm_model_config(cfg, str(cfg.model_path)))
         self.tokenizer = load_tokenizer(self.engine.path, cfg.trust_remote_code)

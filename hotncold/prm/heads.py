@@ -32,8 +32,8 @@ from typing import Any
 
 from hotncold.config import ConfigError, ModelConfig, PRMConfig
 from hotncold.prm.base import PRM, PendingScore
-from hotncold.prm.engines import check_length, load_tokenizer, prm_model_config
 from hotncold.prm.formats import QwenMathPRMFormat, SkyworkFormat, TRLFormat
+from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class PoolingPRM(PRM):
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
-        from hotncold.engine import get_engine
+        from hotncold.engine.vllm_engine import get_engine
 
         path = self.weights(cfg)
         self.engine = get_engine(prm_model_config(cfg, path, runner="pooling", pooler=POOLER))
@@ -159,7 +159,7 @@ VALUE_HEAD = {"v_head.summary.weight": "score.weight", "v_head.summary.bias": "s
 
 def token_classification_folder(path: str) -> Path:
     """A vLLM-loadable `Qwen2ForTokenClassification` (1 label) folder for a Skywork PRM."""
-    from hotncold.models.embedded import cache_root
+    from hotncold.engine.embedded import cache_root
 
     source = Path(local_or_hub(path)).resolve()
     config = json.loads((source / "config.json").read_text())

@@ -207,7 +207,7 @@ def serve(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     from hotncold.config import PRMServerConfig, validate_server
-    from hotncold.prm import build_prm, shares_generator
+    from hotncold.prm.registry import build_prm, shares_generator
 
     if not isinstance(cfg, PRMServerConfig):
         merged = OmegaConf.merge(OmegaConf.structured(PRMServerConfig), cfg)
@@ -216,7 +216,7 @@ def serve(cfg: Any) -> None:
     logging.getLogger("hotncold").setLevel(logging.INFO)
     engine = None
     if shares_generator(cfg.prm, cfg.model):
-        from hotncold.engine import get_engine
+        from hotncold.engine.vllm_engine import get_engine
 
         engine = get_engine(cfg.model)
     prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
@@ -232,7 +232,7 @@ def serve(cfg: Any) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        from hotncold.engine import close_engines
+        from hotncold.engine.vllm_engine import close_engines
 
         close_engines()
     # The server has nothing left to save, but native threads of vLLM's CPU engine can abort the

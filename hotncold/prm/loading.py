@@ -42,7 +42,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """The Hugging Face tokenizer of an engine's weights (formats need offsets and templates)."""
     from transformers import AutoTokenizer
 
-    from hotncold.engine import resolve_model_path
+    from hotncold.engine.vllm_engine import resolve_model_path
 
     return AutoTokenizer.from_pretrained(
         resolve_model_path(path), trust_remote_code=trust_remote_code

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hotncold.config import ModelConfig, PRMConfig
-    from hotncold.engine import Engine
+    from hotncold.engine.vllm_engine import Engine
     from hotncold.prm.base import PRM
 
 # name -> "module:class"; each class is built as cls(cfg, engine=..., model=...)
@@ -59,7 +59,7 @@ def needs_own_engine(cfg: PRMConfig, model: ModelConfig | None) -> bool:
 def generator_config(model: ModelConfig, cfg: PRMConfig) -> ModelConfig:
     """The generator's engine settings, leaving room for a PRM engine in the same process."""
     from hotncold.config import GPU_MEMORY_SHARED
-    from hotncold.engine import on_cpu
+    from hotncold.engine.vllm_engine import on_cpu
 
     if on_cpu() or not needs_own_engine(cfg, model):
         return model  # CPU engines size their KV cache in GiB, not as a share
@@ -78,7 +78,7 @@ def build_prm(
     whose weights are the generator's shares its engine instead of loading them twice.
     """
     if cfg.server_url:
-        from hotncold.prm.remote import RemotePRM
+        from hotncold.prm.http_client import RemotePRM
 
         return RemotePRM(cfg)
     module, cls = REGISTRY[cfg.name].split(":")
@@ -88,6 +88,6 @@ def build_prm(
 def preflight(cfg: PRMConfig) -> None:
     """Checks that need no model: a configured PRM server must answer (ConfigError if not)."""
     if cfg.server_url:
-        from hotncold.prm.remote import check_server
+        from hotncold.prm.http_client import check_server
 
         check_server(cfg)

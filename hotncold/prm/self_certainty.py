@@ -19,7 +19,7 @@ from typing import Any
 
 from hotncold.config import ModelConfig, PRMConfig
 from hotncold.prm.base import PRM, PendingScore
-from hotncold.prm.engines import check_length, load_tokenizer
+from hotncold.prm.loading import check_length, load_tokenizer
 
 
 class SelfCertainty(PRM):
@@ -35,7 +35,7 @@ class SelfCertainty(PRM):
         self._prompts: dict[str, str] = {}
 
     def prompt(self, problem: str) -> str:
-        from hotncold.engine import build_prompt
+        from hotncold.engine.vllm_engine import build_prompt
 
         if problem not in self._prompts:
             self._prompts[problem] = build_prompt(self.engine, self.model, problem)

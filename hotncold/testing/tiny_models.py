@@ -25,7 +25,7 @@ def tokenizer(out: Path) -> Any:
     """The embedded model's tokenizer with the PRM formats' special tokens, saved to `out`."""
     from transformers import AutoTokenizer
 
-    from hotncold.models.embedded import prepare
+    from hotncold.engine.embedded import prepare
 
     tok = AutoTokenizer.from_pretrained(prepare())
     tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})

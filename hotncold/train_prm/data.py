@@ -43,10 +43,10 @@ def generate_examples(
     """Sample `samples_per_problem` solutions per arithmetic problem in one engine call and
     label every step."""
     from hotncold.data.arithmetic import generate
-    from hotncold.engine import GenerationRequest, build_prompt, derive_seed
-    from hotncold.grading import grade
+    from hotncold.engine.vllm_engine import GenerationRequest, build_prompt, derive_seed
+    from hotncold.evaluation.grading import grade
     from hotncold.prm.base import split_steps
-    from hotncold.temperature import TemperaturePlan
+    from hotncold.search.temperature import TemperaturePlan
 
     rows = generate(cfg.per_level, seed=cfg.generator_seed, levels=tuple(cfg.levels))
     k = len(cfg.temperatures)

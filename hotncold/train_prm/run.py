@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hotncold.config import ConfigError
-from hotncold.rundir import (
+from hotncold.experiment.rundir import (
     RunDir,
     append_jsonl,
     log_to,
@@ -111,7 +111,7 @@ def _data(
     started = time.perf_counter()
     d = cfg.train.data
     if d.source == "generate":
-        from hotncold.engine import get_engine
+        from hotncold.engine.vllm_engine import get_engine
 
         examples = data.generate_examples(d, cfg.model, get_engine(cfg.model), cfg.seed)
     else:

@@ -31,7 +31,7 @@ def load_base(path: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from hotncold.engine import resolve_model_path
+    from hotncold.engine.vllm_engine import resolve_model_path
 
     folder = resolve_model_path(path)
     tokenizer = AutoTokenizer.from_pretrained(folder)

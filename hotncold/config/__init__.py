@@ -1,0 +1,41 @@
+"""Typed configuration: the dataclass schemas of every config group, and ConfigError."""
+
+from hotncold.config.schemas import (
+    AGG_STRATEGIES,
+    GPU_MEMORY_SHARED,
+    NON_RESULT_KEYS,
+    ApproachConfig,
+    ClusterConfig,
+    Config,
+    ConfigError,
+    DatasetConfig,
+    MetricsConfig,
+    ModelConfig,
+    OutputConfig,
+    PRMConfig,
+    PRMServerConfig,
+    TemperatureConfig,
+    validate,
+    validate_output,
+    validate_server,
+)
+
+__all__ = [
+    "AGG_STRATEGIES",
+    "GPU_MEMORY_SHARED",
+    "NON_RESULT_KEYS",
+    "ApproachConfig",
+    "ClusterConfig",
+    "Config",
+    "ConfigError",
+    "DatasetConfig",
+    "MetricsConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "PRMConfig",
+    "PRMServerConfig",
+    "TemperatureConfig",
+    "validate",
+    "validate_output",
+    "validate_server",
+]

@@ -1,0 +1,1 @@
+"""Process reward models: one interface (`base.PRM.score`), chosen by `prm.name` (`registry`)."""

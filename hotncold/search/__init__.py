@@ -1,0 +1,1 @@
+"""Test-time search approaches behind one interface, `Approach.solve(problems, prompts, ctx)`."""
