@@ -14,7 +14,8 @@ import tempfile
 import time
 
 from hotncold.config import Config, DatasetConfig, ModelConfig, TemperatureConfig
-from hotncold.engine.vllm_engine import GenerationRequest, get_engine
+from hotncold.engine.requests import GenerationRequest
+from hotncold.engine.vllm_engine import get_engine
 from hotncold.experiment.run import execute
 
 MODEL = ModelConfig(

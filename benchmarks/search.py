@@ -21,7 +21,9 @@ from hotncold.config import (
     TemperatureConfig,
 )
 from hotncold.data import load_problems
-from hotncold.engine.vllm_engine import GenerationRequest, build_prompt, get_engine
+from hotncold.engine.prompts import build_prompt
+from hotncold.engine.requests import GenerationRequest
+from hotncold.engine.vllm_engine import get_engine
 from hotncold.evaluation.grading import Grader
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment.run import grade_problem

@@ -1,4 +1,5 @@
-"""`python -m hotncold ...`: compose the config with Hydra and hand it to the plain `run`."""
+"""command: `python -m hotncold ...`: compose the config with Hydra and hand it to the plain
+`hotncold.experiment.run.run` (config groups: hotncold/conf/, next to this file)."""
 
 import hydra
 

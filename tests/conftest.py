@@ -42,7 +42,7 @@ def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.Comple
 
 
 def tiny_model_config(cls):
-    """The embedded model with the settings the conf/model/smollm2_135m.yaml option uses."""
+    """The embedded model with the settings of the option hotncold/conf/model/smollm2_135m.yaml."""
     return cls(path="embedded:smollm2_135m", max_tokens=96, max_model_len=1024, step_delimiter="\n")
 
 

@@ -6,7 +6,7 @@ from fakes import ScriptedEngine, problem_of
 
 from hotncold.config import ApproachConfig, ModelConfig, PRMConfig, TemperatureConfig
 from hotncold.data import Problem
-from hotncold.engine.vllm_engine import Generation
+from hotncold.engine.requests import Generation
 from hotncold.prm.equation_checker import EquationChecker
 from hotncold.search.base import SearchContext
 from hotncold.search.registry import build_approach

@@ -11,8 +11,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
-from hotncold.config import Config, ConfigError, validate
+from hotncold.config import Config, ConfigError
 from hotncold.experiment.run import execute, to_config
+from hotncold.experiment.validate import validate
 
 CONF = ROOT / "hotncold" / "conf"
 GROUPS = ["model", "prm", "approach", "temperature", "dataset", "cluster"]

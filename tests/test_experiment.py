@@ -10,8 +10,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
-from hotncold.config import validate
 from hotncold.experiment.run import to_config
+from hotncold.experiment.validate import validate
 
 CONF = ROOT / "hotncold" / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))

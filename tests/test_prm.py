@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from hotncold.config import PRMConfig
-from hotncold.prm.base import PRM, aggregate, prefix_digests, split_steps
+from hotncold.prm.base import PRM, ItemScores, aggregate, prefix_digests, split_steps
 from hotncold.prm.equation_checker import EquationChecker, find_claims
 from hotncold.prm.registry import build_prm
 
@@ -64,7 +64,7 @@ class CountingPRM(PRM):
         out = []
         for item in items:
             self.asked.append((item.problem, len(item.steps), item.start))
-            out.append([(i + 1) / 10 for i in range(item.start, len(item.steps))])
+            out.append(ItemScores([(i + 1) / 10 for i in range(item.start, len(item.steps))], 0))
         return out
 
 
@@ -128,12 +128,14 @@ def test_compute_counts_the_tokens_each_item_cost():
 
     class Costly(CountingPRM):
         def _score_new(self, items):
-            self.item_tokens = [10 * (len(i.steps) - i.start) for i in items]
-            return super()._score_new(items)
+            scored = super()._score_new(items)
+            return [
+                ItemScores(r.scores, 10 * (len(i.steps) - i.start)) for r, i in zip(scored, items)
+            ]
 
     prm = Costly()
     out = prm.compute([PendingScore("p", ("a", "b"), 1), PendingScore("q", ("a",), 0)])
-    assert out == [([0.2], 10), ([0.1], 10)]
+    assert out == [ItemScores([0.2], 10), ItemScores([0.1], 10)]
     assert prm.stats.tokens == 20
     prm.score([("p", ["a", "b", "c"])])
     assert prm.stats.tokens == 50

@@ -17,7 +17,7 @@ from conftest import ROOT, run_module, tiny_model_config
 
 from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig, PRMConfig
 from hotncold.experiment.run import execute
-from hotncold.prm.base import PRM
+from hotncold.prm.base import PRM, ItemScores
 from hotncold.prm.http_client import RemotePRM
 from hotncold.prm.http_server import PRMServer
 from hotncold.prm.registry import build_prm
@@ -40,8 +40,13 @@ class LengthPRM(PRM):
         self.calls.append(len(items))
         if any("boom" in s for item in items for s in item.steps):
             raise ValueError("cannot score a boom")
-        self.item_tokens = [sum(len(s) for s in item.steps[item.start :]) for item in items]
-        return [[min(1.0, len(s) / 100) for s in item.steps[item.start :]] for item in items]
+        return [
+            ItemScores(
+                [min(1.0, len(s) / 100) for s in item.steps[item.start :]],
+                sum(len(s) for s in item.steps[item.start :]),
+            )
+            for item in items
+        ]
 
 
 @pytest.fixture

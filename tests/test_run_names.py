@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
+from hotncold.experiment.naming import run_name
 from hotncold.experiment.run import to_config
-from hotncold.experiment.rundir import run_name
 
 CONF = ROOT / "hotncold" / "conf"
 PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]

@@ -17,8 +17,8 @@ from fakes import ScriptedEngine, problem_of
 
 from hotncold.config import ApproachConfig, ModelConfig, TemperatureConfig
 from hotncold.data import Problem
-from hotncold.engine.vllm_engine import Generation, derive_seed
-from hotncold.prm.base import PRM, split_steps
+from hotncold.engine.requests import Generation, derive_seed
+from hotncold.prm.base import PRM, ItemScores, split_steps
 from hotncold.search.base import SearchContext
 from hotncold.search.beam_search import expansion_counts
 from hotncold.search.registry import build_approach
@@ -41,7 +41,7 @@ class TagPRM(PRM):
         for item in items:
             new = item.steps[item.start :]
             self.computed += new
-            out.append([_tag(step) for step in new])
+            out.append(ItemScores([_tag(step) for step in new], 0))
         return out
 
 

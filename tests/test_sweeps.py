@@ -26,8 +26,9 @@ from hotncold import merge, status
 from hotncold.cluster import shards, sweep_status
 from hotncold.config import Config, ConfigError, DatasetConfig
 from hotncold.data.arithmetic import generate
+from hotncold.experiment.naming import run_name
 from hotncold.experiment.run import execute
-from hotncold.experiment.rundir import append_jsonl, read_json, run_name, write_json
+from hotncold.experiment.rundir import append_jsonl, read_json, write_json
 
 ANSWERS = {r["problem"]: r["answer"] for seed in (0, 1) for r in generate(4, seed=seed)}
 

@@ -8,8 +8,8 @@ Three tables come out:
 - `problems`: one row per run x problem, with what explains accuracy (distinct answers, PRM
   score spread, tokens);
 - `results`: one row per run x problem x N x selection method, the accuracy on that problem
-  (an expectation over random subsets of size N, as `hotncold.metrics` defines it) and the
-  compute spent at N.
+  (an expectation over random subsets of size N, as `hotncold.evaluation.metrics` defines it)
+  and the compute spent at N.
 
 Runs are grouped into *settings* (everything that determines results except the seed and the
 temperature schedule) and *configurations* (a setting plus a temperature schedule); the seeds
@@ -34,8 +34,9 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from hotncold.config import NON_RESULT_KEYS, TemperatureConfig
+from hotncold.config import TemperatureConfig
 from hotncold.evaluation.metrics import METHODS, budgets, metrics_from_records
+from hotncold.experiment.naming import NON_RESULT_KEYS
 from hotncold.experiment.rundir import read_json, read_jsonl
 from hotncold.prm.base import aggregate
 from hotncold.search.temperature import TemperaturePlan

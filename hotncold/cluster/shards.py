@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,15 +21,11 @@ from typing import Any
 import yaml
 
 from hotncold.config import Config, ConfigError
-from hotncold.experiment.rundir import (
-    RunDir,
-    now,
-    read_json,
-    read_jsonl,
-    run_name,
-    write_atomic,
-    write_json,
-)
+from hotncold.data import load_problems, shard
+from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment.naming import run_name
+from hotncold.experiment.run import to_config
+from hotncold.experiment.rundir import RunDir, now, read_json, read_jsonl, write_atomic, write_json
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +89,6 @@ def merge_sweep(
 
 def find_groups(sweep_dir: Path, exclude: Path | None = None) -> list[Group]:
     """Sharded runs below `sweep_dir`, grouped by their configuration minus the shard."""
-    from hotncold.experiment.run import to_config
-
     groups: dict[tuple[str, int], Group] = {}
     for path in sorted(sweep_dir.glob("*/config.yaml")):
         run = path.parent
@@ -131,8 +126,6 @@ def find_groups(sweep_dir: Path, exclude: Path | None = None) -> list[Group]:
 
 def check(group: Group) -> None:
     """Fill `group.gaps`, `missing_uids` and `records` (in dataset order)."""
-    from hotncold.data import load_problems, shard
-
     try:
         expected = [p.uid for p in load_problems(group.config.dataset)]
     except ConfigError as error:  # e.g. a hub dataset out of reach: check counts instead
@@ -190,10 +183,6 @@ def check(group: Group) -> None:
 
 def write_merged(group: Group, out: Path) -> None:
     """Write the merged run folder (completions, metrics, config, run.json) atomically."""
-    import json
-
-    from hotncold.evaluation.metrics import metrics_from_records
-
     cfg = copy.deepcopy(group.config)
     cfg.out_dir, cfg.run_name = str(out), group.name
     cfg.overrides = [o for o in cfg.overrides if not o.startswith("dataset.shard=")]

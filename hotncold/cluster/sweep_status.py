@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from hotncold.cluster.slurm import LIVE_STATES, SubmittedJob, job_states, submitted_jobs
+from hotncold.cluster.sweep import expected_jobs, read_multirun, relaunch
 from hotncold.config import ConfigError
 from hotncold.experiment.rundir import read_json
 
@@ -103,8 +104,6 @@ class _Liveness:
 
 def sweep_status(sweep_dir: Path) -> SweepStatus:
     """Every job of the sweep in `sweep_dir`, in launch order."""
-    from hotncold.cluster.sweep import expected_jobs, read_multirun
-
     sweep_dir = Path(sweep_dir)
     jobs = expected_jobs(sweep_dir)
     target = read_multirun(sweep_dir).hydra.launcher.get("_target_", "")
@@ -276,8 +275,6 @@ def format_status(status: SweepStatus) -> str:
 
 def resubmit(status: SweepStatus, extra: list[str]) -> list[str]:
     """Launch the unfinished jobs of `status` again; returns the errors jobs raised."""
-    from hotncold.cluster.sweep import relaunch
-
     if not status.slurm_reachable:
         raise ConfigError(
             "cannot ask Slurm (sacct) which jobs still run, so nothing is resubmitted; run this "

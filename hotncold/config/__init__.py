@@ -1,13 +1,15 @@
-"""Typed configuration: the dataclass schemas of every config group, and ConfigError."""
+"""Typed configuration: the dataclass schemas of every config group, and ConfigError.
 
+A leaf of the package: nothing here imports any other part of hotncold. The rules about each
+group's values live with the component that owns them (`hotncold.experiment.validate` runs
+them all); the Hydra registration is `hotncold.config.hydra`, imported only at the edges.
+"""
+
+from hotncold.config.errors import ConfigError
 from hotncold.config.schemas import (
-    AGG_STRATEGIES,
-    GPU_MEMORY_SHARED,
-    NON_RESULT_KEYS,
     ApproachConfig,
     ClusterConfig,
     Config,
-    ConfigError,
     DatasetConfig,
     MetricsConfig,
     ModelConfig,
@@ -15,15 +17,9 @@ from hotncold.config.schemas import (
     PRMConfig,
     PRMServerConfig,
     TemperatureConfig,
-    validate,
-    validate_output,
-    validate_server,
 )
 
 __all__ = [
-    "AGG_STRATEGIES",
-    "GPU_MEMORY_SHARED",
-    "NON_RESULT_KEYS",
     "ApproachConfig",
     "ClusterConfig",
     "Config",
@@ -35,7 +31,4 @@ __all__ = [
     "PRMConfig",
     "PRMServerConfig",
     "TemperatureConfig",
-    "validate",
-    "validate_output",
-    "validate_server",
 ]

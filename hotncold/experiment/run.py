@@ -7,27 +7,29 @@ errors into an exit, for library use and tests. Resuming is the default: problem
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import os
-import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from hotncold.config import Config, ConfigError, validate
+from hotncold.config import Config, ConfigError
 from hotncold.data import Problem, load_problems
+from hotncold.engine import vllm_engine
+from hotncold.engine.prompts import build_prompt
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
-from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, now, provenance, write_json
-from hotncold.hub import upload as hub
+from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
+from hotncold.experiment.session import Session, noting_signals
+from hotncold.experiment.validate import validate
+from hotncold.hub import upload
 from hotncold.prm.base import aggregate
-from hotncold.search.base import Completion
+from hotncold.prm.registry import build_prm, generator_config, preflight
+from hotncold.search.base import Completion, SearchContext
+from hotncold.search.registry import build_approach
+from hotncold.search.temperature import TemperaturePlan
 
 log = logging.getLogger("hotncold")
 
@@ -44,8 +46,6 @@ def to_config(cfg: Any) -> Config:
     """A typed `Config` from a Config, a Hydra/OmegaConf config, or a plain dict."""
     if isinstance(cfg, Config):
         return cfg
-    from omegaconf import OmegaConf
-
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
     merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
@@ -56,14 +56,14 @@ def execute(cfg: Any) -> dict[str, Any]:
     """Run (or resume) one experiment and return its metrics."""
     cfg = to_config(cfg)
     validate(cfg)
-    hub.preflight(cfg.output)  # when pushing: no network or token fails now, not after the search
+    upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
     rundir.prepare(cfg)
     with log_to(rundir.log):
         session = Session(rundir, cfg, total=len(problems))
         try:
-            with _noting_signals(session):
+            with noting_signals(session):
                 records = _search(cfg, problems, rundir, session)
                 metrics = metrics_from_records(
                     records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
@@ -83,7 +83,7 @@ def execute(cfg: Any) -> dict[str, Any]:
             rundir.path,
         )
         if cfg.output.push_to_hub:
-            hub.push_and_record(rundir, cfg.output)  # a failure is recorded, the run stays
+            upload.push_and_record(rundir, cfg.output)  # a failure is recorded, the run stays
         return metrics
 
 
@@ -99,15 +99,10 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
             rundir.path,
         )
     if todo:
-        from hotncold.engine.vllm_engine import build_prompt, get_engine
-        from hotncold.prm.registry import build_prm, generator_config, preflight
-        from hotncold.search.base import SearchContext
-        from hotncold.search.registry import build_approach
-        from hotncold.search.temperature import TemperaturePlan
-
         preflight(cfg.prm)  # an unreachable PRM server fails here, before the model loads
         started = time.perf_counter()
-        engine = get_engine(generator_config(cfg.model, cfg.prm))  # memory split with the PRM
+        # the generator leaves room for an in-process PRM engine
+        engine = vllm_engine.get_engine(generator_config(cfg.model, cfg.prm))
         prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
@@ -174,143 +169,3 @@ def grade_problem(
 def _chunks(items: Sequence[Problem], size: int) -> Iterator[list[Problem]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-class Session:
-    """This process's share of a run, kept in run.json next to earlier sessions' shares."""
-
-    COUNTERS = (
-        "engine_start_s",
-        "generate_s",
-        "prm_s",
-        "grade_s",
-        "generated_tokens",
-        "prompt_tokens",
-        "prm_tokens",
-        "prm_steps_scored",
-        "engine_calls",
-        "prm_calls",
-    )
-
-    def __init__(self, rundir: RunDir, cfg: Config, total: int) -> None:
-        self.rundir = rundir
-        self.started = time.perf_counter()
-        self.info = rundir.read_info()
-        for old in self.info.get("sessions", []):
-            if old.get("status") == "running":  # its process died without a word
-                old["status"] = "interrupted"
-        self.me: dict[str, Any] = {
-            "started_at": now(),
-            "status": "running",
-            **{k: 0 for k in self.COUNTERS},
-            **provenance(),
-        }
-        self.info.setdefault("created_at", self.me["started_at"])
-        self.info.setdefault("sessions", []).append(self.me)
-        self.info.update(
-            run_name=cfg.run_name or Path(cfg.out_dir).name,
-            out_dir=str(rundir.path),
-            overrides=list(cfg.overrides),
-            problems={"total": total, "done": 0},
-        )
-        self._engine = self._prm = None
-        self._base: dict[str, float] = {}
-        self.signals: list[str] = []
-        """Termination signals this session received (see `_noting_signals`)."""
-        self._write("running")
-
-    def watch(self, engine_stats: Any, prm_stats: Any) -> None:
-        """Count the engine's and PRM's work from now on (the engine may predate this run)."""
-        self._engine, self._prm = engine_stats, prm_stats
-        self._base = self._read_stats()
-
-    def _read_stats(self) -> dict[str, float]:
-        if self._engine is None:
-            return {}
-        e, p = self._engine, self._prm
-        return {
-            "generate_s": e.seconds,
-            "generated_tokens": e.generated_tokens,
-            "prompt_tokens": e.prompt_tokens,
-            "engine_calls": e.calls,
-            "prm_s": p.seconds,
-            "prm_tokens": p.tokens,
-            "prm_steps_scored": p.steps_scored,
-            "prm_calls": p.calls,
-        }
-
-    def add(self, **amounts: float) -> None:
-        for key, value in amounts.items():
-            self.me[key] += value
-
-    def progress(self, done: int) -> None:
-        self.info["problems"]["done"] = done
-        self._write("running")
-
-    def close(self, status: str, error: BaseException | None = None) -> None:
-        if error is not None:
-            line = f"{type(error).__name__}: {error}".splitlines()[0]
-            if self.signals:  # stopped from outside; the error is only how the stop surfaced
-                line = f"{', '.join(self.signals)} received; then {line}"
-            self.me["error"] = line[:500]
-            if isinstance(error, KeyboardInterrupt | SystemExit) or self.signals:
-                status = "interrupted"
-        self.me["ended_at"] = now()
-        if status == "finished":
-            self.info["problems"]["done"] = self.info["problems"]["total"]
-            self.info["finished_at"] = self.me["ended_at"]
-        self._write(status)
-
-    def _write(self, status: str) -> None:
-        current = self._read_stats()
-        for key, value in current.items():
-            self.me[key] = value - self._base.get(key, 0)
-        self.me["wall_s"] = round(time.perf_counter() - self.started, 3)
-        self.me["status"] = status
-        self.info["status"] = status
-        self.info["error"] = self.me.get("error")
-        totals = {k: 0.0 for k in (*self.COUNTERS, "wall_s")}
-        for s in self.info["sessions"]:
-            for key in totals:
-                totals[key] += s.get(key, 0) or 0
-        self.info["totals"] = {k: round(v, 3) for k, v in totals.items()}
-        self.info["updated_at"] = now()
-        write_json(self.rundir.info, self.info)
-
-
-@contextlib.contextmanager
-def _noting_signals(session: Session) -> Iterator[None]:
-    """Note SIGTERM and submitit's preemption signal while a run searches.
-
-    A scheduler stops a job with them (scancel, preemption, time limit); the session then ends
-    `interrupted` instead of `failed` with whatever error the dying engine raised, and the
-    run resumes from its checkpoint when relaunched. A handler already installed (submitit's,
-    which requeues the job) still runs; a default SIGTERM becomes SystemExit, so the session
-    closes through the normal path before the process exits.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set signal handlers
-        return
-    names = {"SIGTERM", "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")}
-    previous = {}
-    for name in sorted(names):
-        signum = getattr(signal, name, None)
-        old = signal.getsignal(signum) if signum is not None else None
-        if old is None or (signum != signal.SIGTERM and not callable(old)):
-            continue  # not ours to watch: no Python-level handler to chain to
-        previous[signum] = old
-        signal.signal(signum, functools.partial(_on_signal, session, old))
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def _on_signal(session: Session, previous: Any, signum: int, frame: Any) -> None:
-    session.signals.append(signal.Signals(signum).name)
-    log.warning("received %s", signal.Signals(signum).name)
-    if callable(previous):
-        previous(signum, frame)
-    elif previous != signal.SIG_IGN:
-        raise SystemExit(128 + signum)

@@ -1,48 +1,93 @@
-"""Process reward models: one interface (`PRM.score`), chosen by `prm.name`.
+"""Which PRM `prm.name` picks, what each kind needs, and the rules of the `prm` settings.
 
-Implementations are imported lazily so that validating a config never loads a model library.
-Several names share a class: the name is the published model (its conf/prm/<name>.yaml holds the
-weights and format details), the class is the input format and how it runs.
+Several names share a class: the name is the published model (its hotncold/conf/prm/<name>.yaml
+holds the weights and format details), the class is the input format and how it runs. Each kind
+is one `PRMKind` entry: the class, which model it reads, and its own rules; the rules every PRM
+shares come first (`check_prm`). Implementations are imported only when built, so validating a
+config never loads a model library.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
-if TYPE_CHECKING:
-    from hotncold.config import ModelConfig, PRMConfig
-    from hotncold.engine.vllm_engine import Engine
-    from hotncold.prm.base import PRM
+from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.engine import vllm_engine
+from hotncold.engine.requests import Engine
+from hotncold.engine.rules import DTYPES
+from hotncold.prm import http_client
+from hotncold.prm.base import AGG_STRATEGIES, PRM
 
-# name -> "module:class"; each class is built as cls(cfg, engine=..., model=...)
-REGISTRY: dict[str, str] = {
-    "equation_checker": "hotncold.prm.equation_checker:EquationChecker",
-    "self_certainty": "hotncold.prm.self_certainty:SelfCertainty",
-    "judge": "hotncold.prm.generative:JudgePRM",
-    "rlhflow_8b": "hotncold.prm.generative:RLHFlowPRM",
-    "math_shepherd": "hotncold.prm.generative:MathShepherdPRM",
-    "skywork_1.5b": "hotncold.prm.heads:SkyworkPRM",
-    "skywork_7b": "hotncold.prm.heads:SkyworkPRM",
-    "qwen_math_prm_7b": "hotncold.prm.heads:QwenMathPRM",
-    "trl": "hotncold.prm.heads:TRLPRM",
+GPU_MEMORY_SHARED = 0.95
+"""Most of an accelerator that a generator and an in-process PRM engine take together."""
+
+
+def _needs_model_path(p: PRMConfig) -> None:
+    if not p.model_path:
+        raise ConfigError(
+            f"prm={p.name} needs prm.model_path (the trained checkpoint: a folder or hub id)"
+        )
+
+
+def _judge_template_names_what_it_judges(p: PRMConfig) -> None:
+    for key in ("{problem}", "{steps}"):
+        if key not in p.judge_template:
+            raise ConfigError(f"prm.judge_template must contain {key}")
+
+
+@dataclass(frozen=True)
+class PRMKind:
+    """One `prm.name`: its implementation, the model it reads, and the rules only it has."""
+
+    target: str
+    """"module:class" of the implementation, built as cls(cfg, engine=..., model=...)."""
+    model_free: bool = False
+    """Loads no model at all (a verifier written in Python)."""
+    generative: bool = False
+    """Read from next-token probabilities: it can run on the generator's own engine when its
+    weights are the generator's."""
+    reads_generator: bool = False
+    """Always reads the generator model itself (on the generator's engine)."""
+    generator_without_path: bool = False
+    """Reads the generator when `prm.model_path` is null."""
+    rules: tuple[Callable[[PRMConfig], None], ...] = ()
+    """This kind's own checks, run after the ones every PRM shares."""
+
+
+KINDS: dict[str, PRMKind] = {
+    "equation_checker": PRMKind("hotncold.prm.equation_checker:EquationChecker", model_free=True),
+    "self_certainty": PRMKind("hotncold.prm.self_certainty:SelfCertainty", reads_generator=True),
+    "judge": PRMKind(
+        "hotncold.prm.generative:JudgePRM",
+        generative=True,
+        generator_without_path=True,
+        rules=(_judge_template_names_what_it_judges,),
+    ),
+    "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True),
+    "math_shepherd": PRMKind("hotncold.prm.generative:MathShepherdPRM", generative=True),
+    "skywork_1.5b": PRMKind("hotncold.prm.heads:SkyworkPRM"),
+    "skywork_7b": PRMKind("hotncold.prm.heads:SkyworkPRM"),
+    "qwen_math_prm_7b": PRMKind("hotncold.prm.heads:QwenMathPRM"),
+    # no published weights: the user names the checkpoint
+    "trl": PRMKind("hotncold.prm.heads:TRLPRM", rules=(_needs_model_path,)),
 }
-PRM_NAMES = tuple(REGISTRY)
-MODEL_FREE = ("equation_checker",)
-"""PRMs that load no model at all."""
-GENERATIVE = ("judge", "rlhflow_8b", "math_shepherd")
-"""PRMs read from next-token probabilities: they can run on the generator's own engine."""
-NEEDS_MODEL_PATH = ("trl",)
-"""PRMs without published weights: the user names the checkpoint."""
+REGISTRY: dict[str, str] = {name: kind.target for name, kind in KINDS.items()}
+"""name -> "module:class"."""
+PRM_NAMES = tuple(KINDS)
 
 
 def shares_generator(cfg: PRMConfig, model: ModelConfig | None) -> bool:
     """The PRM reads the generator model itself, so it uses the generator's engine."""
-    if cfg.name == "self_certainty" or (cfg.name == "judge" and cfg.model_path is None):
+    kind = KINDS.get(cfg.name)
+    if kind is None:
+        return False
+    if kind.reads_generator or (kind.generator_without_path and cfg.model_path is None):
         return True
     return (
-        cfg.name in GENERATIVE
+        kind.generative
         and model is not None
         and cfg.model_path is not None
         and cfg.model_path == model.path
@@ -51,17 +96,14 @@ def shares_generator(cfg: PRMConfig, model: ModelConfig | None) -> bool:
 
 def needs_own_engine(cfg: PRMConfig, model: ModelConfig | None) -> bool:
     """The PRM starts an engine of its own in this process (and so needs memory beside it)."""
-    return (
-        cfg.server_url is None and cfg.name not in MODEL_FREE and not shares_generator(cfg, model)
-    )
+    kind = KINDS.get(cfg.name)
+    model_free = kind is not None and kind.model_free
+    return cfg.server_url is None and not model_free and not shares_generator(cfg, model)
 
 
 def generator_config(model: ModelConfig, cfg: PRMConfig) -> ModelConfig:
     """The generator's engine settings, leaving room for a PRM engine in the same process."""
-    from hotncold.config import GPU_MEMORY_SHARED
-    from hotncold.engine.vllm_engine import on_cpu
-
-    if on_cpu() or not needs_own_engine(cfg, model):
+    if vllm_engine.on_cpu() or not needs_own_engine(cfg, model):
         return model  # CPU engines size their KV cache in GiB, not as a share
     share = round(GPU_MEMORY_SHARED - cfg.gpu_memory_utilization, 4)
     if model.gpu_memory_utilization <= share:
@@ -78,16 +120,60 @@ def build_prm(
     whose weights are the generator's shares its engine instead of loading them twice.
     """
     if cfg.server_url:
-        from hotncold.prm.http_client import RemotePRM
-
-        return RemotePRM(cfg)
-    module, cls = REGISTRY[cfg.name].split(":")
+        return http_client.RemotePRM(cfg)
+    module, cls = KINDS[cfg.name].target.split(":")
     return getattr(importlib.import_module(module), cls)(cfg, engine=engine, model=model)
 
 
 def preflight(cfg: PRMConfig) -> None:
     """Checks that need no model: a configured PRM server must answer (ConfigError if not)."""
     if cfg.server_url:
-        from hotncold.prm.http_client import check_server
+        http_client.check_server(cfg)
 
-        check_server(cfg)
+
+def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
+    """Raise ConfigError naming the fix for a PRM setting that cannot work: the rules every PRM
+    shares, then its kind's own, then the memory it would share with the generator `model`
+    (None: the PRM runs alone, as in a PRM server)."""
+    if p.name not in PRM_NAMES:
+        raise ConfigError(f"prm.name={p.name!r} is unknown; use one of {', '.join(PRM_NAMES)}")
+    if p.agg_strategy not in AGG_STRATEGIES:
+        raise ConfigError(
+            f"prm.agg_strategy={p.agg_strategy!r} is unknown; "
+            f"use one of {', '.join(AGG_STRATEGIES)}"
+        )
+    if p.batch_size < 1:
+        raise ConfigError("prm.batch_size must be at least 1")
+    if p.server_url is not None:
+        if not p.server_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"prm.server_url={p.server_url!r} is not an http(s) URL; "
+                "use e.g. prm.server_url=http://localhost:8088"
+            )
+        return  # the server validated its own PRM settings when it started
+    if p.dtype not in DTYPES:
+        raise ConfigError(f"prm.dtype={p.dtype!r}: use auto, float32, float16 or bfloat16")
+    if p.max_model_len < 16:
+        raise ConfigError(f"prm.max_model_len={p.max_model_len} is too small; use e.g. 8192")
+    if p.cpu_kv_cache_gib <= 0:
+        raise ConfigError("prm.cpu_kv_cache_gib must be positive (e.g. 0.5)")
+    if p.block_size is not None and (p.block_size < 1 or p.block_size % 16):
+        raise ConfigError(f"prm.block_size={p.block_size}: use a multiple of 16 (32 on CPUs)")
+    if p.positive_token == p.negative_token:
+        raise ConfigError("prm.positive_token and prm.negative_token must differ")
+    if p.step_separator == "":
+        raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
+    for rule in KINDS[p.name].rules:
+        rule(p)
+    if not 0 < p.gpu_memory_utilization <= 1:
+        raise ConfigError(
+            f"prm.gpu_memory_utilization={p.gpu_memory_utilization} must be in (0, 1]"
+        )
+    if model is not None and needs_own_engine(p, model):
+        left = GPU_MEMORY_SHARED - p.gpu_memory_utilization
+        if left < 0.1:
+            raise ConfigError(
+                f"prm.gpu_memory_utilization={p.gpu_memory_utilization:g} leaves the generator "
+                f"{max(left, 0):.2f} of the accelerator they share; lower it (e.g. 0.4) or serve "
+                "the PRM elsewhere (prm.server_url)"
+            )

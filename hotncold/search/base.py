@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from hotncold.config import ApproachConfig, ModelConfig
 from hotncold.data import Problem
-from hotncold.engine.vllm_engine import Engine
+from hotncold.engine.requests import Engine
 from hotncold.prm.base import PRM
 from hotncold.search.temperature import TemperaturePlan
 

@@ -1,4 +1,5 @@
-"""`python -m hotncold.train_prm ...`: compose the `train` group and hand it to the plain `run`."""
+"""command: `python -m hotncold.train_prm ...`: compose the `train` group and hand it to the plain
+`hotncold.train_prm.run.run` (config: hotncold/conf/train_prm.yaml)."""
 
 import hydra
 
