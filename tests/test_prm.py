@@ -139,3 +139,17 @@ def test_compute_counts_the_tokens_each_item_cost():
     assert prm.stats.tokens == 20
     prm.score([("p", ["a", "b", "c"])])
     assert prm.stats.tokens == 50
+
+
+def test_a_prm_returns_what_it_computed_or_fails_loudly():
+    """Token counts travel with the scores (no attribute to forget): a result must name its
+    tokens, and a result missing for an item is an error, not a silent zero."""
+    with pytest.raises(TypeError):
+        ItemScores([0.5])  # type: ignore[call-arg]
+
+    class Forgetful(CountingPRM):
+        def _score_new(self, items):
+            return super()._score_new(items)[:-1]
+
+    with pytest.raises(RuntimeError, match="returned 1 results for 2 items"):
+        Forgetful().score([("p", ["a"]), ("q", ["b"])])

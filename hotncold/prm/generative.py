@@ -21,7 +21,6 @@ from hotncold.engine import vllm_engine
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import JudgeFormat, MathShepherdFormat, RLHFlowFormat, label_id
 from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
-from hotncold.prm.registry import shares_generator
 
 
 def two_way(positive: float, negative: float) -> float:
@@ -37,9 +36,7 @@ class GenerativePRM(PRM):
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
-        if shares_generator(cfg, model):
-            if engine is None:
-                raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
+        if engine is not None:  # the generator's: `build_prm` passes it when the PRM reads it
             self.engine = engine
         else:
             self.engine = vllm_engine.get_engine(prm_model_config(cfg, str(cfg.model_path)))

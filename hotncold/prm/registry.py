@@ -117,12 +117,19 @@ def build_prm(
     """The PRM `cfg` names: served by `cfg.server_url` when set, else loaded here.
 
     `engine` and `model` are the generator's: PRMs that read the generator use them, and a PRM
-    whose weights are the generator's shares its engine instead of loading them twice.
+    whose weights are the generator's shares its engine instead of loading them twice. The
+    class gets `engine` only then (None: it loads its own weights, if it has any).
     """
     if cfg.server_url:
         return http_client.RemotePRM(cfg)
-    module, cls = KINDS[cfg.name].target.split(":")
-    return getattr(importlib.import_module(module), cls)(cfg, engine=engine, model=model)
+    kind = KINDS[cfg.name]
+    on_generator = shares_generator(cfg, model)
+    if on_generator and kind.generative and engine is None:
+        raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
+    module, cls = kind.target.split(":")
+    return getattr(importlib.import_module(module), cls)(
+        cfg, engine=engine if on_generator else None, model=model
+    )
 
 
 def preflight(cfg: PRMConfig) -> None:
