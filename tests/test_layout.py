@@ -36,11 +36,9 @@ HYDRA_EDGE = {
     "hotncold.cluster.hydra_private",
 }
 """The only modules that import Hydra: the commands, the registration, the sweep tools."""
-LAZY_IMPORTS = {
-    # the analyzer's labels come with pandas, which a run pushing to the hub never needs else
-    ("hotncold.hub.table", "hotncold.analyze.collect"),
-}
-"""Imports of hotncold modules inside functions, each for a reason (never to dodge a cycle)."""
+LAZY_IMPORTS: set[tuple[str, str]] = set()
+"""Imports of hotncold modules inside functions, (importer, imported), each for a reason given
+here: only to put off loading a heavy library, never to dodge a cycle. None is needed today."""
 
 
 @dataclass

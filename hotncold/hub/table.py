@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from hotncold.experiment.naming import approach_label, describe_temperature
 from hotncold.experiment.rundir import RunDir, read_json, read_jsonl
 
 if TYPE_CHECKING:
@@ -68,9 +69,6 @@ def run_name_of(rundir: RunDir) -> str:
 
 def flat_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """One row per problem x completion of a run directory, with the run's identifiers."""
-    # imported here: the analyzer's labels come with pandas, which a run never needs otherwise
-    from hotncold.analyze.collect import approach_label, describe_temperature
-
     rundir = RunDir(run_dir)
     cfg = yaml.safe_load(rundir.config.read_text()) or {}
     metrics = read_json(rundir.metrics) if rundir.metrics.is_file() else {}
