@@ -16,6 +16,9 @@ compose by multiplication:
 A multiplier (rather than absolute schedule temperatures) keeps the per-beam mix's shape at
 every depth, keeps greedy slots greedy, and with `values=[1.0]` makes `start` and `end` the
 temperatures themselves.
+
+The rules of the `temperature` settings live here too (`check_temperature`, run by
+`hotncold.experiment.validate`): a plan must be valid and fit the budget it is spread over.
 """
 
 from __future__ import annotations
