@@ -31,7 +31,7 @@ install-gpu:
 	$(BIN)/pip install -e '.[gpu,dev]'
 
 model: install
-	$(BIN)/python -m hotncold.models.embedded
+	$(BIN)/python -m hotncold.engine.embedded
 
 run: model
 	$(BIN)/python -m hotncold $(ARGS)
@@ -51,12 +51,12 @@ test-quick: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check hotncold tests benchmarks
-	$(BIN)/ruff format --check hotncold tests benchmarks
+	$(BIN)/ruff check hotncold tests benchmarks tools
+	$(BIN)/ruff format --check hotncold tests benchmarks tools
 
 format: install
-	$(BIN)/ruff check --fix hotncold tests benchmarks
-	$(BIN)/ruff format hotncold tests benchmarks
+	$(BIN)/ruff check --fix hotncold tests benchmarks tools
+	$(BIN)/ruff format hotncold tests benchmarks tools
 
 # The CUDA vLLM API hotncold uses, checked against the Python sources of the oldest and newest
 # supported releases (read from PyPI's wheels, cached under ~/.cache/hotncold/vllm-sources).

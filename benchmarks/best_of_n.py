@@ -14,8 +14,9 @@ import tempfile
 import time
 
 from hotncold.config import Config, DatasetConfig, ModelConfig, TemperatureConfig
-from hotncold.engine import GenerationRequest, get_engine
-from hotncold.run import execute
+from hotncold.engine.requests import GenerationRequest
+from hotncold.engine.vllm_engine import get_engine
+from hotncold.experiment.run import execute
 
 MODEL = ModelConfig(
     path="embedded:smollm2_135m", max_tokens=128, max_model_len=1024, step_delimiter="\n"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 
-from hotncold.grading import Grader
+from hotncold.evaluation.grading import Grader
 
 
 def answers(seed: int = 0) -> list[str]:

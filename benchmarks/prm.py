@@ -35,9 +35,9 @@ from pathlib import Path
 
 from hotncold.config import DatasetConfig, PRMConfig
 from hotncold.data import load_problems
-from hotncold.engine import close_engine
-from hotncold.models import tiny
-from hotncold.prm import build_prm
+from hotncold.engine.vllm_engine import close_engine
+from hotncold.prm.registry import build_prm
+from hotncold.testing import tiny_models as tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = 32  # the smallest KV block the CPU backend runs well; GPUs default to 16

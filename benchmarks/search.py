@@ -21,13 +21,16 @@ from hotncold.config import (
     TemperatureConfig,
 )
 from hotncold.data import load_problems
-from hotncold.engine import GenerationRequest, build_prompt, get_engine
-from hotncold.grading import Grader
-from hotncold.metrics import metrics_from_records
-from hotncold.prm import build_prm
-from hotncold.run import grade_problem
-from hotncold.search import SearchContext, build_approach
-from hotncold.temperature import TemperaturePlan
+from hotncold.engine.prompts import build_prompt
+from hotncold.engine.requests import GenerationRequest
+from hotncold.engine.vllm_engine import get_engine
+from hotncold.evaluation.grading import Grader
+from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment.run import grade_problem
+from hotncold.prm.registry import build_prm
+from hotncold.search.base import SearchContext
+from hotncold.search.registry import build_approach
+from hotncold.search.temperature import TemperaturePlan
 
 # vLLM's prefix cache saves re-reading a candidate's prefix only while the KV cache holds the
 # previous iteration: 10 problems x 16 candidates x ~150 tokens is about what the default

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from hotncold.config import ModelConfig
-from hotncold.engine import get_engine
+from hotncold.engine.vllm_engine import get_engine
 from hotncold.train_prm.config import TrainConfig, TrainDataConfig
 from hotncold.train_prm.data import generate_examples
 

@@ -1,4 +1,4 @@
-"""`python -m hotncold.push <run dir> [<owner>/<name>] [--public] [--split NAME]`
+"""command: `python -m hotncold.push <run dir> [<owner>/<name>] [--public] [--split NAME]`
 
 Pushes a finished run (or a merged one, `hotncold.merge`) to a Hugging Face dataset repository
 as the config named after the run, one row per problem x completion, with its run.json,
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from hotncold.config import ConfigError, OutputConfig, validate_output
-from hotncold.hub import check_hub, finished_run, push_and_record
+from hotncold.config import ConfigError, OutputConfig
+from hotncold.hub.rules import check_output
+from hotncold.hub.upload import check_hub, finished_run, push_and_record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{rundir.path} names no output.hub_dataset_id; give the repository: "
                 f"python -m hotncold.push {rundir.path} <owner>/<name>"
             )
-        validate_output(output)
+        check_output(output)
         repo = str(output.hub_dataset_id)
         check_hub(repo, "hotncold.push")
     except ConfigError as error:

@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def real_engine():
     """The embedded SmolLM2 model on vLLM, shared by every slow test of the session."""
     from hotncold.config import ModelConfig
-    from hotncold.engine import close_engines, get_engine
+    from hotncold.engine.vllm_engine import close_engines, get_engine
 
     engine = get_engine(tiny_model_config(ModelConfig))
     yield engine
@@ -42,7 +42,7 @@ def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.Comple
 
 
 def tiny_model_config(cls):
-    """The embedded model with the settings the conf/model/smollm2_135m.yaml option uses."""
+    """The embedded model with the settings of the option hotncold/conf/model/smollm2_135m.yaml."""
     return cls(path="embedded:smollm2_135m", max_tokens=96, max_model_len=1024, step_delimiter="\n")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from hotncold.engine import EngineStats, Generation, GenerationRequest
+from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
 
 Script = Callable[[GenerationRequest, int], Generation | str]
 

@@ -31,19 +31,19 @@ import pytest
 import yaml
 from fakes import ScriptedEngine, problem_of
 
-import hotncold.engine
+import hotncold.engine.vllm_engine
 from hotncold.analyze import AnalysisError, Options, analyze, collect
 from hotncold.analyze.__main__ import main
 from hotncold.analyze.collect import describe_temperature
-from hotncold.analyze.report import verdict
+from hotncold.analyze.render import verdict
 from hotncold.analyze.stats import bootstrap, rng_for
 from hotncold.config import ApproachConfig, Config, DatasetConfig, MetricsConfig, TemperatureConfig
 from hotncold.data import load_problems
 from hotncold.data.arithmetic import generate
-from hotncold.grading import Grader
-from hotncold.metrics import metrics_from_records
-from hotncold.run import execute, grade_problem
-from hotncold.rundir import RunDir, append_jsonl, write_json
+from hotncold.evaluation.grading import Grader
+from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment.run import execute, grade_problem
+from hotncold.experiment.rundir import RunDir, append_jsonl, write_json
 from hotncold.search.base import Completion
 
 COLD, HOT = 0.4, 1.2
@@ -88,7 +88,7 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     with pytest.MonkeyPatch.context() as mp:
         engine = ScriptedEngine(solver)
-        mp.setattr(hotncold.engine, "get_engine", lambda cfg: engine)
+        mp.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: engine)
         for name, values in (("cold", [COLD]), ("hot", [HOT]), ("mix", [COLD, HOT])):
             for seed in (0, 1):
                 execute(config(root / "sweep" / f"{name}{seed}", values, seed))

@@ -6,10 +6,11 @@ from fakes import ScriptedEngine, problem_of
 
 from hotncold.config import ApproachConfig, ModelConfig, PRMConfig, TemperatureConfig
 from hotncold.data import Problem
-from hotncold.engine import Generation
+from hotncold.engine.requests import Generation
 from hotncold.prm.equation_checker import EquationChecker
-from hotncold.search import SearchContext, build_approach
-from hotncold.temperature import TemperaturePlan
+from hotncold.search.base import SearchContext
+from hotncold.search.registry import build_approach
+from hotncold.search.temperature import TemperaturePlan
 
 
 def context(engine, values, n, ratios=None, delimiter="\n"):

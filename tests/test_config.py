@@ -10,11 +10,12 @@ from conftest import ROOT, run_module
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import hotncold.schema  # noqa: F401  (registers the schema and resolvers)
-from hotncold.config import Config, ConfigError, validate
-from hotncold.run import execute, to_config
+import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
+from hotncold.config import Config, ConfigError
+from hotncold.experiment.run import execute, to_config
+from hotncold.experiment.validate import validate
 
-CONF = ROOT / "conf"
+CONF = ROOT / "hotncold" / "conf"
 GROUPS = ["model", "prm", "approach", "temperature", "dataset", "cluster"]
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
 PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
@@ -180,12 +181,12 @@ def test_validation_names_the_fix(changes, message):
     ],
 )
 def test_dataset_problems_fail_before_any_model_loads(changes, message, tmp_path, monkeypatch):
-    import hotncold.engine
+    import hotncold.engine.vllm_engine
 
     def no_engine(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(hotncold.engine, "get_engine", no_engine)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", no_engine)
     cfg = cfg_with(**changes)
     cfg.out_dir = str(tmp_path / "run")
     with pytest.raises(ConfigError, match=message):

@@ -10,7 +10,7 @@ import pytest
 from hotncold.config import ConfigError, DatasetConfig
 from hotncold.data import load_problems, shard
 from hotncold.data.arithmetic import generate
-from hotncold.grading import Grader
+from hotncold.evaluation.grading import Grader
 from hotncold.prm.equation_checker import find_claims
 
 

@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT, run_module, tiny_model_config
 
 from hotncold.config import Config, DatasetConfig, ModelConfig, TemperatureConfig
-from hotncold.run import execute
+from hotncold.experiment.run import execute
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +117,7 @@ def test_cli_run_then_resume_after_a_kill(tmp_path):
 def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):
     """Six jobs (2 temperatures x 3 dataset shards) in one process share one engine; the shards
     of each temperature then merge into the unsharded run's problems."""
-    from hotncold import merge
+    from hotncold.cluster.shards import merge_sweep
     from hotncold.data import load_problems
 
     sweep = tmp_path / "sweep"
@@ -137,7 +137,7 @@ def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):
     first, *later = (s for _, s in sorted(starts))
     assert max(later) < first / 5  # only the first job started an engine
 
-    groups = merge.merge_sweep(sweep)
+    groups = merge_sweep(sweep)
     assert len(groups) == 2 and all(g.complete for g in groups)
     expected = load_problems(DatasetConfig(per_level=1, levels=[1, 2, 3]))
     for group in groups:

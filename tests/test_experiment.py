@@ -9,11 +9,11 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import hotncold.schema  # noqa: F401  (registers the schema and resolvers)
-from hotncold.config import validate
-from hotncold.run import to_config
+import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
+from hotncold.experiment.run import to_config
+from hotncold.experiment.validate import validate
 
-CONF = ROOT / "conf"
+CONF = ROOT / "hotncold" / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 

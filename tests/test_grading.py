@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hotncold.grading import Grader, extract_answer, grade
+from hotncold.evaluation.grading import Grader, extract_answer, grade
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ def test_cheap_decisions_agree_with_math_verify():
     # checked on a fixed-seed sample of pairs of every kind of answer.
     from math_verify import parse, verify
 
-    from hotncold.grading import _decide
+    from hotncold.evaluation.grading import _decide
 
     rng = random.Random(0)
 

@@ -24,8 +24,8 @@ from fakes import ScriptedEngine
 from huggingface_hub import constants
 from test_run import solver
 
-import hotncold.engine
-from hotncold import hub, push
+import hotncold.engine.vllm_engine
+from hotncold import push
 from hotncold.config import (
     ApproachConfig,
     Config,
@@ -34,10 +34,13 @@ from hotncold.config import (
     ModelConfig,
     OutputConfig,
     TemperatureConfig,
-    validate,
 )
-from hotncold.run import execute
-from hotncold.rundir import RunDir, run_name
+from hotncold.experiment.naming import run_name
+from hotncold.experiment.run import execute
+from hotncold.experiment.rundir import RunDir
+from hotncold.experiment.validate import validate
+from hotncold.hub import table as flat
+from hotncold.hub import upload as hub
 
 REPO = "hnc-lab/runs"
 
@@ -45,7 +48,7 @@ REPO = "hnc-lab/runs"
 @pytest.fixture
 def engine(monkeypatch):
     fake = ScriptedEngine(solver)
-    monkeypatch.setattr(hotncold.engine, "get_engine", lambda cfg: fake)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
 
@@ -106,10 +109,10 @@ def test_output_never_changes_the_run_name_or_blocks_a_resume(tmp_path):
 def test_output_overrides_compose_with_the_defaults():
     from hydra import compose, initialize_config_dir
 
-    import hotncold.schema  # noqa: F401
+    import hotncold.config.hydra  # noqa: F401
 
     plain = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
         base = compose("config", overrides=plain)
         pushed = compose(
             "config", overrides=[*plain, "output.push_to_hub=true", f"output.hub_dataset_id={REPO}"]
@@ -268,9 +271,9 @@ def test_flat_table_has_one_row_per_problem_and_completion(finished):
         json.loads(line)
         for line in (Path(finished.out_dir) / "completions.jsonl").read_text().splitlines()
     ]
-    table = hub.flat_table(finished.out_dir)
+    table = flat.flat_table(finished.out_dir)
     assert table.num_rows == 10 * 4
-    assert table.column_names == list(hub.features())
+    assert table.column_names == list(flat.features())
     rows = table.to_list()
     for row, (record, index) in zip(
         rows, [(r, i) for r in records for i in range(len(r["completions"]))]
@@ -311,7 +314,7 @@ def test_flat_table_has_one_row_per_problem_and_completion(finished):
 
 
 def test_flat_table_round_trips_through_parquet(finished, tmp_path):
-    table = hub.flat_table(finished.out_dir)
+    table = flat.flat_table(finished.out_dir)
     path = tmp_path / "flat.parquet"
     table.to_parquet(str(path))
     again = datasets.load_dataset(
@@ -452,7 +455,7 @@ def test_real_dvts_run_flattens_and_loads(real_engine, tmp_path):
         cache_dir=str(tmp_path / "cache"),
     )
     assert raw.num_rows == 2
-    table = hub.flat_table(run)
+    table = flat.flat_table(run)
     assert table.num_rows == 8 and table[0]["approach"] == "dvts-m2"
     assert all(json.loads(e).get("subtree") is not None for e in table["extra"])
     rows = table.to_list()

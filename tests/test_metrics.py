@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hotncold.metrics import ProblemOutcome, budgets, pass_at, problem_curves, summarize
+from hotncold.evaluation.metrics import ProblemOutcome, budgets, pass_at, problem_curves, summarize
 
 
 def curves(scores, clusters, correct, groups=None, ns=(1, 2, 4), subsets=4000, seed=0):

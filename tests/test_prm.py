@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from hotncold.config import PRMConfig
-from hotncold.prm import build_prm
-from hotncold.prm.base import PRM, aggregate, prefix_digests, split_steps
+from hotncold.prm.base import PRM, ItemScores, aggregate, prefix_digests, split_steps
 from hotncold.prm.equation_checker import EquationChecker, find_claims
+from hotncold.prm.registry import build_prm
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ class CountingPRM(PRM):
         out = []
         for item in items:
             self.asked.append((item.problem, len(item.steps), item.start))
-            out.append([(i + 1) / 10 for i in range(item.start, len(item.steps))])
+            out.append(ItemScores([(i + 1) / 10 for i in range(item.start, len(item.steps))], 0))
         return out
 
 
@@ -128,12 +128,28 @@ def test_compute_counts_the_tokens_each_item_cost():
 
     class Costly(CountingPRM):
         def _score_new(self, items):
-            self.item_tokens = [10 * (len(i.steps) - i.start) for i in items]
-            return super()._score_new(items)
+            scored = super()._score_new(items)
+            return [
+                ItemScores(r.scores, 10 * (len(i.steps) - i.start)) for r, i in zip(scored, items)
+            ]
 
     prm = Costly()
     out = prm.compute([PendingScore("p", ("a", "b"), 1), PendingScore("q", ("a",), 0)])
-    assert out == [([0.2], 10), ([0.1], 10)]
+    assert out == [ItemScores([0.2], 10), ItemScores([0.1], 10)]
     assert prm.stats.tokens == 20
     prm.score([("p", ["a", "b", "c"])])
     assert prm.stats.tokens == 50
+
+
+def test_a_prm_returns_what_it_computed_or_fails_loudly():
+    """Token counts travel with the scores (no attribute to forget): a result must name its
+    tokens, and a result missing for an item is an error, not a silent zero."""
+    with pytest.raises(TypeError):
+        ItemScores([0.5])  # type: ignore[call-arg]
+
+    class Forgetful(CountingPRM):
+        def _score_new(self, items):
+            return super()._score_new(items)[:-1]
+
+    with pytest.raises(RuntimeError, match="returned 1 results for 2 items"):
+        Forgetful().score([("p", ["a"]), ("q", ["b"])])

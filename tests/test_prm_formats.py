@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from hotncold.models import tiny
 from hotncold.prm.formats import (
     FormatError,
     JudgeFormat,
@@ -15,6 +14,7 @@ from hotncold.prm.formats import (
     TRLFormat,
     label_id,
 )
+from hotncold.testing import tiny_models as tiny
 
 PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have?"
 STEPS = [

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import tiny_model_config
 
-from hotncold import engine as engine_module
 from hotncold.config import Config, DatasetConfig, ModelConfig, PRMConfig
-from hotncold.prm import build_prm
-from hotncold.run import execute
+from hotncold.engine import vllm_engine as engine_module
+from hotncold.experiment.run import execute
+from hotncold.prm.registry import build_prm
 
 pytestmark = pytest.mark.slow
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from hotncold.config import PRMConfig
-from hotncold.engine import close_engine
-from hotncold.models import tiny
-from hotncold.prm import build_prm
+from hotncold.engine.vllm_engine import close_engine
+from hotncold.prm.registry import build_prm
+from hotncold.testing import tiny_models as tiny
 
 BLOCK = 32
 PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have now?"

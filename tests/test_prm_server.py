@@ -16,11 +16,11 @@ import pytest
 from conftest import ROOT, run_module, tiny_model_config
 
 from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig, PRMConfig
-from hotncold.prm import build_prm
-from hotncold.prm.base import PRM
-from hotncold.prm.remote import RemotePRM
-from hotncold.prm.server import PRMServer
-from hotncold.run import execute
+from hotncold.experiment.run import execute
+from hotncold.prm.base import PRM, ItemScores
+from hotncold.prm.http_client import RemotePRM
+from hotncold.prm.http_server import PRMServer
+from hotncold.prm.registry import build_prm
 
 
 def free_port() -> int:
@@ -40,8 +40,13 @@ class LengthPRM(PRM):
         self.calls.append(len(items))
         if any("boom" in s for item in items for s in item.steps):
             raise ValueError("cannot score a boom")
-        self.item_tokens = [sum(len(s) for s in item.steps[item.start :]) for item in items]
-        return [[min(1.0, len(s) / 100) for s in item.steps[item.start :]] for item in items]
+        return [
+            ItemScores(
+                [min(1.0, len(s) / 100) for s in item.steps[item.start :]],
+                sum(len(s) for s in item.steps[item.start :]),
+            )
+            for item in items
+        ]
 
 
 @pytest.fixture
@@ -103,12 +108,12 @@ def test_a_server_of_another_prm_is_refused(served):
 
 
 def test_unreachable_server_fails_before_the_model_loads(tmp_path, monkeypatch):
-    import hotncold.engine
+    import hotncold.engine.vllm_engine
 
     def no_engine(*args, **kwargs):
         raise AssertionError("the generator must not load when the PRM server is down")
 
-    monkeypatch.setattr(hotncold.engine, "get_engine", no_engine)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", no_engine)
     url = f"http://127.0.0.1:{free_port()}"
     cfg = Config(
         out_dir=str(tmp_path / "run"),
@@ -137,10 +142,10 @@ def test_cli_unreachable_server_is_one_line(tmp_path):
 
 
 def test_generator_leaves_room_for_an_in_process_prm(monkeypatch):
-    import hotncold.engine
-    from hotncold.prm import generator_config
+    import hotncold.engine.vllm_engine
+    from hotncold.prm.registry import generator_config
 
-    monkeypatch.setattr(hotncold.engine, "on_cpu", lambda: False)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "on_cpu", lambda: False)
     model = ModelConfig(path="some/generator", gpu_memory_utilization=0.9)
     own = PRMConfig(name="rlhflow_8b", model_path="RLHFlow/x", gpu_memory_utilization=0.4)
     assert generator_config(model, own).gpu_memory_utilization == pytest.approx(0.55)
@@ -157,7 +162,7 @@ def test_generator_leaves_room_for_an_in_process_prm(monkeypatch):
 
 @pytest.mark.slow
 def test_a_real_run_scores_through_the_server(real_engine, tmp_path):
-    from hotncold.models import tiny
+    from hotncold.testing import tiny_models as tiny
 
     path = tiny.qwen_process_reward(tmp_path / "qwen_prm")
     port = free_port()

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from fakes import ScriptedEngine, problem_of
 
-import hotncold.engine
+import hotncold.engine.vllm_engine
 from hotncold.config import Config, DatasetConfig, TemperatureConfig
 from hotncold.data.arithmetic import generate
-from hotncold.run import execute
+from hotncold.experiment.run import execute
 
 ANSWERS = {r["problem"]: r["answer"] for r in generate(4)}
 
@@ -27,7 +27,7 @@ def solver(request, i):
 @pytest.fixture
 def engine(monkeypatch):
     fake = ScriptedEngine(solver)
-    monkeypatch.setattr(hotncold.engine, "get_engine", lambda cfg: fake)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
 

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from hotncold.config import Config, ConfigError
-from hotncold.rundir import RunDir, append_jsonl, read_jsonl, run_name, write_json
+from hotncold.experiment.naming import run_name
+from hotncold.experiment.rundir import RunDir, append_jsonl, read_jsonl, write_json
 
 
 def test_write_json_is_atomic(tmp_path, monkeypatch):

@@ -17,12 +17,13 @@ from fakes import ScriptedEngine, problem_of
 
 from hotncold.config import ApproachConfig, ModelConfig, TemperatureConfig
 from hotncold.data import Problem
-from hotncold.engine import Generation, derive_seed
-from hotncold.prm.base import PRM, split_steps
-from hotncold.search import SearchContext, build_approach
+from hotncold.engine.requests import Generation, derive_seed
+from hotncold.prm.base import PRM, ItemScores, split_steps
+from hotncold.search.base import SearchContext
 from hotncold.search.beam_search import expansion_counts
+from hotncold.search.registry import build_approach
 from hotncold.search.steps import BLANK_RETRIES, Limits, Node, StepTask, generate_steps
-from hotncold.temperature import TemperaturePlan
+from hotncold.search.temperature import TemperaturePlan
 
 SEED = 7
 NL = "\n"
@@ -40,7 +41,7 @@ class TagPRM(PRM):
         for item in items:
             new = item.steps[item.start :]
             self.computed += new
-            out.append([_tag(step) for step in new])
+            out.append(ItemScores([_tag(step) for step in new], 0))
         return out
 
 

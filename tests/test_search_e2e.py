@@ -13,7 +13,7 @@ from conftest import ROOT, tiny_model_config
 
 from hotncold.config import ApproachConfig, Config, DatasetConfig, ModelConfig, TemperatureConfig
 from hotncold.data import load_problems
-from hotncold.run import execute
+from hotncold.experiment.run import execute
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +185,7 @@ def test_cli_dvts_with_an_annealing_schedule(tmp_path):
 
 
 def test_a_prompt_that_fills_the_context_gets_an_empty_length_generation(real_engine):
-    from hotncold.engine import GenerationRequest
+    from hotncold.engine.requests import GenerationRequest
 
     full = GenerationRequest(prompt="one two three " * 400, temperature=0.8, max_tokens=8, n=2)
     short = GenerationRequest(prompt="1 + 1 =", temperature=0.0, max_tokens=4)

@@ -20,13 +20,15 @@ import pytest
 from conftest import ROOT, run_module
 from fakes import ScriptedEngine, problem_of
 
-import hotncold.engine
-import hotncold.schema  # registers the schema and resolvers
+import hotncold.config.hydra  # registers the schema and resolvers
+import hotncold.engine.vllm_engine
 from hotncold import merge, status
+from hotncold.cluster import shards, sweep_status
 from hotncold.config import Config, ConfigError, DatasetConfig
 from hotncold.data.arithmetic import generate
-from hotncold.run import execute
-from hotncold.rundir import append_jsonl, read_json, run_name, write_json
+from hotncold.experiment.naming import run_name
+from hotncold.experiment.run import execute
+from hotncold.experiment.rundir import append_jsonl, read_json, write_json
 
 ANSWERS = {r["problem"]: r["answer"] for seed in (0, 1) for r in generate(4, seed=seed)}
 
@@ -49,13 +51,13 @@ def fresh_hydra():
 @pytest.fixture
 def engine(monkeypatch):
     fake = ScriptedEngine(answer)
-    monkeypatch.setattr(hotncold.engine, "get_engine", lambda cfg: fake)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
 
 def sweep(monkeypatch, *args: str) -> None:
     """`python -m hotncold -m ARGS`, in this process (Hydra's basic launcher)."""
-    from hotncold.sweep import hydra_app, task
+    from hotncold.cluster.sweep import hydra_app, task
 
     hydra_app("hotncold").multirun(config_name="config", task_function=task, overrides=list(args))
 
@@ -63,7 +65,7 @@ def sweep(monkeypatch, *args: str) -> None:
 SWEEP = ["dataset.per_level=1", "n=2", "batch_size=2"]  # 5 problems per job, 3 batches
 
 
-def by_temperature(report: status.SweepStatus) -> dict[str, status.JobReport]:
+def by_temperature(report: sweep_status.SweepStatus) -> dict[str, sweep_status.JobReport]:
     return {next(o for o in j.overrides if o.startswith("temperature=")): j for j in report.jobs}
 
 
@@ -89,7 +91,7 @@ def test_status_finds_done_failed_partial_and_missing_jobs_and_resubmit_finishes
             monkeypatch, "temperature=cold,default,hot,greedy", *SWEEP, f"hydra.sweep.dir={folder}"
         )
 
-    report = status.sweep_status(folder)
+    report = sweep_status.sweep_status(folder)
     assert report.launcher == "local" and len(report.jobs) == 4
     jobs = by_temperature(report)
     cold, default, hot, greedy = (
@@ -101,7 +103,7 @@ def test_status_finds_done_failed_partial_and_missing_jobs_and_resubmit_finishes
     assert (hot.state, hot.done, hot.total) == ("partial", 2, 5)
     assert hot.note.startswith("SIGTERM received; then SystemExit")
     assert (greedy.state, greedy.run_dir, greedy.note) == ("missing", None, "never started")
-    text = status.format_status(report)
+    text = sweep_status.format_status(report)
     assert "1 done, 1 partial, 1 failed, 1 missing" in text and "--resubmit" in text
     hot_dir = Path(hot.run_dir)
     kept = (hot_dir / "completions.jsonl").read_text()
@@ -111,14 +113,14 @@ def test_status_finds_done_failed_partial_and_missing_jobs_and_resubmit_finishes
     assert status.main([str(folder), "--resubmit"]) == 0
     # exactly the three unfinished jobs ran again, and only their unfinished problems
     assert len(engine.calls) == 2 + 2 + 3  # default 3 left, hot 3 left (2 batches each), greedy
-    assert all(j.state == "done" for j in status.sweep_status(folder).jobs)
+    assert all(j.state == "done" for j in sweep_status.sweep_status(folder).jobs)
     assert len(read_json(Path(cold.run_dir) / "run.json")["sessions"]) == 1
     hot_info = read_json(hot_dir / "run.json")
     assert [s["status"] for s in hot_info["sessions"]] == ["interrupted", "finished"]
     assert (hot_dir / "completions.jsonl").read_text().startswith(kept)
     assert hot_info["overrides"] == list(hot.overrides)
     # multirun.yaml still describes the whole sweep
-    assert len(status.sweep_status(folder).jobs) == 4
+    assert len(sweep_status.sweep_status(folder).jobs) == 4
     assert status.main([str(folder), "--resubmit"]) == 0  # nothing left: a no-op
     assert len(engine.calls) == 7
 
@@ -126,7 +128,7 @@ def test_status_finds_done_failed_partial_and_missing_jobs_and_resubmit_finishes
 def test_status_tells_running_from_vanished_processes(tmp_path, monkeypatch, engine):
     folder = tmp_path / "sweep"
     sweep(monkeypatch, "seed=0,1", *SWEEP, f"hydra.sweep.dir={folder}")
-    first, second = (Path(j.run_dir) for j in status.sweep_status(folder).jobs)
+    first, second = (Path(j.run_dir) for j in sweep_status.sweep_status(folder).jobs)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
@@ -136,25 +138,27 @@ def test_status_tells_running_from_vanished_processes(tmp_path, monkeypatch, eng
         info["sessions"][-1]["pid"] = pid
         info["problems"]["done"] = 3
         write_json(run / "run.json", info)
-    jobs = status.sweep_status(folder).jobs
+    jobs = sweep_status.sweep_status(folder).jobs
     assert [j.state for j in jobs] == ["running", "partial"]
     assert jobs[1].note == "stopped without a word (killed?)"
-    assert [j.overrides for j in status.sweep_status(folder).unfinished] == [jobs[1].overrides]
+    assert [j.overrides for j in sweep_status.sweep_status(folder).unfinished] == [
+        jobs[1].overrides
+    ]
     # a job the (basic launcher's) sweep process has not reached yet is waiting, not missing
     shutil.rmtree(second)
-    jobs = status.sweep_status(folder).jobs
+    jobs = sweep_status.sweep_status(folder).jobs
     assert [j.state for j in jobs] == ["running", "queued"]
-    assert status.sweep_status(folder).unfinished == []
+    assert sweep_status.sweep_status(folder).unfinished == []
 
 
 def test_status_refuses_a_folder_that_is_not_a_sweep(tmp_path):
     assert status.main([str(tmp_path)]) == 2
     with pytest.raises(ConfigError, match=r"no multirun\.yaml"):
-        status.sweep_status(tmp_path)
+        sweep_status.sweep_status(tmp_path)
 
 
 def test_resubmission_takes_only_launcher_settings(tmp_path, monkeypatch, engine):
-    from hotncold.sweep import relaunch
+    from hotncold.cluster.sweep import relaunch
 
     folder = tmp_path / "sweep"
     sweep(monkeypatch, "seed=0,1", *SWEEP, f"hydra.sweep.dir={folder}")
@@ -224,7 +228,7 @@ def test_merge_refuses_missing_and_partial_shards_and_names_them(tmp_path, engin
     assert not (folder / "merged").exists()
 
     assert merge.main([str(folder), "--allow-incomplete"]) == 1
-    groups = merge.find_groups(folder, exclude=folder / "merged")
+    groups = shards.find_groups(folder, exclude=folder / "merged")
     for group in groups:
         info = read_json(folder / "merged" / group.name / "run.json")
         assert info["status"] == "incomplete"
@@ -236,7 +240,7 @@ def test_merge_refuses_missing_and_partial_shards_and_names_them(tmp_path, engin
     assert done == [7 + 7, 7 + 3 + 6]
 
     execute(stopped)  # finish the interrupted shard: that group now merges complete
-    groups = merge.merge_sweep(folder)
+    groups = shards.merge_sweep(folder)
     assert sorted(g.complete for g in groups) == [False, True]
 
 
@@ -248,7 +252,7 @@ def test_merge_refuses_a_problem_that_appears_twice(tmp_path, engine):
     second = Path(shard_config(folder, 2, 1).out_dir)
     append_jsonl(second / "completions.jsonl", records(first)[:1])
     with pytest.raises(ConfigError, match="appears twice"):
-        merge.merge_sweep(folder)
+        shards.merge_sweep(folder)
     assert merge.main([str(folder)]) == 2
 
 
@@ -264,10 +268,10 @@ def test_a_merged_run_is_named_as_hydra_names_the_unsharded_run():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from hotncold.run import to_config
+    from hotncold.experiment.run import to_config
 
     def composed(*overrides: str):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
             cfg = compose("config", overrides=["out_dir=x", "overrides=[]", *overrides])
         return cfg
 
@@ -294,7 +298,7 @@ def test_status_reads_why_a_submitit_job_died_before_its_run_began(tmp_path):
         timeout=300,
     )
     assert proc.returncode != 0
-    report = status.sweep_status(folder)
+    report = sweep_status.sweep_status(folder)
     assert report.launcher == "submitit_local"
     for job, n in zip(report.jobs, (1, 2)):
         assert job.state == "failed" and job.run_dir is not None and job.job_id

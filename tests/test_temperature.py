@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from hotncold.config import TemperatureConfig
-from hotncold.temperature import TemperaturePlan, allocate, interleave
+from hotncold.search.temperature import TemperaturePlan, allocate, interleave
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,8 @@ The guide marks what is checked:
   and validates; a trailing `# tag: T...` must be the run name's temperature tag;
 - in a ```console block, `$ python -m hotncold ...` followed by `hotncold: error: MSG` must
   fail validation with exactly MSG;
-- every `temperature=<option>` named exists in conf/temperature/ and every option there is named.
+- every `temperature=<option>` named exists in hotncold/conf/temperature/ and every option there
+  is named.
 """
 
 from __future__ import annotations
@@ -25,18 +26,20 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import hotncold.schema  # noqa: F401  (registers the schema and resolvers)
+import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
 from hotncold.analyze.collect import describe_temperature
-from hotncold.config import ApproachConfig, ConfigError, ModelConfig, TemperatureConfig, validate
+from hotncold.config import ApproachConfig, ConfigError, ModelConfig, TemperatureConfig
 from hotncold.data import Problem
-from hotncold.engine import Generation
-from hotncold.prm.base import PRM
-from hotncold.run import to_config
-from hotncold.search import SearchContext, build_approach
-from hotncold.temperature import TemperaturePlan, allocate
+from hotncold.engine.requests import Generation
+from hotncold.experiment.run import to_config
+from hotncold.experiment.validate import validate
+from hotncold.prm.base import PRM, ItemScores
+from hotncold.search.base import SearchContext
+from hotncold.search.registry import build_approach
+from hotncold.search.temperature import TemperaturePlan, allocate
 
 GUIDE = ROOT / "docs" / "temperature.md"
-CONF = ROOT / "conf"
+CONF = ROOT / "hotncold" / "conf"
 PLAIN = ["out_dir=/tmp/hotncold-docs-test", "overrides=[]"]
 MARKER = re.compile(r"<!-- check: (\w+)(.*?) -->")
 
@@ -87,7 +90,7 @@ class FlatPRM(PRM):
     """Every step scores 0.5: ranking ties keep the earlier candidate, so every beam lives."""
 
     def _score_new(self, items):
-        return [[0.5] * (len(item.steps) - item.start) for item in items]
+        return [ItemScores([0.5] * (len(item.steps) - item.start), 0) for item in items]
 
 
 def one_step(request, i):
@@ -275,5 +278,5 @@ def test_every_error_shown_is_the_error_raised():
 def test_every_temperature_option_is_covered_and_exists():
     named = set(re.findall(r"temperature=(\w+)", text()))
     options = {p.stem for p in (CONF / "temperature").glob("*.yaml")}
-    assert named - options == set(), "the guide names options conf/temperature/ lacks"
-    assert options - named == set(), "options of conf/temperature/ the guide does not show"
+    assert named - options == set(), "the guide names options hotncold/conf/temperature/ lacks"
+    assert options - named == set(), "options of hotncold/conf/temperature/ the guide does not show"

@@ -18,7 +18,7 @@ from hotncold.train_prm.tokenize import IGNORE, tokenize_stepwise
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from hotncold.models.embedded import prepare
+    from hotncold.engine.embedded import prepare
 
     return AutoTokenizer.from_pretrained(prepare())
 
@@ -257,9 +257,9 @@ def search_with_the_trained_prm(checkpoint: Path, out: Path) -> None:
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from hotncold.config import ApproachConfig, Config, DatasetConfig, PRMConfig
-    from hotncold.engine import close_engine
-    from hotncold.prm import build_prm
-    from hotncold.run import execute
+    from hotncold.engine.vllm_engine import close_engine
+    from hotncold.experiment.run import execute
+    from hotncold.prm.registry import build_prm
 
     model = tiny_model_config(ModelConfig)
     model.max_tokens = 32
@@ -297,7 +297,7 @@ def search_with_the_trained_prm(checkpoint: Path, out: Path) -> None:
 
 
 TRAIN_OPTIONS = sorted(
-    p.stem for p in (Path(__file__).parent.parent / "conf" / "train").glob("*.yaml")
+    p.stem for p in (Path(__file__).parent.parent / "hotncold" / "conf" / "train").glob("*.yaml")
 )
 
 
@@ -307,10 +307,10 @@ def test_train_options_compose(option):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import hotncold.schema  # noqa: F401
+    import hotncold.config.hydra  # noqa: F401
     from hotncold.train_prm.run import to_config
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
         composed = compose(
             "train_prm",
             overrides=[f"train={option}", "out_dir=/tmp/x", "overrides=[]"],
@@ -331,7 +331,7 @@ def test_train_typo_fails_at_composition():
     from hydra import compose, initialize_config_dir
 
     with (
-        initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"),
+        initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"),
         pytest.raises(Exception, match="learning_rat"),
     ):
         compose("train_prm", overrides=["train.learning_rat=1"])

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hotncold import vllm_versions  # noqa: E402
+from hotncold.engine import vllm_versions  # noqa: E402
 from tools.vllm_contract import sources, usage  # noqa: E402
 from tools.vllm_contract.contract import ContractError, check, load  # noqa: E402
 from tools.vllm_contract.resolve import DirFiles, Release  # noqa: E402
@@ -508,7 +508,7 @@ def test_the_cpu_build_the_tests_run_on_is_in_the_supported_range():
 @pytest.mark.xfail(
     strict=True,
     reason="pyproject.toml's gpu extra still says vllm>=0.10: set it to "
-    "'vllm>=0.21,<0.34' (hotncold/vllm_versions.py) and remove this mark",
+    "'vllm>=0.21,<0.34' (hotncold/engine/vllm_versions.py) and remove this mark",
 )
 def test_pyproject_gpu_extra_states_the_supported_range():
     assert optional_dependencies()["gpu"] == [f"vllm{vllm_versions.VLLM_RANGE}"]

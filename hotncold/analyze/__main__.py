@@ -1,4 +1,4 @@
-"""`python -m hotncold.analyze <run or sweep dirs...> [--out DIR]`: the report of a study."""
+"""command: `python -m hotncold.analyze <run or sweep dirs...> [--out DIR]`: a study's report."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hotncold.analyze.collect import AnalysisError
-from hotncold.analyze.report import analyze
+from hotncold.analyze.pipeline import analyze
 from hotncold.analyze.tables import Options
-from hotncold.config import AGG_STRATEGIES
-from hotncold.metrics import METHODS
+from hotncold.evaluation.metrics import METHODS
+from hotncold.prm.base import AGG_STRATEGIES
 
 log = logging.getLogger("hotncold.analyze")
 

@@ -8,8 +8,8 @@ Three tables come out:
 - `problems`: one row per run x problem, with what explains accuracy (distinct answers, PRM
   score spread, tokens);
 - `results`: one row per run x problem x N x selection method, the accuracy on that problem
-  (an expectation over random subsets of size N, as `hotncold.metrics` defines it) and the
-  compute spent at N.
+  (an expectation over random subsets of size N, as `hotncold.evaluation.metrics` defines it)
+  and the compute spent at N.
 
 Runs are grouped into *settings* (everything that determines results except the seed and the
 temperature schedule) and *configurations* (a setting plus a temperature schedule); the seeds
@@ -19,7 +19,6 @@ configuration, so a sharded sweep reads as one experiment.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -34,11 +33,10 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from hotncold.config import NON_RESULT_KEYS, TemperatureConfig
-from hotncold.metrics import METHODS, budgets, metrics_from_records
+from hotncold.evaluation.metrics import METHODS, budgets, metrics_from_records
+from hotncold.experiment.naming import NON_RESULT_KEYS, approach_label, describe_temperature
+from hotncold.experiment.rundir import read_json, read_jsonl
 from hotncold.prm.base import aggregate
-from hotncold.rundir import read_json, read_jsonl
-from hotncold.temperature import TemperaturePlan
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +81,6 @@ class Collection:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-@dataclass
-class Temperature:
-    """How a run's temperature schedule is named and classified."""
-
-    tag: str
-    """`T0.4`, `T0.4-0.8-1.2`, ... as in run names, with any schedule fields the tag adds."""
-    kind: str
-    """`single` (one temperature), `mix` (several, each sample at one) or `schedule`."""
-    value: float
-    """The temperature of a `single` schedule; NaN otherwise."""
-
-
 def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
     """Run directories (folders holding run.json) at or anywhere below `paths`, each once."""
     found: dict[Path, None] = {}
@@ -108,40 +94,6 @@ def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
         for info in sorted(path.rglob("run.json")):
             found[info.parent.resolve()] = None
     return list(found)
-
-
-def describe_temperature(t: dict[str, Any]) -> Temperature:
-    """Name a temperature config generically: the plan's own tag, plus any keys this version
-    of hotncold does not know (a newer schedule), so different schedules never share a name."""
-    known = {f.name for f in dataclasses.fields(TemperatureConfig)}
-    values = [float(v) for v in t.get("values") or []]
-    k = len(values)
-    ratios = t.get("ratios") or ([1.0 / k] * k if k else [])
-    base = TemperaturePlan(values=tuple(values), ratios=tuple(float(r) for r in ratios)).tag()
-    try:
-        cfg = TemperatureConfig(**{key: v for key, v in t.items() if key in known})
-        tag = TemperaturePlan.from_config(cfg).tag()
-    except (TypeError, ValueError) as error:
-        log.debug("temperature %s: plan not buildable (%s); using values and ratios", t, error)
-        tag = base
-    extras = {key: v for key, v in t.items() if key not in known and v not in (None, [], {})}
-    for key in sorted(extras):
-        tag += f"_{key}{_compact(extras[key])}"
-    if tag != base:
-        return Temperature(tag, "schedule", math.nan)
-    if k == 1:
-        return Temperature(tag, "single", values[0])
-    return Temperature(tag, "mix", math.nan)
-
-
-def _compact(value: Any) -> str:
-    if isinstance(value, list | tuple):
-        return "-".join(_compact(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, dict):
-        return "-".join(f"{k}{_compact(v)}" for k, v in sorted(value.items()))
-    return str(value)
 
 
 def setting_of(cfg: dict[str, Any], agg: str, family: bool = False) -> str:
@@ -159,14 +111,6 @@ def setting_of(cfg: dict[str, Any], agg: str, family: bool = False) -> str:
     key["prm"] = prm
     blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
-
-
-def approach_label(cfg: dict[str, Any]) -> str:
-    approach = cfg["approach"]
-    name = approach["name"]
-    if name != "best_of_n" and approach.get("beam_width"):
-        name += f"-m{approach['beam_width']}"
-    return name
 
 
 @dataclass

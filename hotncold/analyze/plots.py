@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hotncold.metrics import METHODS
+from hotncold.evaluation.metrics import METHODS
 
 DPI = 110
 

@@ -1,6 +1,7 @@
-"""The derived tables of a report: accuracy with intervals, paired temperature comparisons, the
-best temperature, the mix against the best single temperature, the per-problem oracle,
-diversity, and accuracy at equal compute.
+"""The derived tables of a report: accuracy with intervals, paired temperature comparisons (the
+report's hot-vs-cold table among them), the best temperature, the mix against the best single
+temperature, the per-problem oracle, diversity, and accuracy at equal compute; `Analysis` holds
+them all.
 
 Everything is computed from the tidy `results`/`problems` tables of `collect`; accuracies stay
 in [0, 1] here (the report prints points). Scopes are `overall`, each level and each subject.
@@ -12,11 +13,13 @@ import itertools
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hotncold.analyze.collect import Collection
 from hotncold.analyze.stats import Estimate, bootstrap, rng_for
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,23 @@ class Options:
     """The hot temperature; None means the highest single temperature of a setting."""
     cold: float | None = None
     """The cold temperature; None means the lowest single temperature of a setting."""
+
+
+@dataclass
+class Analysis:
+    """Everything a report holds, as tables (accuracies in [0, 1])."""
+
+    collection: Collection
+    configs: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    best: pd.DataFrame
+    within: pd.DataFrame
+    oracle_gaps: pd.DataFrame
+    oracle_shares: pd.DataFrame
+    diversity: pd.DataFrame
+    equal_compute: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
 
 
 def scopes(frame: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:

@@ -4,7 +4,8 @@ A PRM scores a batch of (problem, steps) pairs and returns one score in [0, 1] p
 score of step i may depend on the problem and steps 0..i, never on later steps, so scores are
 cached by a digest of the prefix: a beam that grew by one step costs one new step's scoring.
 Subclasses implement `_score_new`, which receives each pair with the index of its first
-unscored step and returns scores for the remaining steps only.
+unscored step and returns, for each, an `ItemScores`: the scores of the remaining steps only and
+the model tokens computing them took (what run.json's `prm_tokens` adds up).
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ class PendingScore:
     problem: str
     steps: tuple[str, ...]
     start: int
+
+
+@dataclass
+class ItemScores:
+    """What scoring one `PendingScore` produced."""
+
+    scores: list[float]
+    """Scores of `steps[start:]`, one per new step."""
+    tokens: int
+    """Model tokens the PRM processed for it (0 for model-free verifiers: say so explicitly)."""
 
 
 @dataclass
@@ -49,8 +60,6 @@ class PRM(ABC):
         self.batch_size = batch_size
         self.incremental = incremental
         self.stats = PRMStats()
-        self.item_tokens: list[int] = []
-        """Set by `_score_new`: model tokens processed for each of its items."""
         self._cache: dict[bytes, float] = {}
 
     def score(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
@@ -84,8 +93,8 @@ class PRM(ABC):
                 waiting.append((index, key))
         items = list(todo.items())
         pending = [PendingScore(problem, steps, start) for (problem, steps), (start, _) in items]
-        for (_, (start, digests)), (scores, _) in zip(items, self.compute(pending)):
-            for digest, value in zip(digests[start:], scores):
+        for (_, (start, digests)), result in zip(items, self.compute(pending)):
+            for digest, value in zip(digests[start:], result.scores):
                 self._cache[digest] = float(value)
         for index, (problem, steps) in waiting:
             start = len(results[index])
@@ -93,24 +102,26 @@ class PRM(ABC):
             results[index] = results[index] + [self._cache[d] for d in digests[start:]]
         return results
 
-    def compute(self, pending: Sequence[PendingScore]) -> list[tuple[list[float], int]]:
+    def compute(self, pending: Sequence[PendingScore]) -> list[ItemScores]:
         """Scores of `steps[start:]` and the model tokens processed, for each item, bypassing
         the score cache (the PRM server calls this with the starts its clients send)."""
-        out: list[tuple[list[float], int]] = []
+        out: list[ItemScores] = []
         for chunk_start in range(0, len(pending), self.batch_size):
             chunk = pending[chunk_start : chunk_start + self.batch_size]
-            self.item_tokens = []
-            new_scores = self._score_new(chunk)
-            tokens = self.item_tokens or [0] * len(chunk)
-            for item, scores, used in zip(chunk, new_scores, tokens):
-                if len(scores) != len(item.steps) - item.start:
+            results = self._score_new(chunk)
+            if len(results) != len(chunk):
+                raise RuntimeError(
+                    f"{type(self).__name__} returned {len(results)} results for {len(chunk)} items"
+                )
+            for item, result in zip(chunk, results):
+                if len(result.scores) != len(item.steps) - item.start:
                     raise RuntimeError(
-                        f"{type(self).__name__} returned {len(scores)} scores for "
+                        f"{type(self).__name__} returned {len(result.scores)} scores for "
                         f"{len(item.steps) - item.start} new steps"
                     )
-                self.stats.steps_scored += len(scores)
-                self.stats.tokens += used
-                out.append(([float(v) for v in scores], used))
+                self.stats.steps_scored += len(result.scores)
+                self.stats.tokens += result.tokens
+                out.append(ItemScores([float(v) for v in result.scores], int(result.tokens)))
         return out
 
     def reset(self) -> None:
@@ -121,8 +132,8 @@ class PRM(ABC):
         """Non-incremental mode: drop whatever lets a model skip re-reading known prefixes."""
 
     @abstractmethod
-    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
-        """Scores for `steps[start:]` of each item; model PRMs also set `self.item_tokens`."""
+    def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
+        """For each item, the scores of `steps[start:]` and the model tokens they took."""
 
 
 def prefix_digests(problem: str, steps: Sequence[str]) -> list[bytes]:
@@ -133,6 +144,10 @@ def prefix_digests(problem: str, steps: Sequence[str]) -> list[bytes]:
         digest = hashlib.blake2b(digest + b"\x1f" + step.encode(), digest_size=16).digest()
         out.append(digest)
     return out
+
+
+AGG_STRATEGIES = ("last", "min", "prod", "mean")
+"""How step scores become one solution score (`prm.agg_strategy`; see `aggregate`)."""
 
 
 def aggregate(scores: Sequence[float], strategy: str) -> float:

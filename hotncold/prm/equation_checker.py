@@ -27,7 +27,7 @@ import sympy
 from sympy.parsing.sympy_parser import parse_expr
 
 from hotncold.config import PRMConfig
-from hotncold.prm.base import PRM, PendingScore
+from hotncold.prm.base import PRM, ItemScores, PendingScore
 
 _LATEX = [
     (re.compile(r"\\d?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}"), r"((\1)/(\2))"),
@@ -204,5 +204,8 @@ class EquationChecker(PRM):
             return self.correct
         return self.wrong + (self.neutral - self.wrong) * right / len(claims)
 
-    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
-        return [[self.score_step(step) for step in item.steps[item.start :]] for item in items]
+    def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
+        return [
+            ItemScores([self.score_step(step) for step in item.steps[item.start :]], tokens=0)
+            for item in items
+        ]

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from hotncold.config import ModelConfig, PRMConfig
-from hotncold.prm import shares_generator
-from hotncold.prm.base import PRM, PendingScore
-from hotncold.prm.engines import check_length, load_tokenizer, prm_model_config
+from hotncold.engine import vllm_engine
+from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import JudgeFormat, MathShepherdFormat, RLHFlowFormat, label_id
+from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
 
 
 def two_way(positive: float, negative: float) -> float:
@@ -36,14 +36,10 @@ class GenerativePRM(PRM):
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
-        if shares_generator(cfg, model):
-            if engine is None:
-                raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
+        if engine is not None:  # the generator's: `build_prm` passes it when the PRM reads it
             self.engine = engine
         else:
-            from hotncold.engine import get_engine
-
-            self.engine = get_engine(prm_model_config(cfg, str(cfg.model_path)))
+            self.engine = vllm_engine.get_engine(prm_model_config(cfg, str(cfg.model_path)))
         self.tokenizer = load_tokenizer(self.engine.path, cfg.trust_remote_code)
         self.labels = [
             label_id(self.tokenizer, cfg.positive_token),
@@ -54,7 +50,7 @@ class GenerativePRM(PRM):
     def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> Any:
         raise NotImplementedError
 
-    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+    def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
         prompts, owners = [], []
         for index, item in enumerate(items):
             for prompt in self.format.prompts(item.problem, item.steps, item.start):
@@ -70,8 +66,7 @@ class GenerativePRM(PRM):
         for index, (logprobs, computed) in zip(owners, results):
             scores[index].append(two_way(*logprobs))
             tokens[index] += computed
-        self.item_tokens = tokens
-        return scores
+        return [ItemScores(s, t) for s, t in zip(scores, tokens)]
 
     def _forget_prefixes(self) -> None:
         self.engine.reset_prefix_cache()

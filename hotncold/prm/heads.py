@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from hotncold.config import ConfigError, ModelConfig, PRMConfig
-from hotncold.prm.base import PRM, PendingScore
-from hotncold.prm.engines import check_length, load_tokenizer, prm_model_config
+from hotncold.engine import vllm_engine
+from hotncold.engine.embedded import cache_root
+from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import QwenMathPRMFormat, SkyworkFormat, TRLFormat
+from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,10 @@ class PoolingPRM(PRM):
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
-        from hotncold.engine import get_engine
-
         path = self.weights(cfg)
-        self.engine = get_engine(prm_model_config(cfg, path, runner="pooling", pooler=POOLER))
+        self.engine = vllm_engine.get_engine(
+            prm_model_config(cfg, path, runner="pooling", pooler=POOLER)
+        )
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
         self.format = self.make_format(cfg, path)
 
@@ -68,24 +70,22 @@ class PoolingPRM(PRM):
     def make_format(self, cfg: PRMConfig, path: str) -> Any:
         raise NotImplementedError
 
-    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+    def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
         encoded = [self.format.encode(item.problem, item.steps) for item in items]
         prompts = [e.ids[: e.positions[-1] + 1] for e in encoded]
         first = [e.positions[item.start] for e, item in zip(encoded, items)]
         for prompt in prompts:
             check_length(prompt, self.engine.max_model_len, self.name)
         outputs = self.engine.token_outputs(prompts, first, use_cache=self.incremental)
-        scores, tokens = [], []
+        out = []
         for e, item, offset, (rows, computed) in zip(encoded, items, first, outputs):
             picked = rows[[p - offset for p in e.positions[item.start :]]]  # rows start at first
             if picked.shape[-1] == 1:
                 probs = picked[:, 0].sigmoid()
             else:
                 probs = picked.softmax(dim=-1)[:, self.positive_index]
-            scores.append(probs.tolist())
-            tokens.append(computed)
-        self.item_tokens = tokens
-        return scores
+            out.append(ItemScores(probs.tolist(), computed))
+        return out
 
     def _forget_prefixes(self) -> None:
         self.engine.reset_prefix_cache()
@@ -159,8 +159,6 @@ VALUE_HEAD = {"v_head.summary.weight": "score.weight", "v_head.summary.bias": "s
 
 def token_classification_folder(path: str) -> Path:
     """A vLLM-loadable `Qwen2ForTokenClassification` (1 label) folder for a Skywork PRM."""
-    from hotncold.models.embedded import cache_root
-
     source = Path(local_or_hub(path)).resolve()
     config = json.loads((source / "config.json").read_text())
     if config.get("architectures") == ["Qwen2ForTokenClassification"]:

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hotncold.config import ModelConfig, PRMConfig
-from hotncold.prm.base import PRM, PendingScore
-from hotncold.prm.engines import check_length, load_tokenizer
+from hotncold.engine.prompts import build_prompt
+from hotncold.prm.base import PRM, ItemScores, PendingScore
+from hotncold.prm.loading import check_length, load_tokenizer
 
 
 class SelfCertainty(PRM):
@@ -35,8 +36,6 @@ class SelfCertainty(PRM):
         self._prompts: dict[str, str] = {}
 
     def prompt(self, problem: str) -> str:
-        from hotncold.engine import build_prompt
-
         if problem not in self._prompts:
             self._prompts[problem] = build_prompt(self.engine, self.model, problem)
         return self._prompts[problem]
@@ -60,7 +59,7 @@ class SelfCertainty(PRM):
         bounds.append(len(ids))
         return ids, bounds
 
-    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+    def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
         encoded = [self.encode(item.problem, item.steps) for item in items]
         for ids, _ in encoded:
             check_length(ids, self.engine.max_model_len, "self_certainty")
@@ -68,7 +67,7 @@ class SelfCertainty(PRM):
         outputs = self.engine.prompt_logprobs(
             [ids for ids, _ in encoded], first, use_cache=self.incremental
         )
-        scores, tokens = [], []
+        out = []
         for (_, bounds), item, offset, (logprobs, computed) in zip(encoded, items, first, outputs):
             row = []
             for k in range(item.start, len(item.steps)):
@@ -77,10 +76,8 @@ class SelfCertainty(PRM):
                 # a step that shares every token with its neighbours (tokenizer merges) has
                 # nothing of its own to be sure about: neutral certainty 1
                 row.append(math.exp(sum(values) / len(values)) if values else 1.0)
-            scores.append(row)
-            tokens.append(computed)
-        self.item_tokens = tokens
-        return scores
+            out.append(ItemScores(row, computed))
+        return out
 
     def _forget_prefixes(self) -> None:
         self.engine.reset_prefix_cache()

@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 from hotncold.config import ApproachConfig, ModelConfig
 from hotncold.data import Problem
-from hotncold.engine import Engine
+from hotncold.engine.requests import Engine
 from hotncold.prm.base import PRM
-from hotncold.temperature import TemperaturePlan
+from hotncold.search.temperature import TemperaturePlan
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hotncold.data import Problem
-from hotncold.engine import Generation, GenerationRequest, derive_seed
+from hotncold.engine.requests import Generation, GenerationRequest, derive_seed
 from hotncold.prm.base import split_steps
 from hotncold.search.base import Completion, SearchContext
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from hotncold.data import Problem
-from hotncold.engine import derive_seed
+from hotncold.engine.requests import derive_seed
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked
 

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from hotncold.engine import Engine, GenerationRequest, derive_seed
+from hotncold.engine.requests import Engine, GenerationRequest, derive_seed
 from hotncold.prm.base import PRM, aggregate, split_steps
 from hotncold.search.base import Completion, SearchContext
 

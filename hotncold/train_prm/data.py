@@ -18,6 +18,13 @@ import random
 from typing import Any
 
 from hotncold.config import ConfigError, ModelConfig
+from hotncold.data.arithmetic import generate
+from hotncold.engine.prompts import build_prompt
+from hotncold.engine.requests import GenerationRequest, derive_seed
+from hotncold.evaluation.grading import grade
+from hotncold.prm.base import split_steps
+from hotncold.prm.equation_checker import find_claims
+from hotncold.search.temperature import TemperaturePlan
 from hotncold.train_prm.config import TrainDataConfig
 
 log = logging.getLogger(__name__)
@@ -25,8 +32,6 @@ log = logging.getLogger(__name__)
 
 def label_steps(steps: list[str], final_answer_correct: bool) -> list[bool]:
     """Prefix-correctness labels from the equation checker and the final answer's grade."""
-    from hotncold.prm.equation_checker import find_claims
-
     labels, sound = [], True
     for step in steps:
         if any(not claim.holds for claim in find_claims(step)):
@@ -42,12 +47,6 @@ def generate_examples(
 ) -> list[dict[str, Any]]:
     """Sample `samples_per_problem` solutions per arithmetic problem in one engine call and
     label every step."""
-    from hotncold.data.arithmetic import generate
-    from hotncold.engine import GenerationRequest, build_prompt, derive_seed
-    from hotncold.grading import grade
-    from hotncold.prm.base import split_steps
-    from hotncold.temperature import TemperaturePlan
-
     rows = generate(cfg.per_level, seed=cfg.generator_seed, levels=tuple(cfg.levels))
     k = len(cfg.temperatures)
     plan = TemperaturePlan(values=tuple(cfg.temperatures), ratios=tuple([1.0 / k] * k))

@@ -22,8 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from hotncold.config import ConfigError
-from hotncold.rundir import (
+from hotncold.engine import vllm_engine
+from hotncold.experiment.rundir import (
     RunDir,
     append_jsonl,
     log_to,
@@ -32,7 +35,10 @@ from hotncold.rundir import (
     read_jsonl,
     write_json,
 )
+from hotncold.train_prm import data
 from hotncold.train_prm.config import TrainPRMConfig, validate
+from hotncold.train_prm.evaluate import score, step_probabilities
+from hotncold.train_prm.trainer import train
 
 log = logging.getLogger("hotncold.train_prm")
 
@@ -48,8 +54,6 @@ def run(cfg: Any) -> dict[str, Any]:
 def to_config(cfg: Any) -> TrainPRMConfig:
     if isinstance(cfg, TrainPRMConfig):
         return cfg
-    from omegaconf import OmegaConf
-
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TrainPRMConfig), cfg))
@@ -73,8 +77,6 @@ def execute(cfg: Any) -> dict[str, Any]:
             train_set, eval_set = _data(cfg, rundir.path, info["timings"])
             info["examples"] = {"train": len(train_set), "eval": len(eval_set)}
             started = time.perf_counter()
-            from hotncold.train_prm.trainer import train
-
             result = train(train_set, cfg.train, rundir.path, cfg.seed)
             info["timings"]["train_s"] = round(time.perf_counter() - started, 3)
             history = result.pop("log_history")
@@ -106,14 +108,10 @@ def _data(
     if train_path.exists() and eval_path.exists():
         log.info("reusing the examples in %s", train_path.parent)
         return read_jsonl(train_path), read_jsonl(eval_path)
-    from hotncold.train_prm import data
-
     started = time.perf_counter()
     d = cfg.train.data
     if d.source == "generate":
-        from hotncold.engine import get_engine
-
-        examples = data.generate_examples(d, cfg.model, get_engine(cfg.model), cfg.seed)
+        examples = data.generate_examples(d, cfg.model, vllm_engine.get_engine(cfg.model), cfg.seed)
     else:
         examples = data.load_examples(d)
     train_set, eval_set = data.split(examples, d, cfg.seed)
@@ -140,8 +138,6 @@ def _data(
 def evaluate_model(folder: Path, examples: list[dict], cfg: TrainPRMConfig) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    from hotncold.train_prm.evaluate import score, step_probabilities
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForTokenClassification.from_pretrained(folder, dtype=torch.float32)

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hotncold.engine.vllm_engine import resolve_model_path
 from hotncold.train_prm.config import TrainConfig
 from hotncold.train_prm.tokenize import tokenize_stepwise
 
@@ -30,8 +31,6 @@ def load_base(path: str) -> tuple[Any, Any]:
     """The base model with a fresh 2-class token-classification head, and its tokenizer."""
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    from hotncold.engine import resolve_model_path
 
     folder = resolve_model_path(path)
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -3,7 +3,7 @@
 By default it checks:
 1. the code: every vLLM use in hotncold/ and benchmarks/ is in contract.toml, and every entry
    there is used (offline, from the source);
-2. the oldest and the newest PyPI release in the supported range (hotncold/vllm_versions.py):
+2. the oldest and the newest PyPI release in the supported range (hotncold/engine/vllm_versions.py):
    every entry must hold;
 3. releases below the floor (the newest one below it, and 0.19.0): each must FAIL, or the
    floor is lower than the range says.
@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hotncold import vllm_versions
-from hotncold.vllm_versions import release_key
+from hotncold.engine import vllm_versions
+from hotncold.engine.vllm_versions import release_key
 from tools.vllm_contract import sources, usage
 from tools.vllm_contract.contract import CONTRACT, Contract, Report, check, load
 from tools.vllm_contract.resolve import DirFiles, Release
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--range",
         default=vllm_versions.VLLM_RANGE,
-        help="supported range (hotncold/vllm_versions.py)",
+        help="supported range (hotncold/engine/vllm_versions.py)",
     )
     parser.add_argument("--contract", type=Path, default=CONTRACT)
     parser.add_argument(

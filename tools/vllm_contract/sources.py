@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotncold.vllm_versions import release_key
+from hotncold.engine.vllm_versions import release_key
 
 PYPI_PROJECT_JSON = "https://pypi.org/pypi/vllm/json"
 """The project's JSON API: every release and its files (the per-version URL is not served by

@@ -1,4 +1,4 @@
-"""The run directory: its name, its files, and the guarantees that nothing finished is lost.
+"""The run directory: its files, and the guarantees that nothing finished is lost.
 
 Layout of one run:
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from hotncold.config import NON_RESULT_KEYS, Config, ConfigError
+from hotncold.config import Config, ConfigError
+from hotncold.experiment.naming import result_config
 
 PACKAGES = (
     "hotncold",
@@ -53,52 +53,6 @@ PACKAGES = (
     "numpy",
     "pandas",
 )
-
-
-def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that determines results (what the run name hashes)."""
-    out = {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
-    for key in NON_RESULT_KEYS:  # `group.field` entries drop one field of a group
-        group, _, name = key.partition(".")
-        if name and isinstance(out.get(group), dict) and name in out[group]:
-            out[group] = {k: v for k, v in out[group].items() if k != name}
-    return out
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    blob = json.dumps(result_config(cfg), sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:8]
-
-
-def run_name(cfg: dict[str, Any]) -> str:
-    """A readable, collision-free name: the axes a reader scans for, then a hash of the rest.
-
-    `best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_1a2b3c4d`
-    """
-    from hotncold.config import TemperatureConfig
-    from hotncold.temperature import TemperaturePlan
-
-    known = {f.name for f in dataclasses.fields(TemperatureConfig)}
-    t = TemperatureConfig(**{k: v for k, v in cfg["temperature"].items() if k in known})
-    tag = TemperaturePlan.from_config(t).tag()
-    approach = cfg["approach"]["name"]
-    if approach != "best_of_n":
-        approach += f"-m{cfg['approach']['beam_width']}"
-    data = cfg["dataset"]
-    dataset = data["name"]
-    if data["num_shards"] > 1:
-        dataset += f"-shard{data['shard']}of{data['num_shards']}"
-    parts = [
-        approach,
-        tag,
-        f"n{cfg['n']}",
-        f"seed{cfg['seed']}",
-        cfg["model"]["name"],
-        cfg["prm"]["name"],
-        dataset,
-        config_hash(cfg),
-    ]
-    return "_".join(str(p).replace("/", "-") for p in parts)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -238,7 +192,7 @@ def provenance() -> dict[str, Any]:
         # orig_argv keeps `-m hotncold`, which sys.argv turns into a file path
         "command": shlex.join([Path(sys.orig_argv[0]).name, *sys.orig_argv[1:]]),
         "cwd": os.getcwd(),
-        "git": git_info(Path(__file__).resolve().parent.parent),
+        "git": git_info(Path(__file__).resolve().parents[2]),  # the checkout holding hotncold/
         "packages": package_versions(),
         "python": platform.python_version(),
         "host": socket.gethostname(),

@@ -6,22 +6,27 @@ overrides) into the sweep folder, and `.hydra/overrides.yaml` into every job's r
 never started are known too. `relaunch` sends chosen jobs through the launcher the sweep used
 (composed again from the same overrides), calling the launcher directly rather than rerunning
 the sweep: the other jobs are left alone and `multirun.yaml` keeps describing the whole sweep.
+What needs Hydra's private API is in `hotncold.cluster.hydra_private`.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-import hotncold.schema  # noqa: F401  (the schema and resolvers the jobs' configs need)
+import hotncold.config.hydra  # noqa: F401  (the schema and resolvers the jobs' configs need)
+from hotncold.cluster import hydra_private
 from hotncold.config import ConfigError
+from hotncold.experiment.run import run
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+# The config groups ship inside the package (hotncold/conf), wherever it is installed.
+CONF_DIR = Path(str(importlib.resources.files("hotncold") / "conf"))
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +46,17 @@ def read_multirun(sweep_dir: Path) -> DictConfig:
 
 def expected_jobs(sweep_dir: Path) -> list[Job]:
     """Every job of the sweep, in launch order (the cross product of the swept overrides)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     stored = read_multirun(sweep_dir)
     sweeper = stored.hydra.sweeper
-    if sweeper.get("_target_") != BASIC_SWEEPER:
+    if sweeper.get("_target_") != hydra_private.BASIC_SWEEPER:
         raise ConfigError(
             f"{sweep_dir} was swept by {sweeper.get('_target_')}; only Hydra's basic sweeper "
             "(the default) lists its jobs up front"
         )
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     arguments = params + list(stored.hydra.overrides.task)
-    parser = OverridesParser.create(config_loader=hydra_app(stored.hydra.job.name).config_loader)
-    batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
-    return [tuple(job) for batch in batches for job in batch]
+    jobs = hydra_private.expand(hydra_app(stored.hydra.job.name), arguments)
+    return [tuple(job) for job in jobs]
 
 
 def relaunch(sweep_dir: Path, jobs: list[Job], extra: Sequence[str] = ()) -> list[str]:
@@ -66,11 +67,6 @@ def relaunch(sweep_dir: Path, jobs: list[Job], extra: Sequence[str] = ()) -> lis
     Launchers block until their jobs end, as `python -m hotncold -m` does; submitit's raise for
     the first job that did not finish (the others still run to their end).
     """
-    from hydra._internal.callbacks import Callbacks
-    from hydra.core.plugins import Plugins
-    from hydra.core.utils import JobStatus
-    from hydra.types import HydraContext, RunMode
-
     for override in extra:
         if not override.lstrip("+~").startswith("hydra."):
             raise ConfigError(
@@ -87,16 +83,8 @@ def relaunch(sweep_dir: Path, jobs: list[Job], extra: Sequence[str] = ()) -> lis
         *extra,
         *stored.hydra.overrides.task,
     ]
-    config = hydra.compose_config(
-        config_name=stored.hydra.job.config_name,
-        overrides=overrides,
-        run_mode=RunMode.MULTIRUN,
-        with_log_configuration=True,
-    )
-    context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(config))
-    launcher = Plugins.instance().instantiate_launcher(
-        hydra_context=context, task_function=task, config=config
-    )
+    config = hydra_private.compose_multirun(hydra, stored.hydra.job.config_name, overrides)
+    launcher = hydra_private.launcher(hydra, config, task)
     log.info("relaunching %d jobs through %s", len(jobs), config.hydra.launcher._target_)
     errors = []
     for ret in launcher.launch([list(job) for job in jobs], initial_job_idx=0):
@@ -111,18 +99,9 @@ def relaunch(sweep_dir: Path, jobs: list[Job], extra: Sequence[str] = ()) -> lis
 def task(cfg: Any) -> Any:
     """The task a relaunched job runs: what `python -m hotncold` runs (importable by name, so
     submitit can pickle it)."""
-    from hotncold.run import run
-
     return run(cfg)
 
 
 def hydra_app(job_name: str) -> Any:
-    """A Hydra instance on hotncold's conf/, as `@hydra.main` sets one up."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    return Hydra.create_main_hydra2(
-        task_name=job_name, config_search_path=create_config_search_path(str(CONF_DIR))
-    )
+    """A Hydra instance on hotncold's config groups, as `@hydra.main` sets one up."""
+    return hydra_private.app(job_name, str(CONF_DIR))

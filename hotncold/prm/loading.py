@@ -1,8 +1,8 @@
-"""How model-based PRMs get their engine and tokenizer.
+"""How model-based PRMs are loaded: their engine settings, their tokenizer, input lengths.
 
-A PRM engine is an ordinary cached engine (`hotncold.engine.get_engine`) built from the PRM's own
-settings, so two PRMs with the same weights and settings share one, and a PRM that reads the
-generator model uses the generator's engine itself.
+A PRM engine is an ordinary cached engine (`hotncold.engine.vllm_engine.get_engine`) built from
+the PRM's own settings, so two PRMs with the same weights and settings share one, and a PRM that
+reads the generator model uses the generator's engine itself. (This module holds no engine.)
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hotncold.config import ModelConfig, PRMConfig
+from hotncold.engine.vllm_engine import resolve_model_path
 
 
 def prm_model_config(
@@ -41,8 +42,6 @@ def prm_model_config(
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """The Hugging Face tokenizer of an engine's weights (formats need offsets and templates)."""
     from transformers import AutoTokenizer
-
-    from hotncold.engine import resolve_model_path
 
     return AutoTokenizer.from_pretrained(
         resolve_model_path(path), trust_remote_code=trust_remote_code

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from hotncold.prm.base import aggregate
+
 METHODS = ("naive", "weighted", "majority", "pass")
 
 
@@ -185,8 +187,6 @@ def summarize(
 def outcome_of(record: dict[str, Any], agg_strategy: str | None = None) -> ProblemOutcome:
     """The outcome of one `completions.jsonl` record; `agg_strategy` re-aggregates step scores
     (any strategy can be evaluated after the fact, since every step score is stored)."""
-    from hotncold.prm.base import aggregate
-
     completions = record["completions"]
     if agg_strategy is None:
         scores = [c["score"] for c in completions]

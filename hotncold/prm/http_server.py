@@ -29,8 +29,13 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from hotncold.config import PRMConfig
-from hotncold.prm.base import PRM, PendingScore
+from omegaconf import OmegaConf
+
+from hotncold.config import ConfigError, PRMConfig, PRMServerConfig
+from hotncold.engine import vllm_engine
+from hotncold.engine.rules import check_model
+from hotncold.prm.base import PRM, ItemScores, PendingScore
+from hotncold.prm.registry import build_prm, check_prm, shares_generator
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ log = logging.getLogger(__name__)
 class _Job:
     items: list[PendingScore]
     done: threading.Event = field(default_factory=threading.Event)
-    result: list[tuple[list[float], int]] | None = None
+    result: list[ItemScores] | None = None
     error: str | None = None
 
 
@@ -100,7 +105,7 @@ class PRMServer:
             "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
         }
 
-    def score(self, items: list[PendingScore]) -> list[tuple[list[float], int]]:
+    def score(self, items: list[PendingScore]) -> list[ItemScores]:
         """Queue one request's items and wait for the batcher to score them."""
         job = _Job(items)
         self._queue.put(job)
@@ -196,19 +201,25 @@ class PRMServer:
                     return
                 self._reply(
                     200,
-                    {"scores": [s for s, _ in results], "tokens": [t for _, t in results]},
+                    {"scores": [r.scores for r in results], "tokens": [r.tokens for r in results]},
                 )
 
         return Handler
 
 
+def validate_server(cfg: PRMServerConfig) -> None:
+    """The rules of `python -m hotncold.prm_server`: its own settings, then the generator's and
+    the PRM's own rules (run before anything loads)."""
+    if cfg.prm.server_url is not None:
+        raise ConfigError("a PRM server cannot itself use prm.server_url; drop it")
+    if not 0 < cfg.port < 65536:
+        raise ConfigError(f"port={cfg.port} is not a TCP port")
+    check_model(cfg.model)
+    check_prm(cfg.prm)  # alone on its machine: no memory split with a generator
+
+
 def serve(cfg: Any) -> None:
     """Load the PRM `cfg` names and serve it until interrupted."""
-    from omegaconf import OmegaConf
-
-    from hotncold.config import PRMServerConfig, validate_server
-    from hotncold.prm import build_prm, shares_generator
-
     if not isinstance(cfg, PRMServerConfig):
         merged = OmegaConf.merge(OmegaConf.structured(PRMServerConfig), cfg)
         cfg = OmegaConf.to_object(merged)
@@ -216,9 +227,7 @@ def serve(cfg: Any) -> None:
     logging.getLogger("hotncold").setLevel(logging.INFO)
     engine = None
     if shares_generator(cfg.prm, cfg.model):
-        from hotncold.engine import get_engine
-
-        engine = get_engine(cfg.model)
+        engine = vllm_engine.get_engine(cfg.model)
     prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
     server = PRMServer(prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms)
     # SIGTERM (scancel, kill) stops as cleanly as Ctrl-C: shutdown() must come from a thread
@@ -232,9 +241,7 @@ def serve(cfg: Any) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        from hotncold.engine import close_engines
-
-        close_engines()
+        vllm_engine.close_engines()
     # The server has nothing left to save, but native threads of vLLM's CPU engine can abort the
     # interpreter's own teardown ("terminate called without an active exception", exit -6), which
     # reads as a crash to whatever supervises the server (Slurm, systemd, tests): leave without it.

@@ -1,101 +1,29 @@
-"""The generation engine: the only module that imports vLLM.
+"""The generation engine on vLLM: the only module that imports vLLM.
 
-Search code sees plain `GenerationRequest`s and `Generation`s, so a scripted fake engine can
-stand in for vLLM in unit tests. `get_engine` keeps one engine per (weights, engine settings)
-per process: jobs of a basic-launcher sweep that share a model reuse it instead of paying the
-start-up again.
+`VLLMEngine` implements the `Engine` protocol of `hotncold.engine.requests` on `vllm.LLM`, plus
+the scoring calls PRMs read (label and prompt log-probabilities, pooled head outputs).
+`get_engine` keeps one engine per (weights, engine settings) per process: jobs of a
+basic-launcher sweep that share a model reuse it instead of paying the start-up again. vLLM
+itself is imported inside the functions that use it, so importing this module is cheap.
+Callers reach the cache through the module (`vllm_engine.get_engine(...)`), which is also
+where tests replace it with a scripted engine.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 from hotncold.config import ModelConfig
+from hotncold.engine.embedded import prepare
+from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """Sample `n` continuations of one prompt."""
-
-    prompt: str
-    temperature: float
-    max_tokens: int
-    n: int = 1
-    stop: tuple[str, ...] = ()
-    """Stop strings; the matched one is kept at the end of the text."""
-    seed: int | None = None
-    """Per-request seed: the same request gives the same samples whatever the batch around it."""
-    top_p: float = 1.0
-    logprobs: bool = False
-    """Return the log-probability of every sampled token."""
-
-
-@dataclass
-class Generation:
-    """One sampled continuation."""
-
-    text: str
-    num_tokens: int
-    finish_reason: str
-    """`stop` (end of sequence or a stop string) or `length` (hit max_tokens)."""
-    stop_reason: str | None = None
-    """The stop string that ended it; None when it ended at the end-of-sequence token."""
-    token_logprobs: list[float] | None = None
-
-    @property
-    def ended(self) -> bool:
-        """The model finished the answer (end-of-sequence), not a step or the length limit."""
-        return self.finish_reason == "stop" and self.stop_reason is None
-
-
-@dataclass
-class EngineStats:
-    calls: int = 0
-    requests: int = 0
-    sequences: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    seconds: float = 0.0
-
-    def snapshot(self) -> dict[str, int]:
-        return asdict(self)
-
-
-class Engine(Protocol):
-    """What search code needs from a generator."""
-
-    stats: EngineStats
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
-        """All requests in one batch; for each request its `n` generations, in order."""
-        ...
-
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
-        """The prompt text of a chat, ending where the assistant's answer begins."""
-        ...
-
-
-def derive_seed(*parts: object) -> int:
-    """A stable 63-bit seed from any parts (run seed, problem id, slot, depth)."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
-def build_prompt(engine: Engine, model: ModelConfig, problem: str) -> str:
-    messages = []
-    if model.system_prompt:
-        messages.append({"role": "system", "content": model.system_prompt})
-    messages.append({"role": "user", "content": model.user_template.replace("{problem}", problem)})
-    return engine.format_chat(messages, model.chat_template)
 
 
 @dataclass(frozen=True)
@@ -164,8 +92,6 @@ def resolve_model_path(path: str) -> str:
         name = path.split(":", 1)[1]
         if name != "smollm2_135m":
             raise ValueError(f"unknown embedded model {name!r}; the packaged one is smollm2_135m")
-        from hotncold.models.embedded import prepare
-
         return str(prepare())
     return path
 

@@ -1,6 +1,8 @@
-"""The Hydra edge: registers the typed schemas and the run-name resolver.
+"""The Hydra edge of configuration: registers the typed schemas and the run-name resolvers.
 
-Imported by `hotncold.__main__` (and by tests that compose configs); the core never imports it.
+Imported by the commands (`hotncold.__main__`, `prm_server`, `train_prm.__main__`), by the
+sweep tools (`hotncold.cluster.sweep`) and by tests that compose configs; the core never
+imports it (nor Hydra).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hotncold.config import Config, PRMServerConfig
-from hotncold.rundir import config_hash, run_name
+from hotncold.experiment.naming import config_hash, run_name
 from hotncold.train_prm.config import TrainPRMConfig
 
 SCHEMA_NAME = "hotncold_schema"

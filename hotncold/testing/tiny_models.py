@@ -1,7 +1,8 @@
 """Tiny random-weight models of every PRM architecture hotncold loads, built offline in seconds.
 
-They exist so that tests and benchmarks run each PRM's real loading and scoring path (vLLM on
-the CPU, real tokenizers, real checkpoint layouts) without downloading 7B weights. Their scores
+For tests and benchmarks only (see `hotncold.testing`): no run ever loads them. They exist so
+that tests and benchmarks run each PRM's real loading and scoring path (vLLM on the CPU, real
+tokenizers, real checkpoint layouts) without downloading 7B weights. Their scores
 mean nothing. Shapes keep a head dimension of 64, the smallest the CPU attention supports
 (hidden 128, 2 heads). The tokenizer is the embedded SmolLM2 one plus the special tokens the
 formats need: `<extra_0>` (Qwen2.5-Math-PRM's step separator) and `ки` (Math-Shepherd's tag).
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from hotncold.engine.embedded import prepare
 
 ARCHS = ("llama", "mistral", "qwen2")
 SIZES = {
@@ -24,8 +27,6 @@ SIZES = {
 def tokenizer(out: Path) -> Any:
     """The embedded model's tokenizer with the PRM formats' special tokens, saved to `out`."""
     from transformers import AutoTokenizer
-
-    from hotncold.models.embedded import prepare
 
     tok = AutoTokenizer.from_pretrained(prepare())
     tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})

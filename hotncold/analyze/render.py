@@ -1,4 +1,6 @@
-"""`analyze(...)`: read runs, compute every table, draw every figure, write report.md."""
+"""report.md: the writer that renders an `Analysis` section by section, drawing each figure
+where it is referenced (the answers, per setting the accuracy curves, the hot-vs-cold table,
+the best temperatures, the heatmap, the mix, the oracle, diversity; then compute)."""
 
 from __future__ import annotations
 
@@ -6,91 +8,16 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from hotncold.analyze import plots, tables
-from hotncold.analyze.collect import Collection, collect, save
-from hotncold.analyze.tables import Options, scope_key, scope_label
-from hotncold.metrics import METHODS
+from hotncold.analyze.tables import Analysis, Options, scope_key, scope_label
+from hotncold.evaluation.metrics import METHODS
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Analysis:
-    """Everything a report holds, as tables (accuracies in [0, 1])."""
-
-    collection: Collection
-    configs: pd.DataFrame
-    summary: pd.DataFrame
-    comparisons: pd.DataFrame
-    best: pd.DataFrame
-    within: pd.DataFrame
-    oracle_gaps: pd.DataFrame
-    oracle_shares: pd.DataFrame
-    diversity: pd.DataFrame
-    equal_compute: pd.DataFrame
-    files: list[Path] = field(default_factory=list)
-
-
-def analyze(
-    paths: Sequence[str | Path],
-    out: str | Path,
-    opts: Options | None = None,
-    agg: str | None = None,
-    command: str | None = None,
-) -> Analysis:
-    """Analyze every finished run under `paths`; write tables, figures and report.md to `out`."""
-    opts = opts or Options()
-    out = Path(out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    data = collect(paths, agg=agg)
-    log.info(
-        "%d runs in %d configurations (%d skipped); bootstrapping with %d resamples",
-        len(data.runs),
-        data.results["config"].nunique(),
-        len(data.skipped),
-        opts.resamples,
-    )
-    summary = tables.summary(data.results, opts)
-    cmp = tables.comparisons(data.results, summary, opts)
-    gaps, shares = tables.oracle(data.results, opts)
-    analysis = Analysis(
-        collection=data,
-        configs=tables.configs_of(data.results),
-        summary=summary,
-        comparisons=cmp,
-        best=tables.best_temperatures(summary, cmp, opts),
-        within=tables.mix_within_point(summary, opts),
-        oracle_gaps=gaps,
-        oracle_shares=shares,
-        diversity=tables.diversity(data.problems, summary, opts),
-        equal_compute=tables.equal_compute(summary, opts),
-    )
-    files = []
-    files += save(data.results, out, "results")
-    files += save(data.problems, out, "problems")
-    for name, frame in (
-        ("runs", data.runs),
-        ("summary", summary),
-        ("comparisons", cmp),
-        ("best_temperature", analysis.best),
-        ("mix_within_point", analysis.within),
-        ("oracle", gaps),
-        ("oracle_shares", shares),
-        ("diversity", analysis.diversity),
-        ("equal_compute", analysis.equal_compute),
-    ):
-        files += save(frame, out, name, formats=("csv",))
-    text = _Writer(analysis, out, opts, command).write()
-    (out / "report.md").write_text(text)
-    analysis.files = [*files, out / "report.md", *sorted((out / "figures").glob("*.png"))]
-    log.info("report: %s", out / "report.md")
-    return analysis
 
 
 def _pts(x: float, signed: bool = False) -> str:
@@ -149,6 +76,13 @@ def verdict(row: pd.Series, hot: float, cold: float, level: float) -> str:
         f"{_pts(-row['mean'], True)} points at N={row['N']}, {ci} "
         f"{_ci(-row['hi'], -row['lo'])} ({sample})"
     )
+
+
+def write_report(a: Analysis, out: Path, opts: Options, command: str | None = None) -> Path:
+    """Write `out`/report.md for the analysis `a` (its figures into `out`/figures)."""
+    path = out / "report.md"
+    path.write_text(_Writer(a, out, opts, command).write())
+    return path
 
 
 class _Writer:

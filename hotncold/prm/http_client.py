@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hotncold.config import ConfigError, PRMConfig
-from hotncold.prm.base import PRM, PendingScore
+from hotncold.prm.base import PRM, ItemScores, PendingScore
 
 HEALTH_TIMEOUT_S = 10.0
 SCORE_TIMEOUT_S = 3600.0
@@ -74,7 +74,7 @@ class RemotePRM(PRM):
         self.url = str(cfg.server_url).rstrip("/")
         self.served = check_server(cfg)["prm"]
 
-    def _score_new(self, items: Sequence[PendingScore]) -> list[list[float]]:
+    def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
         body = {
             "items": [
                 {"problem": item.problem, "steps": list(item.steps), "start": item.start}
@@ -87,5 +87,4 @@ class RemotePRM(PRM):
             raise RuntimeError(
                 f"PRM server {self.url} stopped answering ({getattr(error, 'reason', error)})"
             ) from None
-        self.item_tokens = [int(t) for t in answer["tokens"]]
-        return answer["scores"]
+        return [ItemScores(s, int(t)) for s, t in zip(answer["scores"], answer["tokens"])]

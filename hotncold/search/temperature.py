@@ -16,6 +16,9 @@ compose by multiplication:
 A multiplier (rather than absolute schedule temperatures) keeps the per-beam mix's shape at
 every depth, keeps greedy slots greedy, and with `values=[1.0]` makes `start` and `end` the
 temperatures themselves.
+
+The rules of the `temperature` settings live here too (`check_temperature`, run by
+`hotncold.experiment.validate`): a plan must be valid and fit the budget it is spread over.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hotncold.config import TemperatureConfig
+from hotncold.config import ApproachConfig, ConfigError, TemperatureConfig
 
 
 def allocate(total: int, ratios: Sequence[float]) -> list[int]:
@@ -158,3 +161,87 @@ def _slot_order(slots: int, ratios: tuple[float, ...]) -> tuple[int, ...]:
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
+
+
+# -- the rules of the temperature settings (run by hotncold.experiment.validate) -------------
+
+
+def check_temperature(t: TemperatureConfig, approach: ApproachConfig, n: int) -> None:
+    """Raise ConfigError naming the fix for a schedule the run could not follow: the values
+    themselves, then their split over the budget `n` or over a beam's expansions."""
+    if not t.values:
+        raise ConfigError("temperature.values is empty; give at least one, e.g. [0.8]")
+    for v in t.values:
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(
+                f"temperature {v} is invalid; temperatures must be >= 0 (0 is greedy)"
+            )
+    if t.ratios is not None:
+        if len(t.ratios) != len(t.values):
+            raise ConfigError(
+                f"temperature.ratios has {len(t.ratios)} entries for {len(t.values)} values; "
+                "give one ratio per value"
+            )
+        if any(r < 0 for r in t.ratios):
+            raise ConfigError(f"temperature.ratios {list(t.ratios)} has a negative share")
+        if abs(sum(t.ratios) - 1.0) > 1e-6:
+            raise ConfigError(
+                f"temperature.ratios {list(t.ratios)} sum to {sum(t.ratios):g}; they must sum to 1"
+            )
+    if len(set(t.values)) != len(t.values):
+        raise ConfigError(f"temperature.values {list(t.values)} repeats a value; list each once")
+    _check_schedule(t, approach)
+    k = len(t.values)
+    if approach.name == "best_of_n":
+        if n < k:
+            raise ConfigError(
+                f"n={n} is smaller than the {k} temperatures in temperature.values; "
+                f"raise n to at least {k}"
+            )
+        counts = allocate(n, t.ratios or [1.0 / k] * k)
+        for value, ratio, count in zip(t.values, t.ratios or [1.0 / k] * k, counts):
+            if ratio > 0 and count == 0:
+                raise ConfigError(
+                    f"temperature {value} (ratio {ratio:g}) gets 0 of n={n} completions; "
+                    "raise n or its ratio"
+                )
+    elif approach.name in ("beam_search", "dvts") and approach.beam_width >= 1:
+        # every beam's m expansions are split over the values: each must get at least one
+        m = approach.beam_width
+        shares = t.ratios or [1.0 / k] * k
+        for value, ratio, count in zip(t.values, shares, allocate(m, shares)):
+            if ratio > 0 and count == 0:
+                raise ConfigError(
+                    f"temperature {value} (ratio {ratio:g}) gets 0 of the "
+                    f"approach.beam_width={m} expansions of a beam; raise beam_width "
+                    f"(a multiple of {k} tries every temperature) or change temperature.ratios"
+                )
+
+
+def _check_schedule(t: TemperatureConfig, approach: ApproachConfig) -> None:
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"temperature.schedule={t.schedule!r} is unknown; use one of {', '.join(SCHEDULES)}"
+        )
+    for key in ("start", "end"):
+        value = getattr(t, key)
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"temperature.{key}={value} must be a factor >= 0")
+    if t.schedule == "constant":
+        if t.start != 1.0 or t.end != 1.0:
+            raise ConfigError(
+                f"temperature.start={t.start:g}/end={t.end:g} have no effect with "
+                "temperature.schedule=constant; set temperature.schedule=linear, cosine or "
+                "switch (or leave start and end at 1)"
+            )
+        return
+    if t.horizon < 1:
+        raise ConfigError(f"temperature.horizon={t.horizon} must be at least 1 step")
+    if t.switch_at < 1:
+        raise ConfigError(f"temperature.switch_at={t.switch_at} must be at least 1 step")
+    if approach.name == "best_of_n":
+        raise ConfigError(
+            f"temperature.schedule={t.schedule} changes the temperature per step, but best_of_n "
+            "samples whole solutions; use approach=dvts approach.beam_width=1 (n independent "
+            "solutions sampled step by step) or approach=beam_search"
+        )

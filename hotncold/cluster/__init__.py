@@ -1,0 +1,1 @@
+"""Sweeps at scale: a sweep's jobs, Slurm and submitit state, status and resubmission, shards."""

@@ -1,0 +1,303 @@
+"""Typed configuration: one dataclass per config group, the top-level `Config`, the server's.
+
+Hydra composes `hotncold/conf/` against these schemas (registered in `hotncold.config.hydra`),
+so a typo in a key or a value of the wrong type fails at composition. What a type cannot express
+(ratios summing to 1, `n` divisible by `beam_width`, ...) is checked by the component that owns
+the setting (see `hotncold.experiment.validate`), once, before any dataset or model loads.
+This module is a leaf: it imports nothing of hotncold (and no Hydra), so every component can
+use the schemas without pulling in any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the math problem step by step. Write one short step per paragraph and show every "
+    "calculation. End with the line: The final answer is $\\boxed{ANSWER}$, where ANSWER is "
+    "only the final number or expression."
+)
+
+
+@dataclass
+class ModelConfig:
+    """The generator: which weights, how prompts are built, and how vLLM runs them."""
+
+    name: str = "smollm2_135m"
+    """Short name used in run directory names and reports."""
+    path: str = "embedded:smollm2_135m"
+    """A hub id, a local folder, or `embedded:smollm2_135m` (the packaged CPU model)."""
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """System message of the chat; null sends the problem alone."""
+    user_template: str = "{problem}"
+    """The user message; `{problem}` is replaced by the problem text."""
+    chat_template: str | None = None
+    """Jinja chat template replacing the tokenizer's own (e.g. Llama 3 without its date header)."""
+    step_delimiter: str = "\n\n"
+    """Text that ends a reasoning step; completions are split on it for the PRM."""
+    max_tokens: int = 1024
+    """Most tokens generated per completion."""
+    max_model_len: int = 4096
+    """Context length the engine reserves per sequence (prompt plus completion)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold, applied at every temperature."""
+    dtype: str = "auto"
+    """`auto` means float32 on the CPU (no bf16 units here) and bfloat16 on GPUs."""
+    gpu_memory_utilization: float = 0.9
+    """Share of accelerator memory vLLM may take (GPU only; lower it when a PRM shares it)."""
+    cpu_kv_cache_gib: float = 1.0
+    """KV cache size on the CPU backend, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    enforce_eager: bool | None = None
+    """Skip torch.compile and CUDA graphs; null means true on the CPU (start-up 30 s, not 200 s)."""
+    tensor_parallel_size: int = 1
+    """GPUs one engine spans."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub (needed by some PRMs)."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments passed verbatim to `vllm.LLM`."""
+
+
+@dataclass
+class PRMConfig:
+    """The process reward model that scores every step of a solution.
+
+    `name` picks the implementation (see `hotncold.prm.registry.KINDS`); the fields after it
+    say which weights, which input format details and where it runs. Each
+    `hotncold/conf/prm/<name>.yaml` sets the published model's values, so `prm=<name>` alone is
+    right for that model.
+    """
+
+    name: str = "equation_checker"
+    """Which PRM scores the steps (`hotncold.prm.registry.KINDS`; several names share a class)."""
+    agg_strategy: str = "min"
+    """How step scores become one solution score: last, min, prod or mean."""
+    neutral_score: float = 0.5
+    """Score of a step with nothing to check (equation_checker)."""
+    correct_score: float = 1.0
+    """Score of a step whose every claim checks out (equation_checker)."""
+    wrong_score: float = 0.0
+    """Score of a step where every claim is false (equation_checker)."""
+    model_path: str | None = None
+    """Weights of model-based PRMs (hub id or folder). judge: null judges with the generator."""
+    step_separator: str | None = None
+    """Text the format puts after each step; null means the model's documented one
+    (math_shepherd "\\n" between tagged steps, skywork "\\n", trl "\\n" or the checkpoint's
+    prm_config.json)."""
+    positive_token: str = "+"
+    """Generative PRMs (rlhflow, math_shepherd, judge): the token that means a correct step."""
+    negative_token: str = "-"
+    """Generative PRMs: the token that means a wrong step; the score is P(+) / (P(+) + P(-))."""
+    system_prompt: str | None = None
+    """System message of chat formats (qwen_math_prm: the card's; judge: optional)."""
+    judge_template: str = (
+        "Here is a math problem and a solution written one step per line.\n\n"
+        "Problem:\n{problem}\n\nSolution:\n{steps}\n\n"
+        "Is the last step of the solution correct? Answer with a single character: "
+        "{positive} if it is correct, {negative} if it is wrong."
+    )
+    """judge: the user message; {problem}, {steps} (steps so far, one per line, the judged one
+    last), {positive} and {negative} are filled in. Keep {steps} before the question so that
+    the requests for successive steps share their prefix."""
+    dtype: str = "auto"
+    """PRM engine dtype; `auto` means float32 on the CPU and the model's dtype on GPUs."""
+    max_model_len: int = 8192
+    """Longest PRM input (tokens) the PRM engine accepts: problem, steps and format tokens."""
+    gpu_memory_utilization: float = 0.4
+    """Share of accelerator memory the PRM engine takes when it runs in the generator's process;
+    the generator then takes at most 0.95 minus this (whatever model.gpu_memory_utilization
+    says), so both fit on one GPU."""
+    cpu_kv_cache_gib: float = 0.5
+    """KV cache of the PRM engine on the CPU backend, in GiB."""
+    block_size: int | None = None
+    """KV cache block size of the PRM engine. Prefix caching reuses whole blocks, so smaller
+    blocks re-read less of a grown solution; null keeps vLLM's default (16 on GPUs, 128 on
+    CPUs; 32 is the smallest the CPU backend runs well)."""
+    tensor_parallel_size: int = 1
+    """GPUs the PRM engine spans."""
+    trust_remote_code: bool = False
+    """Allow model code from the hub when loading the PRM."""
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments passed verbatim to the PRM's `vllm.LLM`."""
+    server_url: str | None = None
+    """Score through a PRM server (`python -m hotncold.prm_server prm=...`) at this URL instead
+    of loading the PRM here, e.g. http://gpu-node-3:8088."""
+    incremental: bool = True
+    """Score only new steps and let the engine reuse cached prefixes. false re-reads every full
+    prefix at every call, as search-and-learn does (for comparisons; scores are the same)."""
+    batch_size: int = 256
+    """Most (problem, steps) pairs per scoring call."""
+
+
+@dataclass
+class ApproachConfig:
+    """The test-time search algorithm."""
+
+    name: str = "best_of_n"
+    """best_of_n, beam_search or dvts."""
+    beam_width: int = 4
+    """beam_search/dvts: expansions per beam (m). Beam search keeps the best `n // m` beams;
+    DVTS grows `n // m` independent subtrees."""
+    num_iterations: int = 40
+    """beam_search/dvts: most search steps (depths); the last one generates to the end."""
+    lookahead: int = 0
+    """beam_search/dvts: extra greedy (T=0) steps generated after each candidate only to score
+    it (the candidate is ranked by the aggregated scores of its steps plus these); not kept."""
+    filter_duplicates: bool = False
+    """beam_search: drop unfinished candidates whose text equals an earlier candidate's before
+    pruning."""
+    finished_only: bool = True
+    """beam_search/dvts: return only finished (EOS) solutions, best first, repeated in turn to
+    fill the slots (copies carry `extra.copy_of`): beam search's n slots from its completed
+    pool, each DVTS subtree's m slots from its last expansion. With none finished, the slots
+    keep the unfinished ones, marked `finished: false`. False returns them as search-and-learn
+    does (beam search: the n best of the pool, truncated ones included; DVTS: the last
+    expansion as it is)."""
+
+
+@dataclass
+class TemperatureConfig:
+    """The temperature schedule: which temperatures, in which shares, at which search depth.
+
+    The temperature of a sample is `value * factor(depth)`: the value of its slot (values in
+    their ratios, interleaved over the n samples or the m expansions of a beam) times the
+    schedule's factor at the depth (step index, from 0) of the step being generated.
+    """
+
+    name: str = "default"
+    """Short name; run names use the values themselves, so overrides never mislabel a run."""
+    values: list[float] = field(default_factory=lambda: [0.8])
+    """Temperatures to sample at; several make a multi-temperature mix."""
+    ratios: list[float] | None = None
+    """Share of the budget per value (sums to 1); null means equal shares."""
+    schedule: str = "constant"
+    """How temperatures change with search depth: constant, linear or cosine (from `start` at
+    step 0 to `end` at step `horizon`, then `end`), or switch (`start` for the first `switch_at`
+    steps, then `end`). Non-constant schedules need a step-level approach (beam_search, dvts)."""
+    start: float = 1.0
+    """Factor multiplying every value at the first step (with values=[1.0]: the temperature)."""
+    end: float = 1.0
+    """Factor multiplying every value at the end of the schedule."""
+    horizon: int = 8
+    """linear/cosine: the step (depth, from 0) at which the factor reaches `end`."""
+    switch_at: int = 2
+    """switch: the number of first steps sampled at `start`; later steps use `end`."""
+
+
+@dataclass
+class DatasetConfig:
+    """Where problems come from and which of them to run."""
+
+    name: str = "arithmetic"
+    """Short name used in run directory names and reports."""
+    source: str = "arithmetic"
+    """arithmetic (generated here), hub (a `datasets` hub id) or file (local jsonl/json/parquet)."""
+    path: str | None = None
+    """Hub id or local file path (hub and file sources)."""
+    subset: str | None = None
+    """Hub configuration name (e.g. `main` for gsm8k)."""
+    split: str = "test"
+    """Split to read."""
+    problem_field: str = "problem"
+    """Column holding the problem text."""
+    answer_field: str = "answer"
+    """Column holding the gold answer."""
+    answer_pattern: str | None = None
+    """Regex whose first group extracts the answer from the answer column (gsm8k: `####`)."""
+    level_field: str | None = "level"
+    """Column with the difficulty level (1-5); null when the dataset has none."""
+    subject_field: str | None = "subject"
+    """Column with the subject; null when the dataset has none."""
+    id_field: str | None = "unique_id"
+    """Column with a unique problem id; null numbers rows `<name>/<index>`."""
+    levels: list[int] | None = None
+    """Keep only these levels."""
+    start: int = 0
+    """First problem to keep (after the level filter)."""
+    limit: int | None = None
+    """Most problems to keep from `start`."""
+    num_shards: int = 1
+    """Split the selected problems into this many contiguous shards..."""
+    shard: int = 0
+    """...and run this one (0-based)."""
+    per_level: int = 20
+    """arithmetic: problems generated per level."""
+    generator_seed: int = 0
+    """arithmetic: seed of the problem generator (the same seed gives the same problems)."""
+
+
+@dataclass
+class ClusterConfig:
+    """Where jobs run; the matching Hydra launcher is chosen by the `cluster` group option."""
+
+    name: str = "local"
+
+
+@dataclass
+class MetricsConfig:
+    """How accuracies at N < n are estimated."""
+
+    num_subsets: int = 256
+    """Random subsets of size N averaged per problem for each N < n."""
+    seed: int = 0
+    """Seed of the subset sampler."""
+
+
+@dataclass
+class OutputConfig:
+    """Where results go besides the run directory (never changes what a run computes)."""
+
+    push_to_hub: bool = False
+    """After a run finishes, push it to `hub_dataset_id` as a dataset config named after the
+    run (one row per problem x completion), plus its run.json, metrics.json and config.yaml
+    under `runs/<run name>/`. Checked before any model loads (network, token); a failed push
+    leaves the run finished and is recorded in run.json."""
+    hub_dataset_id: str | None = None
+    """The dataset repository, `owner/name` (created if missing)."""
+    hub_private: bool = True
+    """Create the repository private (an existing repository keeps its visibility)."""
+    hub_split: str = "train"
+    """Split name of the pushed rows inside the run's config."""
+
+
+@dataclass
+class Config:
+    """One experiment: everything that determines its results, plus where it writes them."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prm: PRMConfig = field(default_factory=PRMConfig)
+    approach: ApproachConfig = field(default_factory=ApproachConfig)
+    temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    n: int = 8
+    """Test-time compute budget: completions per problem."""
+    seed: int = 0
+    """Sampling seed; every request's seed derives from it and the problem id."""
+    batch_size: int = 32
+    """Problems sent to the engine together; results are checkpointed after each batch."""
+    out_dir: str = "outputs/manual"
+    """Run directory (Hydra sets it from `run_name`)."""
+    run_name: str = ""
+    """Name derived from the resolved config (set by Hydra's resolver; informational here)."""
+    sweep_name: str = "default"
+    """Folder under `multirun/` that groups the runs of a sweep."""
+    overrides: list[str] = field(default_factory=list)
+    """The command-line overrides that made this config (recorded in run.json)."""
+
+
+@dataclass
+class PRMServerConfig:
+    """`python -m hotncold.prm_server`: one PRM served over HTTP to many runs."""
+
+    prm: PRMConfig = field(default_factory=PRMConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The generator, for PRMs that read it (self_certainty, judge without prm.model_path)."""
+    host: str = "127.0.0.1"
+    """Interface to listen on; 0.0.0.0 serves other machines of the cluster."""
+    port: int = 8088
+    """TCP port."""
+    batch_wait_ms: float = 5.0
+    """How long the batcher waits for more concurrent requests before calling the engine."""

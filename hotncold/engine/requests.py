@@ -1,0 +1,81 @@
+"""What search code and PRMs speak to a generator: requests, generations, counters, the protocol.
+
+Search code sees plain `GenerationRequest`s and `Generation`s, never vLLM, so a scripted fake
+engine (tests/fakes.py) can stand in for the real one (`hotncold.engine.vllm_engine`) in exact
+algorithm tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Sample `n` continuations of one prompt."""
+
+    prompt: str
+    temperature: float
+    max_tokens: int
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    """Stop strings; the matched one is kept at the end of the text."""
+    seed: int | None = None
+    """Per-request seed: the same request gives the same samples whatever the batch around it."""
+    top_p: float = 1.0
+    logprobs: bool = False
+    """Return the log-probability of every sampled token."""
+
+
+@dataclass
+class Generation:
+    """One sampled continuation."""
+
+    text: str
+    num_tokens: int
+    finish_reason: str
+    """`stop` (end of sequence or a stop string) or `length` (hit max_tokens)."""
+    stop_reason: str | None = None
+    """The stop string that ended it; None when it ended at the end-of-sequence token."""
+    token_logprobs: list[float] | None = None
+
+    @property
+    def ended(self) -> bool:
+        """The model finished the answer (end-of-sequence), not a step or the length limit."""
+        return self.finish_reason == "stop" and self.stop_reason is None
+
+
+@dataclass
+class EngineStats:
+    calls: int = 0
+    requests: int = 0
+    sequences: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Engine(Protocol):
+    """What search code needs from a generator."""
+
+    stats: EngineStats
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        """All requests in one batch; for each request its `n` generations, in order."""
+        ...
+
+    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
+        """The prompt text of a chat, ending where the assistant's answer begins."""
+        ...
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 63-bit seed from any parts (run seed, problem id, slot, depth)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1

@@ -1,0 +1,28 @@
+"""The rules of the `model` settings that their types cannot express (run by
+`hotncold.experiment.validate` before anything loads; a PRM server runs them too)."""
+
+from __future__ import annotations
+
+from hotncold.config import ConfigError, ModelConfig
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+"""What an engine's `dtype` may be (`auto`: float32 on the CPU, the model's dtype on GPUs)."""
+
+
+def check_model(m: ModelConfig) -> None:
+    """Raise ConfigError naming the fix for a generator setting no engine could run."""
+    if m.max_tokens < 1:
+        raise ConfigError(f"model.max_tokens={m.max_tokens}: set it to 1 or more")
+    if m.max_tokens >= m.max_model_len:
+        raise ConfigError(
+            f"model.max_tokens={m.max_tokens} leaves no room for the prompt in "
+            f"model.max_model_len={m.max_model_len}; lower max_tokens or raise max_model_len"
+        )
+    if "{problem}" not in m.user_template:
+        raise ConfigError("model.user_template must contain {problem}")
+    if not m.step_delimiter:
+        raise ConfigError("model.step_delimiter is empty; use e.g. '\\n\\n'")
+    if not 0 < m.top_p <= 1:
+        raise ConfigError(f"model.top_p={m.top_p} must be in (0, 1]")
+    if m.dtype not in DTYPES:
+        raise ConfigError(f"model.dtype={m.dtype!r}: use auto, float32, float16 or bfloat16")

@@ -1,0 +1,1 @@
+"""Grading answers and the accuracy metrics computed from graded completions."""

@@ -1,0 +1,141 @@
+"""Run names: a run's directory is named from its resolved config, so reruns find it again.
+
+`run_name` gives the readable axes a reader scans for (approach, temperatures, n, seed, model,
+PRM, dataset) and a hash of every other result-determining value (`config_hash` over
+`result_config`, which drops `NON_RESULT_KEYS`: where and how a run executes). Resuming relies
+on these names staying the same: tests/test_run_names.py pins some, byte for byte.
+`describe_temperature` and `approach_label` are the labels reports and the hub give a run's
+temperature schedule and approach, from its stored config.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from hotncold.config import TemperatureConfig
+from hotncold.search.temperature import TemperaturePlan
+
+log = logging.getLogger(__name__)
+
+# Fields that say where or how a run executes, not what it computes: two configs differing only
+# here produce the same results, so they are left out of the run name's hash and of the resume
+# compatibility check.
+NON_RESULT_KEYS = (
+    "out_dir",
+    "run_name",
+    "sweep_name",
+    "overrides",
+    "cluster",
+    "batch_size",
+    "output",
+    # Where and how the PRM runs; its scores are the same in-process, served, or recomputed.
+    "prm.server_url",
+    "prm.incremental",
+    "prm.batch_size",
+    "prm.gpu_memory_utilization",
+    "prm.cpu_kv_cache_gib",
+    "prm.block_size",
+)
+
+
+def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a config that determines results (what the run name hashes)."""
+    out = {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    for key in NON_RESULT_KEYS:  # `group.field` entries drop one field of a group
+        group, _, name = key.partition(".")
+        if name and isinstance(out.get(group), dict) and name in out[group]:
+            out[group] = {k: v for k, v in out[group].items() if k != name}
+    return out
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    blob = json.dumps(result_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def run_name(cfg: dict[str, Any]) -> str:
+    """A readable, collision-free name: the axes a reader scans for, then a hash of the rest.
+
+    `best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_1a2b3c4d`
+    """
+    known = {f.name for f in dataclasses.fields(TemperatureConfig)}
+    t = TemperatureConfig(**{k: v for k, v in cfg["temperature"].items() if k in known})
+    tag = TemperaturePlan.from_config(t).tag()
+    approach = cfg["approach"]["name"]
+    if approach != "best_of_n":
+        approach += f"-m{cfg['approach']['beam_width']}"
+    data = cfg["dataset"]
+    dataset = data["name"]
+    if data["num_shards"] > 1:
+        dataset += f"-shard{data['shard']}of{data['num_shards']}"
+    parts = [
+        approach,
+        tag,
+        f"n{cfg['n']}",
+        f"seed{cfg['seed']}",
+        cfg["model"]["name"],
+        cfg["prm"]["name"],
+        dataset,
+        config_hash(cfg),
+    ]
+    return "_".join(str(p).replace("/", "-") for p in parts)
+
+
+@dataclass
+class Temperature:
+    """How a run's temperature schedule is named and classified."""
+
+    tag: str
+    """`T0.4`, `T0.4-0.8-1.2`, ... as in run names, with any schedule fields the tag adds."""
+    kind: str
+    """`single` (one temperature), `mix` (several, each sample at one) or `schedule`."""
+    value: float
+    """The temperature of a `single` schedule; NaN otherwise."""
+
+
+def describe_temperature(t: dict[str, Any]) -> Temperature:
+    """Name a temperature config generically: the plan's own tag, plus any keys this version
+    of hotncold does not know (a newer schedule), so different schedules never share a name."""
+    known = {f.name for f in dataclasses.fields(TemperatureConfig)}
+    values = [float(v) for v in t.get("values") or []]
+    k = len(values)
+    ratios = t.get("ratios") or ([1.0 / k] * k if k else [])
+    base = TemperaturePlan(values=tuple(values), ratios=tuple(float(r) for r in ratios)).tag()
+    try:
+        cfg = TemperatureConfig(**{key: v for key, v in t.items() if key in known})
+        tag = TemperaturePlan.from_config(cfg).tag()
+    except (TypeError, ValueError) as error:
+        log.debug("temperature %s: plan not buildable (%s); using values and ratios", t, error)
+        tag = base
+    extras = {key: v for key, v in t.items() if key not in known and v not in (None, [], {})}
+    for key in sorted(extras):
+        tag += f"_{key}{_compact(extras[key])}"
+    if tag != base:
+        return Temperature(tag, "schedule", math.nan)
+    if k == 1:
+        return Temperature(tag, "single", values[0])
+    return Temperature(tag, "mix", math.nan)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "-".join(_compact(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "-".join(f"{k}{_compact(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def approach_label(cfg: dict[str, Any]) -> str:
+    approach = cfg["approach"]
+    name = approach["name"]
+    if name != "best_of_n" and approach.get("beam_width"):
+        name += f"-m{approach['beam_width']}"
+    return name

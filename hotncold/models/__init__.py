@@ -1,1 +1,0 @@
-"""Model preparation: turning packaged weights into folders vLLM can load."""

@@ -1,0 +1,1 @@
+"""Helpers for tests, benchmarks and the doctor command; never used by a run."""

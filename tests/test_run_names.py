@@ -1,0 +1,116 @@
+"""Known run names, pinned byte for byte: a rename silently breaks resuming every earlier run.
+
+A run resumes the directory named after its resolved config, so a change to how names or their
+hash are computed (a moved field, a new default, a schema reordered) makes every rerun start
+from scratch beside its old directory. These names were computed before the package was
+reorganised (issue 15) and must never change unless on purpose, in a commit that says so.
+They cover every approach, the temperature options (default, a multi-temperature mix, a ratio
+mix, a linear and a switch schedule, greedy), a shard, a non-default model and PRM, an
+experiment preset and the PRM trainer's runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import ROOT
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
+from hotncold.experiment.naming import run_name
+from hotncold.experiment.run import to_config
+
+CONF = ROOT / "hotncold" / "conf"
+PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
+
+KNOWN = {
+    "default": (
+        [],
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_93fa2a08",
+    ),
+    "beam_search_multi": (
+        ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_0b5010e8",
+    ),
+    "dvts_ratio_mix": (
+        [
+            "approach=dvts",
+            "temperature.values=[0.3,1.5]",
+            "temperature.ratios=[0.75,0.25]",
+            "n=16",
+        ],
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_d4e4544a",
+    ),
+    "dvts_anneal": (
+        ["approach=dvts", "temperature=anneal", "n=16"],
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_42411d2c",
+    ),
+    "beam_search_switch": (
+        ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_1cc26a03",
+    ),
+    "greedy": (
+        ["temperature=greedy", "n=4", "seed=3"],
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_813acdd4",
+    ),
+    "shard": (
+        ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_6b588934",
+    ),
+    "llama_with_qwen_prm": (
+        [
+            "model=llama-3.2-1b-instruct",
+            "prm=qwen_math_prm_7b",
+            "prm.agg_strategy=min",
+            "approach=beam_search",
+        ],
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_a685debb",
+    ),
+    "preset": (
+        ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_1879d954",
+    ),
+}
+SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu"}
+
+KNOWN_TRAINING = {
+    "default": ([], "arithmetic_smollm2_135m_seed0_1698487a"),
+    "math_shepherd": (
+        ["train=math_shepherd", "seed=2"],
+        "math_shepherd_Qwen2.5-Math-1.5B_seed2_9f00b592",
+    ),
+}
+
+
+def composed(config_name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=[*PLAIN, *overrides], return_hydra_config=True)
+
+
+@pytest.mark.parametrize("case", list(KNOWN))
+def test_known_run_names_and_directories_never_change(case):
+    overrides, name = KNOWN[case]
+    cfg = composed("config", overrides)
+    assert cfg.run_name == name
+    assert cfg.hydra.run.dir == f"outputs/{name}"
+    assert cfg.hydra.sweep.dir == SWEEP_DIRS.get(case, "multirun/default")
+    assert cfg.hydra.sweep.subdir == name
+
+
+@pytest.mark.parametrize("case", list(KNOWN))
+def test_a_config_built_without_hydra_gets_the_same_name(case):
+    """`hotncold.merge` and library callers name runs from a typed Config, not through Hydra."""
+    overrides, name = KNOWN[case]
+    cfg = composed("config", overrides)
+    typed = to_config(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    assert run_name(dataclasses.asdict(typed)) == name
+
+
+@pytest.mark.parametrize("case", list(KNOWN_TRAINING))
+def test_known_training_run_names_never_change(case):
+    overrides, name = KNOWN_TRAINING[case]
+    cfg = composed("train_prm", overrides)
+    assert cfg.run_name == name
+    assert cfg.hydra.run.dir == f"outputs/train_prm/{name}"
