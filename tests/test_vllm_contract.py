@@ -505,11 +505,6 @@ def test_the_cpu_build_the_tests_run_on_is_in_the_supported_range():
     assert vllm_versions.supported(pin.split("==")[1])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pyproject.toml's gpu extra still says vllm>=0.10: set it to "
-    "'vllm>=0.21,<0.34' (hotncold/engine/vllm_versions.py) and remove this mark",
-)
 def test_pyproject_gpu_extra_states_the_supported_range():
     assert optional_dependencies()["gpu"] == [f"vllm{vllm_versions.VLLM_RANGE}"]
 
