@@ -282,13 +282,19 @@ def resubmit(status: SweepStatus, extra: list[str]) -> list[str]:
     """Launch the unfinished jobs of `status` again; returns the errors jobs raised."""
     from hotncold.sweep import relaunch
 
-    if not status.slurm_reachable:
+    _refuse_blind_resubmission(status)
+    jobs = [j.overrides for j in status.unfinished]
+    return relaunch(Path(status.sweep_dir), jobs, extra)
+
+
+def _refuse_blind_resubmission(status: SweepStatus) -> None:
+    # Without accounting, a job with a Slurm id reads "running (cannot tell)", not unfinished:
+    # refuse outright rather than answer "nothing to resubmit" for a sweep that is not done.
+    if not status.slurm_reachable and any(j.state != "done" for j in status.jobs):
         raise ConfigError(
             "cannot ask Slurm (sacct) which jobs still run, so nothing is resubmitted; run this "
             "where sacct works"
         )
-    jobs = [j.overrides for j in status.unfinished]
-    return relaunch(Path(status.sweep_dir), jobs, extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         status = sweep_status(args.sweep_dir)
         if args.resubmit:
             print(format_status(status), flush=True)
+            _refuse_blind_resubmission(status)
             if not status.unfinished:
                 print("nothing to resubmit")
             else:
