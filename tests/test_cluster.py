@@ -333,6 +333,29 @@ def test_resubmit_refuses_a_slurm_sweep_when_accounting_cannot_be_asked(slurm, t
     assert report["counts"] == {"failed": 2}
 
 
+def test_engine_processes_outlive_the_preemption_signal(slurm, tmp_path):
+    """Slurm delivers a job's signals (`scancel --signal=USR2`, and the `--signal=USR2@<s>`
+    submitit asks sbatch for) to every process of the job step, vLLM's engine core and workers
+    included. They must not die of it: the job's handler runs after they got it."""
+    out = tmp_path / "probe.out"
+    probe = ROOT / "tests" / "preemption_probe.py"
+    job = sbatch(
+        "-c1", "--mem=4G", "-t", "15", "-o", str(out), "--wrap", f"srun {sys.executable} -u {probe}"
+    )
+    try:
+        wait_for(lambda: out.exists() and "ready" in out.read_text(), 600, "the engine to start")
+        signal_job("--signal=USR2", job)
+        wait_for(lambda: slurm_state(job) in ("", "COMPLETED", "FAILED"), 300, "the probe to end")
+    finally:
+        subprocess.run(["scancel", job])
+    text = out.read_text()
+    handled = [line for line in text.splitlines() if line.startswith("handled SIGUSR2")]
+    assert len(handled) == 1 and handled[0].endswith(" 0 dead"), text[-3000:]
+    assert "generated after the signal" in text.splitlines(), text[-3000:]
+    state = wait_for(lambda: accounting(job)[0][1] != "RUNNING" and accounting(job), 60, "sacct")
+    assert state == [(job, "COMPLETED")]
+
+
 def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path):
     folder = tmp_path / "sweep"
     proc = hotncold(
