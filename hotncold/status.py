@@ -18,7 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from hotncold.cluster.sweep_status import SweepStatus, format_status, resubmit, sweep_status
+from hotncold.cluster.sweep_status import (
+    SweepStatus,
+    format_status,
+    refuse_blind_resubmission,
+    resubmit,
+    sweep_status,
+)
 from hotncold.config import ConfigError
 
 
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         status = sweep_status(args.sweep_dir)
         if args.resubmit:
             print(format_status(status), flush=True)
+            refuse_blind_resubmission(status)
             if not status.unfinished:
                 print("nothing to resubmit")
             else:

@@ -11,6 +11,8 @@ Slurm job starts its own engine (30-60 s here).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, run_module
+
+from hotncold.cluster.slurm import job_states
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +59,38 @@ def slurm_state(job_id: str) -> str:
     return out.stdout.strip()
 
 
+def wait_for(condition, timeout: float, what: str):
+    """Poll `condition` until it returns something true; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+
+
+def accounting(job: str, *options: str) -> list[tuple[str, str]]:
+    """(job id, state) of each record sacct holds for `job`, steps left out."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job, *options],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [tuple(line.split("|")) for line in out.stdout.splitlines() if line]
+
+
+def sbatch(*args: str) -> str:
+    out = subprocess.run(
+        ["sbatch", "--parsable", "-p", "debug", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return out.stdout.strip().split(";")[0]
+
+
 def signal_job(*args: str) -> None:
     """scancel, given one try: when the job requeues itself on the signal, Slurm answers "can
     not be altered now" and scancel would retry for a minute, signalling the requeued job."""
@@ -85,10 +121,15 @@ def slurm_sweep(slurm, tmp_path_factory):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    preempted = cancelled = None
+    preempted = cancelled = queued = None
     released = False
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:
+        if queued is None and len(list(folder.glob(".submitit/*_*/*_submitted.pkl"))) == 4:
+            array = next(folder.glob(".submitit/*_0")).name.split("_")[0]
+            if [slurm_state(f"{array}_{i}") for i in (2, 3)] == ["PENDING", "PENDING"]:
+                # tasks 2 and 3 wait for a free slot (at most 2 at once) behind 0 and 1
+                queued = SimpleNamespace(array=array, report=sweep_status(folder))
         for path in sorted(folder.glob("*/run.json")):
             run, session = path.parent, info(path.parent)["sessions"][-1]
             done = lines(run)
@@ -108,7 +149,7 @@ def slurm_sweep(slurm, tmp_path_factory):
             released = True
         time.sleep(0.1)
     assert proc.wait(timeout=max(1, deadline - time.monotonic())) != 0  # a job was cancelled
-    assert preempted and cancelled, (folder.parent / "sweep.log").read_text()[-3000:]
+    assert preempted and cancelled and queued, (folder.parent / "sweep.log").read_text()[-3000:]
     sweep_s = time.monotonic() - started
 
     before = sweep_status(folder)
@@ -125,6 +166,7 @@ def slurm_sweep(slurm, tmp_path_factory):
         folder=folder,
         preempted=preempted,
         cancelled=cancelled,
+        queued=queued,
         before=before,
         resubmitted=resubmitted,
         after=after,
@@ -169,6 +211,13 @@ def test_preempted_job_is_requeued_and_resumes(slurm_sweep):
     assert sessions[1]["engine_calls"] < 4  # the second session searched only what was left
     show = subprocess.run(["scontrol", "show", "job", p.job], capture_output=True, text=True)
     assert "Restarts=1" in show.stdout
+    # accounting holds both runs of the one job (-D lists a requeued job's earlier run)
+    runs = wait_for(
+        lambda: (r := accounting(p.job, "-D")) and r[-1][1] == "COMPLETED" and r,
+        60,
+        f"accounting to record job {p.job} completed",
+    )
+    assert runs == [(p.job, "REQUEUED"), (p.job, "COMPLETED")]
 
 
 def test_cancelled_job_is_found_by_status_and_finished_by_resubmit(slurm_sweep):
@@ -201,6 +250,112 @@ def test_cancelled_job_is_found_by_status_and_finished_by_resubmit(slurm_sweep):
     assert slurm_sweep.after["counts"] == {"done": 4}
 
 
+def test_status_reports_array_tasks_waiting_in_the_queue_as_queued(slurm_sweep):
+    # sacct finds nothing for `-j <array>_2` while task 2 waits in the record `<array>_[2-3%2]`;
+    # reported missing, --resubmit would have launched a second copy of a queued job
+    q = slurm_sweep.queued
+    jobs = {j["job_id"]: j for j in q.report["jobs"]}
+    for task in (f"{q.array}_2", f"{q.array}_3"):
+        assert (jobs[task]["state"], jobs[task]["note"]) == ("queued", "slurm: PENDING")
+    assert q.report["counts"].get("missing", 0) == 0 and len(q.report["jobs"]) == 4
+
+
+def test_job_states_reads_pending_array_tasks_and_final_states(slurm):
+    """Real accounting: an array whose tasks 1-2 wait behind task 0, then cancelled."""
+    array = sbatch("--array=0-2%1", "-c", "1", "-o", "/dev/null", "--wrap", "sleep 300")
+    tasks = [f"{array}_{i}" for i in range(3)]
+    try:
+        wait_for(lambda: slurm_state(tasks[0]) == "RUNNING", 60, f"{tasks[0]} to start")
+        pending = f"{array}_[1-2%1]"
+        wait_for(lambda: (pending, "PENDING") in accounting(array), 60, f"sacct to list {pending}")
+        assert accounting(tasks[2]) == []  # asked by its own id, a waiting task is not found
+        assert job_states(tasks) == dict(zip(tasks, ["RUNNING", "PENDING", "PENDING"]))
+    finally:
+        subprocess.run(["scancel", array], check=True)
+    wait_for(
+        lambda: [s for _, s in accounting(array)] == ["CANCELLED by 0"] * 2,
+        60,
+        "accounting to record the cancellation",
+    )  # (the two tasks that never ran stay one record)
+    assert job_states(tasks) == dict.fromkeys(tasks, "CANCELLED")
+
+
+def broken_accounting(folder: Path) -> dict[str, str]:
+    """The environment of a client whose accounting daemon does not answer (connection
+    refused, as when slurmdbd is down); the controller still answers."""
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")).read_text()
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    lines = [line for line in conf.splitlines() if not line.startswith("AccountingStorage")]
+    lines += [
+        "AccountingStorageType=accounting_storage/slurmdbd",
+        "AccountingStorageHost=127.0.0.1",
+        f"AccountingStoragePort={port}",
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "slurm.conf").write_text("\n".join(lines) + "\n")
+    return {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")}
+
+
+def test_resubmit_refuses_a_slurm_sweep_when_accounting_cannot_be_asked(slurm, tmp_path):
+    folder = tmp_path / "sweep"
+    # two jobs that stop at their config check: real Slurm jobs, no engine
+    proc = hotncold(
+        "-m",
+        "cluster=slurm_local",
+        "temperature=multi",
+        "n=1,2",
+        f"hydra.sweep.dir={folder}",
+        timeout=600,
+    )
+    submitted = sorted(p.name for p in folder.glob(".submitit/*_*") if p.is_dir())
+    assert proc.returncode != 0 and len(submitted) == 2, proc.stderr[-3000:]
+    env = broken_accounting(tmp_path / "etc")
+
+    def status(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "hotncold.status", str(folder), *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+
+    shown = status()
+    assert shown.returncode == 1
+    assert "sacct failed: sacct: error: Problem talking to the database" in shown.stderr
+    assert shown.stdout.count("cannot tell whether it still runs") == 2
+    refused = status("--resubmit")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.strip().endswith(
+        "hotncold: error: cannot ask Slurm (sacct) which jobs still run, so nothing is "
+        "resubmitted; run this where sacct works"
+    )
+    assert sorted(p.name for p in folder.glob(".submitit/*_*") if p.is_dir()) == submitted
+    # with accounting answering, the same sweep reads as two failed jobs
+    report = sweep_status(folder)
+    assert report["counts"] == {"failed": 2}
+
+
+def test_engine_processes_outlive_the_preemption_signal(slurm, tmp_path):
+    """Slurm delivers a job's signals (`scancel --signal=USR2`, and the `--signal=USR2@<s>`
+    submitit asks sbatch for) to every process of the job step, vLLM's engine core and workers
+    included. They must not die of it: the job's handler runs after they got it."""
+    out = tmp_path / "probe.out"
+    probe = ROOT / "tests" / "preemption_probe.py"
+    job = sbatch(
+        "-c1", "--mem=4G", "-t", "15", "-o", str(out), "--wrap", f"srun {sys.executable} -u {probe}"
+    )
+    try:
+        wait_for(lambda: out.exists() and "ready" in out.read_text(), 600, "the engine to start")
+        signal_job("--signal=USR2", job)
+        wait_for(lambda: slurm_state(job) in ("", "COMPLETED", "FAILED"), 300, "the probe to end")
+    finally:
+        subprocess.run(["scancel", job])
+    text = out.read_text()
+    handled = [line for line in text.splitlines() if line.startswith("handled SIGUSR2")]
+    assert len(handled) == 1 and handled[0].endswith(" 0 dead"), text[-3000:]
+    assert "generated after the signal" in text.splitlines(), text[-3000:]
+    state = wait_for(lambda: accounting(job)[0][1] != "RUNNING" and accounting(job), 60, "sacct")
+    assert state == [(job, "COMPLETED")]
+
+
 def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path):
     folder = tmp_path / "sweep"
     proc = hotncold(
@@ -219,7 +374,9 @@ def test_submitit_local_sweep_runs_each_job_in_its_own_process(tmp_path):
     sessions = [info(run)["sessions"][0] for run in runs]
     assert all(info(run)["status"] == "finished" for run in runs)
     assert len({s["pid"] for s in sessions}) == 2  # two processes...
-    assert all(s["engine_start_s"] > 5 for s in sessions)  # ...each with its own engine
+    for run in runs:  # ...each with its own engine
+        log = (run / "run.log").read_text()
+        assert "starting vLLM on" in log and "reusing the loaded engine" not in log
     assert len([p for p in (folder / ".submitit").iterdir() if p.is_dir()]) >= 2
     report = sweep_status(folder)
     assert report["launcher"] == "submitit_local" and report["counts"] == {"done": 2}

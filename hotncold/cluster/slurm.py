@@ -8,13 +8,18 @@ vanished ones and to find the error line of a job that died before its run began
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-# States of a job that is queued, running or about to run again; any other state is final.
+log = logging.getLogger(__name__)
+
+# States of a job that is queued, running or about to run again (squeue(1), JOB STATE CODES);
+# any other state is final.
 LIVE_STATES = frozenset(
     {
         "PENDING",
@@ -22,6 +27,8 @@ LIVE_STATES = frozenset(
         "REQUEUED",
         "REQUEUE_HOLD",
         "REQUEUE_FED",
+        "RESV_DEL_HOLD",
+        "SPECIAL_EXIT",
         "RESIZING",
         "SUSPENDED",
         "CONFIGURING",
@@ -35,31 +42,76 @@ _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 _ERROR_LINE = re.compile(
     r"^(hotncold: error:.*|[\w.]*(Error|Exception|Interrupt|Exit)\b.*|.*\*\*\* .* \*\*\*.*)$"
 )
+_QUERY_CHUNK = 200  # job ids per command line
 
 
 def job_states(job_ids: list[str]) -> dict[str, str] | None:
-    """The Slurm state of each job id (`123` or `123_4`), from `sacct` as submitit asks it;
-    a job sacct does not know is left out. None when Slurm cannot be asked at all."""
-    from submitit.slurm.slurm import SlurmInfoWatcher
+    """The Slurm state of each job id (`123` or `123_4`); a job Slurm does not know is left out.
+    None when accounting (sacct) cannot be asked.
 
+    Accounting is asked by whole job (array) ids: `sacct -j 123_4` finds nothing while task 4
+    still waits in the array's pending record `123_[2-5%2]`. Jobs the controller still holds
+    take their state from squeue instead, since accounting lags it by seconds on a quiet cluster
+    (a task that runs shows as PENDING, or not at all, in sacct) and more on a busy one.
+    """
     if not job_ids:
         return {}
     if shutil.which("sacct") is None:
+        log.warning("sacct is not on PATH: cannot ask Slurm's accounting")
         return None
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids}, key=int)
     states: dict[str, str] = {}
-    ids = sorted(set(job_ids))
-    for start in range(0, len(ids), 200):  # keep the command line short
-        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2"]
-        for job_id in ids[start : start + 200]:
-            command += ["-j", job_id]
-        try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
-        except (OSError, subprocess.SubprocessError):
+    for start in range(0, len(arrays), _QUERY_CHUNK):
+        chunk = ",".join(arrays[start : start + _QUERY_CHUNK])
+        out = _ask(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", chunk])
+        if out is None:
             return None
-        for job_id, info in SlurmInfoWatcher().read_info(out.stdout).items():
-            # "CANCELLED by 0" -> CANCELLED
-            states[job_id] = (info.get("State") or "UNKNOWN").split()[0]
-    return {job_id: states[job_id] for job_id in ids if job_id in states}
+        states.update(parse_sacct(out))
+    for start in range(0, len(arrays), _QUERY_CHUNK):
+        chunk = ",".join(arrays[start : start + _QUERY_CHUNK])
+        command = ["squeue", "-h", "-r", "--states=all", "-o", "%i|%T", "-j", chunk]
+        out = _ask(command, quiet=True) if shutil.which("squeue") else None
+        states.update(parse_squeue(out or ""))  # the controller unreachable: accounting alone
+    return {job_id: states[job_id] for job_id in sorted(set(job_ids)) if job_id in states}
+
+
+def _ask(command: list[str], quiet: bool = False) -> str | None:
+    """The stdout of a Slurm client command, None when it fails (the reason is logged)."""
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.warning("%s failed: %s", command[0], error)
+        return None
+    if out.returncode != 0:
+        if command[0] == "squeue" and "Invalid job id" in out.stderr:
+            return ""  # the controller forgot every one of them (MinJobAge): they are over
+        reason = (out.stderr.strip().splitlines() or [f"exit status {out.returncode}"])[-1]
+        (log.debug if quiet else log.warning)("%s failed: %s", command[0], reason)
+        return None
+    return out.stdout
+
+
+def parse_sacct(text: str) -> dict[str, str]:
+    """Job states from `sacct -o JobID,State,... --parsable2` output, as submitit reads it:
+    steps (`123.batch`, `123_4.extern`, `123.0`) are skipped, a pending array record
+    (`123_[2-5%2]`) stands for each of its tasks, and a state's detail is dropped
+    (`CANCELLED by 0` -> `CANCELLED`). A job listed twice (`sacct -D`) keeps its last record."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    with warnings.catch_warnings():  # submitit warns (and skips) on an id it cannot read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        info = SlurmInfoWatcher().read_info(text)
+    return {job_id: (row.get("State") or "UNKNOWN").split()[0] for job_id, row in info.items()}
+
+
+def parse_squeue(text: str) -> dict[str, str]:
+    """Job states from `squeue -h -r -o '%i|%T'` output (`-r`: one line per array task)."""
+    states = {}
+    for line in text.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if _JOB_ID.match(job_id) and state:
+            states[job_id] = state.split()[0]
+    return states
 
 
 @dataclass

