@@ -21,6 +21,7 @@ from hotncold.engine import vllm_engine
 from hotncold.engine.prompts import build_prompt
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment import lock
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
@@ -59,9 +60,16 @@ def execute(cfg: Any) -> dict[str, Any]:
     upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
+    # One writer per run directory: a second process is refused here, before it reads or
+    # writes anything there (a requeued start of the same Slurm job waits for its earlier one).
+    with lock.locked(rundir.path, "run", cfg.cluster.requeue_lock_wait_s) as held:
+        return _execute(cfg, problems, rundir, held)
+
+
+def _execute(cfg: Config, problems: list[Problem], rundir: RunDir, held: lock.Lock) -> dict:
     rundir.prepare(cfg)
     with log_to(rundir.log):
-        session = Session(rundir, cfg, total=len(problems))
+        session = Session(rundir, cfg, total=len(problems), lock=held.describe())
         try:
             with noting_signals(session):
                 records = _search(cfg, problems, rundir, session)

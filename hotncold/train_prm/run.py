@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 
 from hotncold.config import ConfigError
 from hotncold.engine import vllm_engine
+from hotncold.experiment import lock
 from hotncold.experiment.rundir import (
     RunDir,
     append_jsonl,
@@ -63,11 +64,18 @@ def execute(cfg: Any) -> dict[str, Any]:
     cfg = to_config(cfg)
     validate(cfg)
     rundir = RunDir(cfg.out_dir)
+    # one writer per run directory, as for experiment runs (hotncold.experiment.lock)
+    with lock.locked(rundir.path, "PRM training", cfg.cluster.requeue_lock_wait_s) as held:
+        return _execute(cfg, rundir, held)
+
+
+def _execute(cfg: TrainPRMConfig, rundir: RunDir, held: lock.Lock) -> dict[str, Any]:
     rundir.prepare(cfg)
     info: dict[str, Any] = {
         "status": "running",
         "started_at": now(),
         **provenance(),
+        "lock": held.describe(),
         "overrides": list(cfg.overrides),
         "timings": {},
     }
