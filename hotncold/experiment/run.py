@@ -19,6 +19,7 @@ from hotncold.config import Config, ConfigError
 from hotncold.data import Problem, load_problems
 from hotncold.engine import vllm_engine
 from hotncold.engine.prompts import build_prompt
+from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment import lock
@@ -27,7 +28,7 @@ from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
 from hotncold.prm.base import aggregate
-from hotncold.prm.registry import build_prm, generator_config, preflight
+from hotncold.prm.registry import build_prm, check_prm_weights, generator_config, preflight
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -58,6 +59,9 @@ def execute(cfg: Any) -> dict[str, Any]:
     cfg = to_config(cfg)
     validate(cfg)
     upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
+    # a missing folder or a bad hub id, in one line before anything loads
+    check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
+    check_prm_weights(cfg.prm, cfg.model)
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
     # One writer per run directory: a second process is refused here, before it reads or
