@@ -91,3 +91,19 @@ def test_a_bad_model_path_fails_before_anything_loads_or_is_written(tmp_path, mo
         with pytest.raises(ConfigError, match="no such folder"):
             execute(cfg)
         assert not (tmp_path / "run").exists()
+
+
+def test_the_prm_server_checks_the_weights_it_would_serve_before_loading(monkeypatch):
+    from hotncold.config import PRMServerConfig
+    from hotncold.prm.http_server import serve
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", no_engine)
+    cfg = PRMServerConfig(prm=PRMConfig(name="rlhflow_8b", model_path="/nonexistent/prm"))
+    with pytest.raises(ConfigError, match="no such folder"):
+        serve(cfg)
+    judge = PRMServerConfig(prm=PRMConfig(name="judge"), model=ModelConfig(path="bad id"))
+    with pytest.raises(ConfigError, match="neither an existing folder nor a valid hub id"):
+        serve(judge)
