@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from hotncold.config import ConfigError, OutputConfig
+from hotncold.experiment import lock
 from hotncold.hub.rules import check_output
 from hotncold.hub.upload import check_hub, finished_run, push_and_record
 
@@ -59,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"hotncold: error: {error}", file=sys.stderr)
         return 2
-    entry = push_and_record(rundir, output)
+    try:  # it writes run.json: no run may be writing there meanwhile
+        with lock.locked(rundir.path, "push"):
+            entry = push_and_record(rundir, output)
+    except ConfigError as error:
+        print(f"hotncold: error: {error}", file=sys.stderr)
+        return 2
     if "error" in entry:
         print(f"hotncold: error: push to {repo} failed: {entry['error']}", file=sys.stderr)
         return 1

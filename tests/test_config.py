@@ -211,6 +211,29 @@ def test_cli_prints_one_line_and_exits_nonzero(args, message, tmp_path):
     assert not (tmp_path / "run" / "run.json").exists()
 
 
+@pytest.mark.parametrize("bad", ["torn dataset file", "missing model folder"])
+def test_cli_names_a_bad_file_in_one_line_before_anything_loads(bad, tmp_path):
+    data = tmp_path / "problems.jsonl"
+    data.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", "answ')
+    args, message = {
+        "torn dataset file": (
+            ["dataset=local", f"dataset.path={data}", "dataset.level_field=null"],
+            f"dataset.path='{data}' line 2 is cut off",
+        ),
+        "missing model folder": (
+            ["model.path=/nonexistent/model"],
+            "model.path='/nonexistent/model': no such folder",
+        ),
+    }[bad]
+    proc = run_module("hotncold", *args, f"hydra.run.dir={tmp_path}/run", timeout=120)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("hotncold: error: "), proc.stderr
+    assert message in errors[0] and "Traceback" not in proc.stderr + proc.stdout
+    assert "vLLM" not in proc.stdout + proc.stderr  # no engine started
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
 def test_cli_help_lists_the_groups():
     proc = run_module("hotncold", "--help", timeout=120)
     assert proc.returncode == 0

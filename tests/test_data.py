@@ -131,3 +131,73 @@ def test_math500_from_shared_data_when_present():
     # every gold answer is at least equivalent to itself under the grader
     grader = Grader()
     assert all(grader.is_correct(p.answer, p.answer) for p in problems[:50])
+
+
+ROW = '{"problem": "1+1?", "answer": "2", "unique_id": "a", "level": 1, "subject": "s"}'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (f'{ROW}\n{{"problem": "2+2?", "ans', r"line 2 is cut off \(an interrupted"),
+        (f"{ROW}\nnot json\n{ROW}\n", r"line 2 is not valid JSON: Expecting value \(column 1\)"),
+        (f"{ROW}\n\n[1, 2]\n", "line 3 is a JSON list, not an object"),
+    ],
+)
+def test_a_torn_or_malformed_jsonl_line_is_named_with_its_number(tmp_path, text, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_problems(DatasetConfig(source="file", path=str(path)))
+    assert str(info.value).startswith(f"dataset.path='{path}' line")
+    assert "\n" not in str(info.value) and "one JSON object per line" in str(info.value)
+
+
+def test_json_csv_and_parquet_files_read_as_rows_and_name_their_damage(tmp_path):
+    rows = [json.loads(ROW), {**json.loads(ROW), "unique_id": "b", "level": None}]
+    listed = tmp_path / "d.json"
+    listed.write_text(json.dumps(rows, indent=1))
+    columns = tmp_path / "c.json"
+    columns.write_text(json.dumps({k: [r[k] for r in rows] for k in rows[0]}))
+    table = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    for path in (listed, columns, table):
+        problems = load_problems(DatasetConfig(source="file", path=str(path)))
+        assert [(p.uid, p.level, p.answer) for p in problems] == [("a", 1, "2"), ("b", None, "2")]
+    listed.write_text(json.dumps(rows, indent=1)[:-20])
+    with pytest.raises(ConfigError, match=r"is not valid JSON at line \d+ column \d+"):
+        load_problems(DatasetConfig(source="file", path=str(listed)))
+    table.write_text("problem,answer\n1+1?,2\n2+2?,4,extra\n")
+    with pytest.raises(ConfigError, match=r"cannot be read as csv: .*line 3"):
+        load_problems(DatasetConfig(source="file", path=str(table)))
+    broken = tmp_path / "d.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(ConfigError, match="cannot be read as parquet") as info:
+        load_problems(DatasetConfig(source="file", path=str(broken)))
+    assert "\n" not in str(info.value)
+    (tmp_path / "latin1.jsonl").write_bytes(ROW.encode() + b'\n{"problem": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match="line 2 is not UTF-8"):
+        load_problems(DatasetConfig(source="file", path=str(tmp_path / "latin1.jsonl")))
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("./not/here", "no such folder"),
+        ("~/not-here-either", "no such folder"),
+        ("owner/name/extra", "is not a valid hub dataset id"),
+        ("bad id", "is not a valid hub dataset id"),
+    ],
+)
+def test_a_hub_dataset_id_is_checked_before_the_hub_is_asked(path, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_problems(DatasetConfig(source="hub", path=path))
+    assert "\n" not in str(info.value)
+
+
+def test_an_offline_hub_dataset_says_it_is_offline(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match="not in the local datasets cache, and the hub is off"):
+        load_problems(DatasetConfig(source="hub", path="hotncold-tests/no-such-dataset"))

@@ -13,6 +13,7 @@ import yaml
 from conftest import ROOT, run_module, tiny_model_config
 
 from hotncold.config import Config, DatasetConfig, ModelConfig, TemperatureConfig
+from hotncold.experiment import lock
 from hotncold.experiment.run import execute
 
 pytestmark = pytest.mark.slow
@@ -92,8 +93,10 @@ def test_cli_run_then_resume_after_a_kill(tmp_path):
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the run finished before it could be interrupted"
+    assert lock.holder(run).pid == proc.pid  # the run holds its directory
     proc.kill()  # SIGKILL: no chance to write a last word
     proc.wait()
+    assert lock.holder(run) is None  # the kernel let go with it: nothing stale to clean up
     done_before = completions.read_text().splitlines()
     assert 2 <= len(done_before) < 10
 
@@ -112,6 +115,84 @@ def test_cli_run_then_resume_after_a_kill(tmp_path):
     assert (run / "metrics.json").exists() and (run / ".hydra" / "overrides.yaml").exists()
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["n"] == 2 and config["model"]["max_tokens"] == 64
+
+
+def test_two_concurrent_runs_on_one_directory_one_proceeds_the_other_is_refused(tmp_path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "hotncold", *CLI_ARGS, f"hydra.run.dir={run}"]
+    procs = [
+        subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=1200) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert sorted(code == 0 for code in codes) == [False, True], outs
+    winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
+    errors = [line for line in outs[loser][1].splitlines() if line.strip()]
+    assert len(errors) == 1, outs[loser][1]  # the refusal is one line, naming the holder
+    assert errors[0].startswith(f"hotncold: error: {run} is in use by pid {procs[winner].pid} ")
+    assert "python -m hotncold" in errors[0] and f"kill {procs[winner].pid}" in errors[0]
+    assert "vLLM" not in outs[loser][0] + outs[loser][1]  # refused before any engine started
+    uids = [r["uid"] for r in records(run)]
+    assert len(uids) == 5 and len(set(uids)) == 5  # no problem recorded twice
+    info = json.loads((run / "run.json").read_text())
+    assert [s["pid"] for s in info["sessions"]] == [procs[winner].pid]
+    assert info["status"] == "finished" and info["sessions"][0]["lock"]["scope"] == "shared"
+
+
+def test_status_merge_and_analyze_agree_with_a_live_run_all_along(tmp_path):
+    """The readers, in a loop while a real two-shard sweep runs (a checkpoint per problem):
+    never an error, never a job called partial or failed, counts that only grow; at the end
+    all done, merged and analysed."""
+    from hotncold.analyze import AnalysisError, collect
+    from hotncold.cluster import shards
+    from hotncold.cluster.sweep_status import sweep_status
+
+    sweep = tmp_path / "sweep"
+    args = ["dataset.num_shards=2", "dataset.shard=0,1", *CLI_ARGS, "dataset.per_level=2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hotncold", "-m", *args, f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    seen: dict[str, set] = {"states": set(), "runs": set()}
+    last_done, last_merged, rounds = [0, 0], 0, 0
+    try:
+        while proc.poll() is None:
+            if not (sweep / "multirun.yaml").exists():
+                time.sleep(0.2)
+                continue
+            jobs = sweep_status(sweep).jobs
+            states = [j.state for j in jobs]
+            seen["states"].update(states)
+            assert set(states) <= {"missing", "queued", "running", "done"}, jobs
+            done = [j.done or 0 for j in jobs]
+            assert all(d >= last for d, last in zip(done, last_done)), (done, last_done)
+            last_done = done
+            groups = shards.find_groups(sweep, exclude=sweep / "merged")
+            for group in groups:
+                shards.check(group)
+                assert len(group.records) >= last_merged
+                last_merged = len(group.records)
+            try:
+                found = collect([sweep])
+                seen["runs"].update(found.runs["run"])
+                reasons = [s.reason for s in found.skipped]
+            except AnalysisError as error:
+                reasons = [str(error)]
+            assert all(r.startswith(("status 'running'", "no finished runs")) for r in reasons)
+            rounds += 1
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0 and rounds > 10
+    assert {"running", "done"} <= seen["states"]
+    jobs = sweep_status(sweep).jobs
+    assert [(j.state, j.done, j.total) for j in jobs] == [("done", 5, 5)] * 2
+    assert len(collect([sweep]).runs) == 2
+    [group] = shards.merge_sweep(sweep)
+    assert group.complete and len(group.records) == 10
 
 
 def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):

@@ -418,6 +418,17 @@ def test_push_command_refuses_unfinished_runs_and_offline_mode(finished, tmp_pat
     assert "hub" not in read_info(finished)
 
 
+def test_push_command_refuses_a_run_another_process_holds(finished, online, monkeypatch, capsys):
+    from hotncold.experiment import lock
+
+    recorder = Recorder(monkeypatch)
+    with lock.locked(finished.out_dir, "run"):  # a rerun of the same command holds it
+        assert push.main([finished.out_dir, "alice/later"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"hotncold: error: {finished.out_dir} is in use by")
+    assert recorder.pushes == [] and "hub" not in read_info(finished)
+
+
 def test_push_command_records_a_failed_push(finished, online, monkeypatch, capsys):
     Recorder(monkeypatch, fail=OSError("connection reset"))
     online.body["orgs"] = [{"name": "hnc-lab"}]

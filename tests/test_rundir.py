@@ -35,6 +35,17 @@ def test_partial_last_line_is_dropped_and_repaired(tmp_path):
     assert [r["uid"] for r in read_jsonl(path)] == ["a", "b", "c"]
 
 
+def test_a_last_line_still_without_its_newline_is_left_out_and_cut_on_resume(tmp_path):
+    path = tmp_path / "c.jsonl"
+    append_jsonl(path, [{"uid": "a"}])
+    with open(path, "a") as f:
+        f.write('{"uid": "b"}')  # the whole record, but the append stopped before its newline
+    assert [r["uid"] for r in read_jsonl(path)] == ["a"]  # a reader counts whole lines only
+    read_jsonl(path, repair=True)
+    append_jsonl(path, [{"uid": "b"}, {"uid": "c"}])  # the resumed run writes it again
+    assert [r["uid"] for r in read_jsonl(path)] == ["a", "b", "c"]
+
+
 def test_damage_in_the_middle_is_an_error(tmp_path):
     path = tmp_path / "c.jsonl"
     path.write_text('{"uid": "a"}\nnot json\n{"uid": "b"}\n')

@@ -23,9 +23,11 @@ from fakes import ScriptedEngine, problem_of
 import hotncold.config.hydra  # registers the schema and resolvers
 import hotncold.engine.vllm_engine
 from hotncold import merge, status
+from hotncold.analyze import AnalysisError, collect
 from hotncold.cluster import shards, sweep_status
 from hotncold.config import Config, ConfigError, DatasetConfig
 from hotncold.data.arithmetic import generate
+from hotncold.experiment import lock
 from hotncold.experiment.naming import run_name
 from hotncold.experiment.run import execute
 from hotncold.experiment.rundir import append_jsonl, read_json, write_json
@@ -138,12 +140,21 @@ def test_status_tells_running_from_vanished_processes(tmp_path, monkeypatch, eng
         info["sessions"][-1]["pid"] = pid
         info["problems"]["done"] = 3
         write_json(run / "run.json", info)
+    held = lock.acquire(first, "run")  # a live run holds its directory's lock
     jobs = sweep_status.sweep_status(folder).jobs
     assert [j.state for j in jobs] == ["running", "partial"]
     assert jobs[1].note == "stopped without a word (killed?)"
     assert [j.overrides for j in sweep_status.sweep_status(folder).unfinished] == [
         jobs[1].overrides
     ]
+    # its lock free, a run is gone even when its pid now names a live process (a reused pid)
+    held.release()
+    assert [j.state for j in sweep_status.sweep_status(folder).jobs] == ["partial", "partial"]
+    # a run from before locks (no lock in its session) is judged by its pid
+    info = read_json(first / "run.json")
+    del info["sessions"][-1]["lock"]
+    write_json(first / "run.json", info)
+    assert [j.state for j in sweep_status.sweep_status(folder).jobs] == ["running", "partial"]
     # a job the (basic launcher's) sweep process has not reached yet is waiting, not missing
     shutil.rmtree(second)
     jobs = sweep_status.sweep_status(folder).jobs
@@ -244,6 +255,20 @@ def test_merge_refuses_missing_and_partial_shards_and_names_them(tmp_path, engin
     assert sorted(g.complete for g in groups) == [False, True]
 
 
+def test_a_second_merge_into_the_same_folder_is_refused_in_one_line(tmp_path, engine, capsys):
+    folder = tmp_path / "sweep"
+    for i in range(2):
+        execute(shard_config(folder, 2, i))
+    [group] = shards.find_groups(folder)
+    capsys.readouterr()
+    with lock.locked(tmp_path / "out" / group.name, "merge"):  # another merge is writing there
+        assert merge.main([str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "is in use by" in err and "(merge since" in err
+    assert not (tmp_path / "out" / group.name / "run.json").exists()
+    assert merge.main([str(folder), "--out", str(tmp_path / "out")]) == 0
+
+
 def test_merge_refuses_a_problem_that_appears_twice(tmp_path, engine):
     folder = tmp_path / "sweep"
     for i in range(2):
@@ -306,3 +331,92 @@ def test_status_reads_why_a_submitit_job_died_before_its_run_began(tmp_path):
             f"hotncold: error: n={n} is smaller than the 3 temperatures in temperature.values; "
             "raise n to at least 3"
         )
+
+
+# ---- readers while a run writes -----------------------------------------------------------
+
+
+def test_status_reports_a_locked_run_as_running_whatever_run_json_says(
+    tmp_path, monkeypatch, engine
+):
+    """A rerun holds the lock before it writes its session: run.json still tells of the killed
+    session, and without the lock status would call the run partial (and invite a resubmit)."""
+    folder = tmp_path / "sweep"
+    sweep(monkeypatch, "seed=0", *SWEEP, f"hydra.sweep.dir={folder}")
+    run = Path(sweep_status.sweep_status(folder).jobs[0].run_dir)
+    info = read_json(run / "run.json")
+    info["status"] = info["sessions"][-1]["status"] = "interrupted"
+    info["problems"]["done"] = 2
+    write_json(run / "run.json", info)
+    assert sweep_status.sweep_status(folder).jobs[0].state == "partial"
+    with lock.locked(run, "run"):
+        job = sweep_status.sweep_status(folder).jobs[0]
+        assert (job.state, job.done, job.total) == ("running", 2, 5)
+    assert sweep_status.sweep_status(folder).jobs[0].state == "partial"
+
+
+def test_readers_answer_as_before_a_checkpoint_until_its_lines_are_whole(
+    tmp_path, monkeypatch, engine
+):
+    """status, merge and analyze read a shard while its last checkpoint is being written: at
+    every cut of the append they answer as before it (a line counts once its newline is
+    there); once run.json is rewritten, and once the run finishes, as after."""
+    folder = tmp_path / "sweep"
+    sweep(
+        monkeypatch,
+        "dataset.num_shards=2",
+        "dataset.shard=0,1",
+        *SWEEP,
+        f"hydra.sweep.dir={folder}",
+    )
+    shard0 = Path(sweep_status.sweep_status(folder).jobs[0].run_dir)
+    completions = shard0 / "completions.jsonl"
+    finished = {name: (shard0 / name).read_bytes() for name in ("run.json", "metrics.json")}
+    lines = completions.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 3  # shard 0 holds 3 of the 5 problems: batches of 2, then 1
+    before, last = b"".join(lines[:2]), lines[2]
+
+    def answers() -> tuple:
+        jobs = sweep_status.sweep_status(folder).jobs
+        groups = shards.find_groups(folder, exclude=folder / "merged")
+        for group in groups:
+            shards.check(group)
+        try:
+            found = collect([folder])
+            runs = sorted(found.runs["run"]), sorted(s.reason for s in found.skipped)
+        except AnalysisError as error:
+            runs = str(error)
+        return (
+            [(j.state, j.done, j.total) for j in jobs],
+            [(g.gaps, len(g.records)) for g in groups],
+            runs,
+        )
+
+    # the shard as it stood after its first checkpoint, its process holding the lock
+    info = read_json(shard0 / "run.json")
+    info["status"] = info["sessions"][-1]["status"] = "running"
+    info["problems"]["done"] = 2
+    info.pop("finished_at")
+    write_json(shard0 / "run.json", info)
+    (shard0 / "metrics.json").unlink()
+    completions.write_bytes(before)
+    with lock.locked(shard0, "run"):
+        first = answers()
+        assert first[0] == [("running", 2, 3), ("done", 2, 2)]
+        assert first[1] == [([f"shard 0: 2 of 3 problems (running) in {shard0}"], 4)]
+        assert first[2][0] == [Path(sweep_status.sweep_status(folder).jobs[1].run_dir).name]
+        for cut in sorted({*range(1, len(last), 97), len(last) - 1}):
+            completions.write_bytes(before + last[:cut])
+            assert answers() == first, f"cut at byte {cut} of {len(last)}"
+        completions.write_bytes(before + last)  # the line is whole: merge counts it
+        whole = answers()
+        assert whole[1] == [([f"shard 0: 3 of 3 problems (running) in {shard0}"], 5)]
+        assert whole[0] == first[0] and whole[2] == first[2]  # run.json still says 2
+        info["problems"]["done"] = 3
+        write_json(shard0 / "run.json", info)
+        assert answers()[0] == [("running", 3, 3), ("done", 2, 2)]
+        for name, data in finished.items():  # the run finishes: metrics, then run.json
+            (shard0 / name).write_bytes(data)
+    done = answers()
+    assert done[0] == [("done", 3, 3), ("done", 2, 2)]
+    assert done[1] == [([], 5)] and len(done[2][0]) == 2 and done[2][1] == []

@@ -123,6 +123,35 @@ def test_validation(change, message):
         validate(cfg)
 
 
+def test_a_torn_data_file_and_a_missing_base_model_fail_in_one_line(tmp_path, monkeypatch):
+    import hotncold.train_prm.trainer
+    from hotncold.experiment import lock
+    from hotncold.train_prm import run as train_run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(train_run, "train", no_training)
+    monkeypatch.setattr(hotncold.train_prm.trainer, "load_base", no_training)
+    data = tmp_path / "steps.jsonl"
+    data.write_text('{"prompt": "1+1?", "completions": ["1+1=2"], "labels": [true]}\n{"pro')
+
+    def config(**train) -> TrainPRMConfig:
+        source = TrainDataConfig(source="file", path=str(data))
+        return TrainPRMConfig(train=TrainConfig(data=source, **train), out_dir=str(tmp_path / "r"))
+
+    with pytest.raises(ConfigError, match=r"train\.base_model='/no/such/base': no such folder"):
+        train_run.execute(config(base_model="/no/such/base"))
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match=f"train.data.path='{data}' line 2 is cut off"):
+        train_run.execute(config())
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "failed"
+    # a training run's directory has one writer too
+    with lock.locked(tmp_path / "r", "PRM training"):
+        with pytest.raises(lock.DirectoryBusy, match="PRM training since"):
+            train_run.execute(config())
+
+
 def test_loss_goes_down_on_a_fixed_tiny_batch(tiny_base, tokenizer):
     import torch
     from transformers import DataCollatorForTokenClassification

@@ -23,6 +23,7 @@ import yaml
 from hotncold.config import Config, ConfigError
 from hotncold.data import load_problems, shard
 from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment import lock
 from hotncold.experiment.naming import run_name
 from hotncold.experiment.run import to_config
 from hotncold.experiment.rundir import RunDir, now, read_json, read_jsonl, write_atomic, write_json
@@ -182,7 +183,13 @@ def check(group: Group) -> None:
 
 
 def write_merged(group: Group, out: Path) -> None:
-    """Write the merged run folder (completions, metrics, config, run.json) atomically."""
+    """Write the merged run folder (completions, metrics, config, run.json) atomically, holding
+    its lock: a second merge into the same folder is refused (`hotncold.experiment.lock`)."""
+    with lock.locked(out, "merge"):
+        _write_merged(group, out)
+
+
+def _write_merged(group: Group, out: Path) -> None:
     cfg = copy.deepcopy(group.config)
     cfg.out_dir, cfg.run_name = str(out), group.name
     cfg.overrides = [o for o in cfg.overrides if not o.startswith("dataset.shard=")]

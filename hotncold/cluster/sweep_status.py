@@ -22,6 +22,7 @@ import yaml
 from hotncold.cluster.slurm import LIVE_STATES, SubmittedJob, job_states, submitted_jobs
 from hotncold.cluster.sweep import expected_jobs, read_multirun, relaunch
 from hotncold.config import ConfigError
+from hotncold.experiment import lock
 from hotncold.experiment.rundir import read_json
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,15 @@ class _Liveness:
     slurm: dict[str, str] | None = None
 
     def of_session(self, session: dict[str, Any]) -> bool | None:
+        """Whether the process of a session runs, its run directory's lock being free."""
         job_id = session.get("slurm_job_id")
         if job_id and self.launcher == "slurm":
             return self.of_job(job_id)  # still running, or requeued after its session ended
         if session.get("status") != "running":
             return False  # its process closed the session and moved on
+        scope = (session.get("lock") or {}).get("scope")
+        if scope == "shared" or (scope == "node" and session.get("host") == socket.gethostname()):
+            return False  # it held a lock this machine sees, and that lock is free: it is gone
         return _process_alive(session.get("host"), session.get("pid"))
 
     def of_job(self, job_id: str | None) -> bool | None:
@@ -112,6 +117,13 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     submitted = _submitted_by_overrides(sweep_dir) if launcher != "local" else {}
 
     infos = {o: _read_info(d) for o, d in runs.items()}
+    # A held lock is the best evidence that a run is running. Asked after run.json is read:
+    # a run writes its last run.json before it lets go, so when the lock is free, run.json
+    # read again holds the last word of whoever held it.
+    holders = {o: lock.holder(d) for o, d in runs.items()}
+    for o, d in runs.items():
+        if holders[o] is None and infos[o].get("status") == "running":
+            infos[o] = _read_info(d)
     live = _Liveness(launcher)
     if launcher == "slurm":
         ids = [s.get("slurm_job_id") for i in infos.values() for s in i.get("sessions", [])[-1:]]
@@ -119,7 +131,8 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
         live.slurm = job_states([i for i in ids if i])
 
     reports = [
-        _report(job, runs.get(job), infos.get(job, {}), submitted.get(job), live) for job in jobs
+        _report(job, runs.get(job), infos.get(job, {}), submitted.get(job), live, holders.get(job))
+        for job in jobs
     ]
     if launcher == "local":
         # The basic launcher runs jobs one after another in the sweep's own process: while one
@@ -141,6 +154,7 @@ def _report(
     info: dict[str, Any],
     submitted: SubmittedJob | None,
     live: _Liveness,
+    holder: lock.Holder | None = None,
 ) -> JobReport:
     report = JobReport(overrides, "missing", run_dir=str(run_dir) if run_dir else None)
     session = (info.get("sessions") or [{}])[-1]
@@ -150,6 +164,14 @@ def _report(
     status = info.get("status")
     if status == "finished" and report.done == report.total:
         report.state = "done"
+        return report
+    if holder is not None:  # some process holds the run directory: it runs, whatever else says
+        report.state = "running"
+        report.job_id = holder.slurm_job_id or report.job_id
+        if holder.purpose != "run":
+            report.note = f"{holder.purpose} in progress"
+        elif not info:
+            report.note = "starting"
         return report
 
     # Still going? Its last session's process or Slurm job, or a newer submission of it.
@@ -198,12 +220,28 @@ def _run_dirs(sweep_dir: Path) -> dict[tuple[str, ...], Path]:
     """Run folders by the overrides Hydra recorded for them; the most recent wins a tie."""
     found: dict[tuple[str, ...], Path] = {}
     for path in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        overrides = tuple(str(o) for o in yaml.safe_load(path.read_text()) or [])
         run = path.parent.parent
+        overrides = _overrides_of(run, path)
+        if overrides is None:
+            continue
         if overrides in found and _mtime(found[overrides]) >= _mtime(run):
             continue
         found[overrides] = run
     return found
+
+
+def _overrides_of(run: Path, hydra_overrides: Path) -> tuple[str, ...] | None:
+    """The task overrides of a run: from its config.yaml, written atomically by the run, when
+    there is one; Hydra rewrites .hydra/overrides.yaml in place whenever a process starts on
+    the folder (a refused second one too), so a reader may catch it empty or cut."""
+    try:
+        if (run / "config.yaml").is_file():
+            stored = yaml.safe_load((run / "config.yaml").read_text()) or {}
+            if isinstance(stored.get("overrides"), list):
+                return tuple(str(o) for o in stored["overrides"])
+        return tuple(str(o) for o in yaml.safe_load(hydra_overrides.read_text()) or [])
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 def _mtime(run: Path) -> float:

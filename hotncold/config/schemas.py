@@ -231,6 +231,10 @@ class ClusterConfig:
     """Where jobs run; the matching Hydra launcher is chosen by the `cluster` group option."""
 
     name: str = "local"
+    requeue_lock_wait_s: float = 180.0
+    """A requeued Slurm job whose earlier start still holds the run directory's lock (its node
+    is slow to kill it, or NFS keeps a dead node's lock until its 90 s lease runs out) waits
+    this long for it before giving up; any other holder is refused at once."""
 
 
 @dataclass

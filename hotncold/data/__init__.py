@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hotncold.config import ConfigError, DatasetConfig
-from hotncold.data import arithmetic
+from hotncold.data import arithmetic, files
 
 
 @dataclass(frozen=True)
@@ -69,32 +69,53 @@ def _read_rows(cfg: DatasetConfig) -> list[dict[str, Any]]:
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise ConfigError(
-            f"dataset.path={str(path)!r} does not exist; give a jsonl, json or parquet file"
-        )
-    import datasets
-
-    kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(
-        path.suffix.lower()
-    )
-    if kind is None:
-        raise ConfigError(f"dataset.path={str(path)!r}: use a .jsonl, .json, .parquet or .csv file")
-    return list(datasets.load_dataset(kind, data_files=str(path), split="train"))
+    return files.read_rows(path, "dataset.path")
 
 
 def _read_hub(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    check_hub_id(str(cfg.path), "dataset.path")
     import datasets
 
     try:
         ds = datasets.load_dataset(cfg.path, cfg.subset, split=cfg.split)
     except Exception as error:  # the hub raises many types; the user needs one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if datasets.config.HF_HUB_OFFLINE:  # then only the local cache was looked in
+            raise ConfigError(
+                f"dataset.path={cfg.path!r} (split {cfg.split!r}) is not in the local datasets "
+                f"cache, and the hub is off (HF_DATASETS_OFFLINE or HF_HUB_OFFLINE): {first}; "
+                "load it once where there is network, or download it and use "
+                "dataset.source=file"
+            ) from error
         raise ConfigError(
             f"cannot load dataset {cfg.path!r} (split {cfg.split!r}) from the hub: {first}; "
             "check the id and network, or download it and use dataset.source=file"
         ) from error
     return list(ds)
+
+
+def check_hub_id(path: str, setting: str) -> None:
+    """ConfigError unless `path` (the value of `setting`) is a hub dataset id by
+    huggingface_hub's rules, or a local dataset folder that `datasets` reads."""
+    if Path(path).expanduser().exists():
+        return
+    source = setting.rsplit(".", 1)[0] + ".source"  # dataset.source, train.data.source
+    if path.startswith(("/", "./", "../", "~")):
+        raise ConfigError(
+            f"{setting}={path!r}: no such folder; give a hub dataset id (owner/name), or "
+            f"{source}=file for a local file"
+        )
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(path)
+    except HFValidationError as error:
+        reason = str(error).split(":", 1)[0].rstrip(".")
+        raise ConfigError(
+            f"{setting}={path!r} is not a valid hub dataset id ({reason}); give owner/name "
+            f"(e.g. HuggingFaceH4/MATH-500), or {source}=file for a local file"
+        ) from None
 
 
 def _to_problem(cfg: DatasetConfig, index: int, row: dict[str, Any]) -> Problem:

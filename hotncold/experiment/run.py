@@ -19,14 +19,16 @@ from hotncold.config import Config, ConfigError
 from hotncold.data import Problem, load_problems
 from hotncold.engine import vllm_engine
 from hotncold.engine.prompts import build_prompt
+from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment import lock
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
 from hotncold.prm.base import aggregate
-from hotncold.prm.registry import build_prm, generator_config, preflight
+from hotncold.prm.registry import build_prm, check_prm_weights, generator_config, preflight
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -57,11 +59,21 @@ def execute(cfg: Any) -> dict[str, Any]:
     cfg = to_config(cfg)
     validate(cfg)
     upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
+    # a missing folder or a bad hub id, in one line before anything loads
+    check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
+    check_prm_weights(cfg.prm, cfg.model)
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
+    # One writer per run directory: a second process is refused here, before it reads or
+    # writes anything there (a requeued start of the same Slurm job waits for its earlier one).
+    with lock.locked(rundir.path, "run", cfg.cluster.requeue_lock_wait_s) as held:
+        return _execute(cfg, problems, rundir, held)
+
+
+def _execute(cfg: Config, problems: list[Problem], rundir: RunDir, held: lock.Lock) -> dict:
     rundir.prepare(cfg)
     with log_to(rundir.log):
-        session = Session(rundir, cfg, total=len(problems))
+        session = Session(rundir, cfg, total=len(problems), lock=held.describe())
         try:
             with noting_signals(session):
                 records = _search(cfg, problems, rundir, session)

@@ -7,10 +7,12 @@ Layout of one run:
     metrics.json        accuracies at every N, overall / per level / per subject / per problem
     run.json            command, overrides, git SHA, package versions, timings, tokens, status
     run.log             the log
+    run.lock            the lock of the one process writing here (`hotncold.experiment.lock`)
 
 Whole-file writes go to a temporary file and are renamed over the target, so a reader (or a
-crash) never sees half a file. A crash in the middle of an append leaves at most one partial
-last line, which resuming cuts off.
+crash) never sees half a file. An append lands line by line: a reader may see the last line
+still without its newline, and a crash may leave it so; readers leave that line out and
+resuming (under the lock) cuts it off.
 """
 
 from __future__ import annotations
@@ -89,29 +91,27 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 
 def read_jsonl(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """Records of a JSONL file. A partial last line (a crash mid-append) is dropped, and cut
-    from the file when `repair`; damage anywhere else is an error, not something to guess at."""
+    """Records of a JSONL file: one per complete line, a line being complete once its newline
+    is there. Bytes after the last newline are a line still being appended (a reader racing
+    the writer) or cut by a crash: they are left out, and cut from the file when `repair` (only
+    the directory's lock holder may). A complete line that is not JSON is damage, an error,
+    not something to guess at."""
     if not path.exists():
         return []
     raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    records, good_bytes = [], 0
-    for index, line in enumerate(lines):
+    complete = raw.rfind(b"\n") + 1
+    records = []
+    for index, line in enumerate(raw[:complete].split(b"\n")[:-1]):
         if not line.strip():
-            good_bytes += len(line) + 1
             continue
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            if index < len(lines) - 1 and any(x.strip() for x in lines[index + 1 :]):
-                raise ValueError(
-                    f"{path} is damaged at line {index + 1}; it cannot be resumed"
-                ) from None
-            if repair:
-                with open(path, "r+b") as f:
-                    f.truncate(good_bytes)
-            break
-        good_bytes += len(line) + 1
+            message = f"{path} is damaged at line {index + 1}; it cannot be resumed"
+            raise ValueError(message) from None
+    if repair and complete < len(raw):
+        with open(path, "r+b") as f:
+            f.truncate(complete)
     return records
 
 

@@ -41,7 +41,9 @@ class Session:
         "prm_calls",
     )
 
-    def __init__(self, rundir: RunDir, cfg: Config, total: int) -> None:
+    def __init__(
+        self, rundir: RunDir, cfg: Config, total: int, lock: dict[str, Any] | None = None
+    ) -> None:
         self.rundir = rundir
         self.started = time.perf_counter()
         self.info = rundir.read_info()
@@ -54,6 +56,8 @@ class Session:
             **{k: 0 for k in self.COUNTERS},
             **provenance(),
         }
+        if lock is not None:  # how the run directory was locked (status trusts a free lock)
+            self.me["lock"] = lock
         self.info.setdefault("created_at", self.me["started_at"])
         self.info.setdefault("sessions", []).append(self.me)
         self.info.update(

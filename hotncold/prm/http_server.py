@@ -34,8 +34,9 @@ from omegaconf import OmegaConf
 from hotncold.config import ConfigError, PRMConfig, PRMServerConfig
 from hotncold.engine import vllm_engine
 from hotncold.engine.rules import check_model
+from hotncold.engine.weights import check_model_path
 from hotncold.prm.base import PRM, ItemScores, PendingScore
-from hotncold.prm.registry import build_prm, check_prm, shares_generator
+from hotncold.prm.registry import build_prm, check_prm, check_prm_weights, shares_generator
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,11 @@ def serve(cfg: Any) -> None:
     validate_server(cfg)
     logging.getLogger("hotncold").setLevel(logging.INFO)
     engine = None
-    if shares_generator(cfg.prm, cfg.model):
+    on_generator = shares_generator(cfg.prm, cfg.model)
+    if on_generator:  # bad weights fail in one line before anything loads
+        check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
+    check_prm_weights(cfg.prm, cfg.model)
+    if on_generator:
         engine = vllm_engine.get_engine(cfg.model)
     prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
     server = PRMServer(prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms)

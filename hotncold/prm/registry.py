@@ -18,6 +18,7 @@ from hotncold.config import ConfigError, ModelConfig, PRMConfig
 from hotncold.engine import vllm_engine
 from hotncold.engine.requests import Engine
 from hotncold.engine.rules import DTYPES
+from hotncold.engine.weights import check_model_path
 from hotncold.prm import http_client
 from hotncold.prm.base import AGG_STRATEGIES, PRM
 
@@ -130,6 +131,17 @@ def build_prm(
     return getattr(importlib.import_module(module), cls)(
         cfg, engine=engine if on_generator else None, model=model
     )
+
+
+def check_prm_weights(cfg: PRMConfig, model: ModelConfig | None) -> None:
+    """ConfigError when the PRM loads weights of its own (not the generator's, not through a
+    server) and `prm.model_path` names none this machine can load (see engine/weights.py)."""
+    if not needs_own_engine(cfg, model):
+        return
+    if not cfg.model_path:
+        raise ConfigError(f"prm={cfg.name} needs prm.model_path (a folder or hub id)")
+    download_dir = cfg.engine_kwargs.get("download_dir")
+    check_model_path(cfg.model_path, "prm.model_path", download_dir)
 
 
 def preflight(cfg: PRMConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hotncold.config import ConfigError, ModelConfig
+from hotncold.config import ClusterConfig, ConfigError, ModelConfig
 
 DATA_SOURCES = ("generate", "hub", "file")
 
@@ -97,9 +97,11 @@ class TrainPRMConfig:
     out_dir: str = "outputs/train_prm/manual"
     run_name: str = ""
     overrides: list[str] = field(default_factory=list)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    """Where it runs: only `cluster.requeue_lock_wait_s` matters here (left out of run names)."""
 
 
-NON_RESULT_KEYS = ("out_dir", "run_name", "overrides")
+NON_RESULT_KEYS = ("out_dir", "run_name", "overrides", "cluster")
 
 
 def validate(cfg: TrainPRMConfig) -> None:
@@ -128,3 +130,5 @@ def validate(cfg: TrainPRMConfig) -> None:
             raise ConfigError(f"train.{key}={getattr(t, key)} must be positive")
     if t.epochs <= 0 and t.max_steps <= 0:
         raise ConfigError("set train.epochs > 0 or train.max_steps > 0")
+    if cfg.cluster.requeue_lock_wait_s < 0:
+        raise ConfigError("cluster.requeue_lock_wait_s must be 0 or more (seconds)")

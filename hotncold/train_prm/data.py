@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 from typing import Any
 
 from hotncold.config import ConfigError, ModelConfig
+from hotncold.data import check_hub_id
 from hotncold.data.arithmetic import generate
+from hotncold.data.files import read_rows
 from hotncold.engine.prompts import build_prompt
 from hotncold.engine.requests import GenerationRequest, derive_seed
 from hotncold.evaluation.grading import grade
@@ -92,25 +95,34 @@ def generate_examples(
 
 def load_examples(cfg: TrainDataConfig) -> list[dict[str, Any]]:
     """TRL-format rows from the hub or a local file, with the configured column names."""
-    import datasets
+    if cfg.source == "file":  # a torn or malformed line is named in one line
+        rows: Any = read_rows(Path(str(cfg.path)).expanduser(), "train.data.path")
+        if not rows:
+            raise ConfigError(f"train.data.path={cfg.path!r} holds no rows; give TRL-format rows")
+        columns = list(rows[0])
+    else:
+        check_hub_id(str(cfg.path), "train.data.path")
+        import datasets
 
-    try:
-        if cfg.source == "hub":
-            ds = datasets.load_dataset(cfg.path, cfg.subset, split=cfg.split)
-        else:
-            kind = "parquet" if str(cfg.path).endswith(".parquet") else "json"
-            ds = datasets.load_dataset(kind, data_files=str(cfg.path), split="train")
-    except Exception as error:  # the hub and file readers raise many types; one line for the user
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(f"cannot load train.data.path={cfg.path!r}: {first}") from error
-    for field in (cfg.prompt_field, cfg.completions_field, cfg.labels_field):
-        if field not in ds.column_names:
+        try:
+            rows = datasets.load_dataset(cfg.path, cfg.subset, split=cfg.split)
+        except Exception as error:  # the hub raises many types; one line for the user
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            offline = " (the hub is off: only the local cache was read)" * bool(
+                datasets.config.HF_HUB_OFFLINE
+            )
             raise ConfigError(
-                f"train data has no column {field!r} (columns: {', '.join(ds.column_names)}); "
+                f"cannot load train.data.path={cfg.path!r}{offline}: {first}"
+            ) from error
+        columns = rows.column_names
+    for field in (cfg.prompt_field, cfg.completions_field, cfg.labels_field):
+        if field not in columns:
+            raise ConfigError(
+                f"train data has no column {field!r} (columns: {', '.join(columns)}); "
                 "set train.data.prompt_field / completions_field / labels_field"
             )
     examples = []
-    for row in ds:
+    for row in rows:
         steps, labels = list(row[cfg.completions_field]), [bool(x) for x in row[cfg.labels_field]]
         if len(steps) != len(labels):
             raise ConfigError("a train example has a different number of steps and labels")

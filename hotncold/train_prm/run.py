@@ -26,6 +26,8 @@ from omegaconf import OmegaConf
 
 from hotncold.config import ConfigError
 from hotncold.engine import vllm_engine
+from hotncold.engine.weights import check_model_path
+from hotncold.experiment import lock
 from hotncold.experiment.rundir import (
     RunDir,
     append_jsonl,
@@ -62,12 +64,23 @@ def to_config(cfg: Any) -> TrainPRMConfig:
 def execute(cfg: Any) -> dict[str, Any]:
     cfg = to_config(cfg)
     validate(cfg)
+    # weights that cannot be had fail in one line now, not after sampling or tokenizing
+    check_model_path(cfg.train.base_model, "train.base_model")
+    if cfg.train.data.source == "generate":
+        check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
     rundir = RunDir(cfg.out_dir)
+    # one writer per run directory, as for experiment runs (hotncold.experiment.lock)
+    with lock.locked(rundir.path, "PRM training", cfg.cluster.requeue_lock_wait_s) as held:
+        return _execute(cfg, rundir, held)
+
+
+def _execute(cfg: TrainPRMConfig, rundir: RunDir, held: lock.Lock) -> dict[str, Any]:
     rundir.prepare(cfg)
     info: dict[str, Any] = {
         "status": "running",
         "started_at": now(),
         **provenance(),
+        "lock": held.describe(),
         "overrides": list(cfg.overrides),
         "timings": {},
     }
