@@ -21,12 +21,14 @@ from hotncold.engine import vllm_engine
 from hotncold.engine.prompts import build_prompt
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment import preflight
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
+from hotncold.prm import registry
 from hotncold.prm.base import aggregate
-from hotncold.prm.registry import build_prm, generator_config, preflight
+from hotncold.prm.registry import EnginePlan, build_prm
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -56,6 +58,9 @@ def execute(cfg: Any) -> dict[str, Any]:
     """Run (or resume) one experiment and return its metrics."""
     cfg = to_config(cfg)
     validate(cfg)
+    preflight.check_machine(cfg)  # a supported vLLM; offline, every hub file it needs cached
+    # context lengths fitted to the models, GPU shares sized from their weights
+    engines = preflight.plan(cfg.model, cfg.prm)
     upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
@@ -64,7 +69,7 @@ def execute(cfg: Any) -> dict[str, Any]:
         session = Session(rundir, cfg, total=len(problems))
         try:
             with noting_signals(session):
-                records = _search(cfg, problems, rundir, session)
+                records = _search(cfg, engines, problems, rundir, session)
                 metrics = metrics_from_records(
                     records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
                 )
@@ -87,7 +92,9 @@ def execute(cfg: Any) -> dict[str, Any]:
         return metrics
 
 
-def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Session) -> list[dict]:
+def _search(
+    cfg: Config, engines: EnginePlan, problems: list[Problem], rundir: RunDir, session: Session
+) -> list[dict]:
     wanted = {p.uid for p in problems}
     finished = {r["uid"]: r for r in rundir.finished_records() if r["uid"] in wanted}
     todo = [p for p in problems if p.uid not in finished]
@@ -99,11 +106,10 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
             rundir.path,
         )
     if todo:
-        preflight(cfg.prm)  # an unreachable PRM server fails here, before the model loads
+        registry.preflight(cfg.prm)  # an unreachable PRM server fails here, before loading
         started = time.perf_counter()
-        # the generator leaves room for an in-process PRM engine
-        engine = vllm_engine.get_engine(generator_config(cfg.model, cfg.prm))
-        prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
+        engine = vllm_engine.get_engine(engines.model)
+        prm = build_prm(engines.prm, engine=engine, model=engines.model)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
         approach = build_approach(cfg.approach.name)

@@ -35,7 +35,12 @@ from hotncold.engine import vllm_engine
 from hotncold.engine.embedded import cache_root
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import QwenMathPRMFormat, SkyworkFormat, TRLFormat
-from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
+from hotncold.prm.loading import (
+    as_loaded_by_vllm,
+    check_length,
+    load_tokenizer,
+    prm_model_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -215,14 +220,7 @@ def _convert_value_head(source: Path, out: Path, config: dict[str, Any]) -> None
     if (source / "model.safetensors.index.json").is_file():
         index = {"metadata": {}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
-    config = dict(config)
-    config.update(
-        architectures=["Qwen2ForTokenClassification"],
-        num_labels=1,
-        id2label={"0": "LABEL_0"},
-        label2id={"LABEL_0": 0},
-    )
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "config.json").write_text(json.dumps(as_loaded_by_vllm(config), indent=2))
     for item in source.iterdir():
         if item.suffix != ".safetensors" and item.name not in (
             "config.json",
