@@ -107,6 +107,27 @@ def test_a_server_of_another_prm_is_refused(served):
         RemotePRM(PRMConfig(name="rlhflow_8b", server_url=server.url))
 
 
+def test_a_prm_reading_the_generators_text_needs_a_server_of_the_same_generator():
+    class LinesPRM(LengthPRM):
+        reads_step_delimiter = True  # as Skywork's: its input is the generator's text
+
+    cfg = PRMConfig(name="equation_checker")
+    server = PRMServer(LinesPRM(), cfg, "127.0.0.1", free_port(), step_delimiter="\n\n")
+    server.start()
+    try:
+        same = ModelConfig(step_delimiter="\n\n")
+        RemotePRM(PRMConfig(name="equation_checker", server_url=server.url), model=same)
+        with pytest.raises(ConfigError, match=r"joins steps with '\\n\\n'.*writes '\\n'"):
+            RemotePRM(
+                PRMConfig(name="equation_checker", server_url=server.url),
+                model=ModelConfig(step_delimiter="\n"),
+            )
+    finally:
+        server.shutdown()
+    plain = PRMServer(LengthPRM(), cfg, "127.0.0.1", free_port(), step_delimiter="\n\n")
+    assert plain.health()["step_delimiter"] is None  # other PRMs do not depend on it
+
+
 def test_unreachable_server_fails_before_the_model_loads(tmp_path, monkeypatch):
     import hotncold.engine.vllm_engine
 

@@ -66,6 +66,7 @@ class PoolingPRM(PRM):
             prm_model_config(cfg, path, runner="pooling", pooler=POOLER)
         )
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
+        self.model = model
         self.format = self.make_format(cfg, path)
 
     def weights(self, cfg: PRMConfig) -> str:
@@ -109,8 +110,13 @@ class SkyworkPRM(PoolingPRM):
     def weights(self, cfg: PRMConfig) -> str:
         return str(token_classification_folder(str(cfg.model_path)))
 
+    reads_step_delimiter = True
+
     def make_format(self, cfg: PRMConfig, path: str) -> SkyworkFormat:
-        return SkyworkFormat(self.tokenizer, cfg.step_separator or "\n")
+        # The reference reads the generator's whole text line by line: the steps joined by the
+        # delimiter the generator wrote between them.
+        joiner = self.model.step_delimiter if self.model is not None else "\n\n"
+        return SkyworkFormat(self.tokenizer, cfg.step_separator or "\n", joiner)
 
 
 class TRLPRM(PoolingPRM):

@@ -69,10 +69,17 @@ class PRMServer:
     """Serves `prm` on (host, port) until `shutdown()`."""
 
     def __init__(
-        self, prm: PRM, cfg: PRMConfig, host: str, port: int, batch_wait_ms: float = 5.0
+        self,
+        prm: PRM,
+        cfg: PRMConfig,
+        host: str,
+        port: int,
+        batch_wait_ms: float = 5.0,
+        step_delimiter: str | None = None,
     ) -> None:
         self.prm = prm
         self.cfg = cfg
+        self.step_delimiter = step_delimiter if prm.reads_step_delimiter else None
         self.batch_wait = batch_wait_ms / 1000
         self.stats = ServerStats()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -108,6 +115,8 @@ class PRMServer:
         return {
             "status": "ok",
             "prm": asdict(self.cfg),
+            # PRMs whose input is the generator's text: the delimiter its steps are joined by
+            "step_delimiter": self.step_delimiter,
             "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
         }
 
@@ -246,7 +255,9 @@ def serve(cfg: Any) -> None:
     plan = plan_engines(cfg.model, cfg.prm, card, with_generator=on_generator)
     engine = vllm_engine.get_engine(plan.model) if on_generator else None
     prm = build_prm(plan.prm, engine=engine, model=plan.model)
-    server = PRMServer(prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms)
+    server = PRMServer(
+        prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms, cfg.model.step_delimiter
+    )
     # SIGTERM (scancel, kill) stops as cleanly as Ctrl-C: shutdown() must come from a thread
     # other than the one in serve_forever.
     signal.signal(
