@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+pytest_plugins = ["fake_hub"]  # the `hub_cache` fixture: a Hugging Face cache on disk
 
 # Tests never touch the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,14 +31,18 @@ def real_engine():
     close_engines()
 
 
-def run_module(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`python -m <module> args...` from the repository root, as a user types it."""
+def run_module(
+    module: str, *args: str, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m <module> args...` from the repository root, as a user types it (`env` adds
+    to this process's environment)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=timeout,
+        env={**os.environ, **env} if env else None,
     )
 
 

@@ -195,9 +195,83 @@ def test_a_hub_dataset_id_is_checked_before_the_hub_is_asked(path, message):
     assert "\n" not in str(info.value)
 
 
-def test_an_offline_hub_dataset_says_it_is_offline(monkeypatch):
-    import datasets
+# --- the AIME and AMC recipes, and hub datasets read from the cache ---------------------------
 
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ConfigError, match="not in the local datasets cache, and the hub is off"):
-        load_problems(DatasetConfig(source="hub", path="hotncold-tests/no-such-dataset"))
+# AI-MO/aimo-validation-aime's columns: id (int64), problem, solution, answer (text), url
+AIME_ROWS = [
+    {
+        "id": 60,
+        "problem": "Find the remainder when 2^10 is divided by 1000.",
+        "solution": "2^10 = 1024, so the remainder is 24.",
+        "answer": "24",
+        "url": "https://artofproblemsolving.com/wiki/index.php/2022_AIME_I_Problems/Problem_1",
+    },
+    {
+        "id": 61,
+        "problem": "What is 7 * 11 * 13?",
+        "solution": "1001.",
+        "answer": "1001",
+        "url": "https://artofproblemsolving.com/wiki/index.php/2022_AIME_I_Problems/Problem_2",
+    },
+]
+AMC_ROWS = [  # AI-MO/aimo-validation-amc's: id, problem, answer (a float column), url
+    {"id": 0, "problem": "What is 71 * 2?", "answer": 142.0, "url": "https://aops.com/a"},
+    {"id": 1, "problem": "What is 1/4 + 1/4?", "answer": 0.5, "url": "https://aops.com/b"},
+]
+
+
+def recipe(name: str, **changes) -> DatasetConfig:
+    from conftest import ROOT
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import hotncold.config.hydra  # noqa: F401
+
+    with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
+        composed = compose("config", overrides=[f"dataset={name}"])
+    values = {**OmegaConf.to_container(composed.dataset), **changes}
+    return DatasetConfig(**values)
+
+
+def test_aime_and_amc_recipes_read_files_shaped_like_their_datasets(tmp_path):
+    pd.DataFrame(AIME_ROWS).to_parquet(tmp_path / "aime.parquet")
+    pd.DataFrame(AMC_ROWS).to_parquet(tmp_path / "amc.parquet")  # answer stays float64
+    assert pd.read_parquet(tmp_path / "amc.parquet")["answer"].dtype == "float64"
+    aime = load_problems(recipe("aime", source="file", path=str(tmp_path / "aime.parquet")))
+    amc = load_problems(recipe("amc", source="file", path=str(tmp_path / "amc.parquet")))
+    assert [(p.uid, p.answer, p.level, p.subject) for p in aime] == [
+        ("60", "24", None, None),
+        ("61", "1001", None, None),
+    ]
+    assert aime[0].row["solution"] == AIME_ROWS[0]["solution"]
+    assert [(p.uid, p.answer) for p in amc] == [("0", "142"), ("1", "0.5")]
+    assert amc[0].row["url"] == "https://aops.com/a"
+    grader = Grader()
+    assert grader.is_correct("142", amc[0].answer) and grader.is_correct("\\frac{1}{2}", "0.5")
+
+
+def test_an_answer_of_142_point_0_grades_equal_to_142():
+    grader = Grader()
+    assert grader.is_correct("142", "142.0") and grader.is_correct("142.0", "142")
+    assert not grader.is_correct("143", "142.0") and not grader.is_correct("142.5", "142.0")
+
+
+def test_hub_datasets_load_offline_from_the_cache_or_say_what_to_prefetch(hub_cache, tmp_path):
+    from fake_hub import cached_repo
+
+    with pytest.raises(ConfigError) as missing:
+        load_problems(recipe("amc"))
+    assert "python -m hotncold.prefetch dataset=amc" in str(missing.value)
+    assert "HF_HUB_OFFLINE=1" in str(missing.value) and "\n" not in str(missing.value)
+    pd.DataFrame(AMC_ROWS).to_parquet(tmp_path / "train.parquet")
+    cached_repo(
+        hub_cache,
+        "AI-MO/aimo-validation-amc",
+        {"data/train-00000-of-00001.parquet": (tmp_path / "train.parquet").read_bytes()},
+        repo_type="dataset",
+    )
+    problems = load_problems(recipe("amc"))
+    assert [(p.uid, p.problem, p.answer) for p in problems] == [
+        ("0", "What is 71 * 2?", "142"),
+        ("1", "What is 1/4 + 1/4?", "0.5"),
+    ]

@@ -84,9 +84,70 @@ def test_full_preset_declares_the_study_and_every_axis_value_composes():
             assert cfg.dataset.path == "HuggingFaceH4/MATH-500" and cfg.dataset.num_shards == 10
             assert cfg.prm.name == "rlhflow_8b" and cfg.cluster.name == "slurm"
             assert composed.hydra.launcher._target_.endswith("SlurmLauncher")
-            assert composed.hydra.launcher.gpus_per_node >= 1
+            assert gpu_requests(composed.hydra.launcher) == 1
             names.add(composed.run_name)
     assert len(names) == sum(len(v) for v in axes.values()) - (len(axes) - 1)
+
+
+def gpu_requests(launcher) -> int:
+    """GPUs one job asks for, read from the job script submitit would submit: the Slurm
+    launcher's parameters mapped onto submitit's executor as hydra-submitit-launcher maps
+    them (SlurmLauncher.launch), then its real `#SBATCH` lines."""
+    import tempfile
+
+    import submitit
+    from hydra.utils import instantiate
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    target = launcher._target_
+    if target.endswith("BasicLauncher"):
+        return 0  # jobs run in this process: it has what it has
+    params = instantiate(launcher).params
+    if target.endswith("LocalLauncher"):
+        return int(params.get("gpus_per_node") or 0)
+    with tempfile.TemporaryDirectory() as folder:
+        executor = submitit.AutoExecutor(cluster="slurm", folder=folder)
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        skip = {"submitit_folder", "max_num_timeout"}
+        executor.update_parameters(
+            **{(k if k in base else f"slurm_{k}"): v for k, v in params.items() if k not in skip}
+        )
+        script = executor._executor._make_submission_file_text("python -m hotncold", "job")
+    lines = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    count = 0
+    for line in lines:
+        flag, _, value = line.removeprefix("#SBATCH ").partition("=")
+        if flag in ("--gpus-per-node", "--gpus", "--gpus-per-task"):
+            count += int(value.rsplit(":", 1)[-1])
+        elif flag == "--gres":
+            count += sum(int(g.rsplit(":", 1)[-1]) for g in value.split(",") if g.startswith("gpu"))
+    return count
+
+
+CLUSTERS = sorted(p.stem for p in (CONF / "cluster").glob("*.yaml"))
+GPUS_PER_JOB = {
+    "slurm": 1,
+    "slurm_a100": 1,
+    "slurm_h100": 1,
+    "slurm_local": 0,  # the one-node CPU cluster (tests/slurm_local.sh): no GPU to ask for
+    "submitit_local": 0,  # this machine's processes: they see its GPUs, nothing is requested
+    "local": 0,
+}
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_the_study_asks_each_job_for_one_gpu_whatever_the_profile(cluster):
+    from hydra.errors import ConfigCompositionException
+
+    assert set(GPUS_PER_JOB) == set(CLUSTERS)  # a new profile states what it requests
+    alone = compose_job(f"cluster={cluster}")
+    assert gpu_requests(alone.hydra.launcher) == GPUS_PER_JOB[cluster]
+    if cluster == "local":  # the preset's time limit is a submitit field: the basic
+        with pytest.raises(ConfigCompositionException, match="timeout_min"):  # launcher has none
+            compose_job("experiment=hot_vs_cold", f"cluster={cluster}")
+        return
+    composed = compose_job("experiment=hot_vs_cold", f"cluster={cluster}")
+    assert gpu_requests(composed.hydra.launcher) == GPUS_PER_JOB[cluster]  # none added
 
 
 @pytest.mark.parametrize("preset", PRESETS)

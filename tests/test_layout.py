@@ -24,7 +24,7 @@ PACKAGE = ROOT / "hotncold"
 REGISTRY_ENTRY = re.compile(r"^(hotncold(?:\.\w+)+):\w+$")
 
 CONFIG_LEAF = {"hotncold", "hotncold.config", "hotncold.config.schemas", "hotncold.config.errors"}
-COMMANDS = {"__main__", "status", "merge", "prm_server", "push"}
+COMMANDS = {"__main__", "status", "merge", "prm_server", "push", "prefetch", "doctor"}
 """The modules at the top of hotncold/: each is a `python -m` command (with `analyze/` and
 `train_prm/`, packages whose __main__ is one)."""
 HYDRA_EDGE = {
@@ -34,6 +34,8 @@ HYDRA_EDGE = {
     "hotncold.config.hydra",
     "hotncold.cluster.sweep",
     "hotncold.cluster.hydra_private",
+    "hotncold.cluster.prefetch",
+    "hotncold.doctor",
 }
 """The only modules that import Hydra: the commands, the registration, the sweep tools."""
 LAZY_IMPORTS: set[tuple[str, str]] = set()
@@ -262,7 +264,10 @@ def test_test_helpers_are_never_used_by_a_run(package):
         if any(t.startswith("hotncold.testing") for t in m.imports)
         and not m.name.startswith("hotncold.testing")
     }
-    assert users == set()
+    # the doctor's smoke run builds tiny models to run every engine path; no run imports it
+    assert users == {"hotncold.diagnostics.smoke"}
+    runs = {"hotncold.experiment.run", "hotncold.__main__", "hotncold.prm_server"}
+    assert not any("hotncold.diagnostics" in package[name].imports for name in runs)
 
 
 def test_imports_inside_functions_are_the_known_lazy_ones(package):

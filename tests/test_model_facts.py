@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hotncold.engine import model_facts
 from hotncold.engine.model_facts import Parameters, parameter_count, read_config, weight_bytes
 from hotncold.testing import tiny_models
 
@@ -106,3 +107,129 @@ def test_unknown_architectures_and_missing_configs_give_none(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps({"architectures": ["X"]}))
     assert read_config(tmp_path / "m") == {"architectures": ["X"]}
     assert isinstance(Parameters(1, 0, 0, False), Parameters)
+
+
+# --- the context vLLM derives, and KV bytes per token ---------------------------------------
+
+QWEN_MATH_PRM_7B = {  # Qwen/Qwen2.5-Math-PRM-7B config.json (/work/notes/models.md)
+    "architectures": ["Qwen2ForProcessRewardModel"],
+    "hidden_size": 3584,
+    "num_hidden_layers": 28,
+    "intermediate_size": 18944,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "tie_word_embeddings": False,
+    "max_position_embeddings": 4096,
+    "rope_theta": 10000.0,
+    "sliding_window": 131072,
+    "use_sliding_window": False,
+    "torch_dtype": "bfloat16",
+}
+LLAMA_3_2_1B_ROPE = {  # meta-llama/Llama-3.2-1B-Instruct's length and RoPE settings
+    "architectures": ["LlamaForCausalLM"],
+    "max_position_embeddings": 131072,
+    "rope_scaling": {
+        "factor": 32.0,
+        "high_freq_factor": 4.0,
+        "low_freq_factor": 1.0,
+        "original_max_position_embeddings": 8192,
+        "rope_type": "llama3",
+    },
+}
+
+# (config.json changes, the max_model_len vLLM derives), written from vLLM's
+# _get_and_verify_max_len (config/model.py, 0.21-0.33; the CPU build's is the same code)
+DERIVED = [
+    ({"max_position_embeddings": 4096}, 4096),
+    (
+        {"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+        8192,
+    ),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "dynamic", "factor": 4.0}}, 16384),
+    (  # already scaled: llama3, yarn (0.30+; 0.21-0.29 accepted more)
+        {"max_position_embeddings": 131072, "rope_scaling": LLAMA_3_2_1B_ROPE["rope_scaling"]},
+        131072,
+    ),
+    (
+        {
+            "max_position_embeddings": 32768,
+            "rope_scaling": {
+                "rope_type": "yarn",
+                "factor": 4.0,
+                "original_max_position_embeddings": 32768,
+            },
+        },
+        32768,
+    ),
+    ({"max_position_embeddings": 8192, "seq_length": 2048}, 2048),  # the smallest key wins
+    ({"max_position_embeddings": 8192, "model_max_length": 16384}, 16384),  # Cohere's override
+    ({}, 2048),  # no key at all: vLLM's default, with a warning
+]
+
+
+def _without_lengths(config):
+    out = dict(config)
+    for key in (*model_facts.POSITION_KEYS, "rope_scaling", "rope_parameters"):
+        out.pop(key, None)
+    return out
+
+
+@pytest.mark.parametrize(("changes", "limit"), DERIVED, ids=[str(d[1]) for d in DERIVED])
+def test_max_positions_follow_vllms_derivation(changes, limit):
+    config = {**_without_lengths(QWEN_MATH_PRM_7B), **changes}
+    assert model_facts.max_positions(config).limit == limit
+
+
+def test_published_context_limits():
+    assert model_facts.max_positions(QWEN_MATH_PRM_7B) == model_facts.Positions(
+        4096, "max_position_embeddings"
+    )
+    assert model_facts.max_positions(LLAMA_3_2_1B_ROPE).limit == 131072
+    # the tokenizer's model_max_length caps only pooling models with absolute positions
+    tokenizer = {"model_max_length": 512}
+    bert = {"max_position_embeddings": 1024, "position_embedding_type": "absolute"}
+    assert model_facts.max_positions(bert, tokenizer, pooling=True).limit == 512
+    assert model_facts.max_positions(bert, tokenizer, pooling=False).limit == 1024
+    assert model_facts.max_positions(QWEN_MATH_PRM_7B, tokenizer, pooling=True).limit == 4096
+
+
+def test_kv_bytes_per_token_of_published_models():
+    # 2 (K and V) x layers x KV heads x head dim x bytes
+    assert model_facts.kv_bytes_per_token(QWEN_MATH_PRM_7B, "bfloat16") == 2 * 28 * 4 * 128 * 2
+    llama_8b = {
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "hidden_size": 4096,
+    }
+    assert model_facts.kv_bytes_per_token(llama_8b, "bfloat16") == 131072
+    smol = {
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "head_dim": 64,
+        "hidden_size": 576,
+    }
+    assert model_facts.kv_bytes_per_token(smol, "float32") == 2 * 30 * 3 * 64 * 4  # 46 KB
+    assert model_facts.kv_bytes_per_token({"hidden_size": 4}, "float32") is None
+
+
+@pytest.mark.slow
+def test_max_positions_agree_with_vllm_itself(tmp_path):
+    """The oracle: vLLM's own ModelConfig on folders holding each config.json (no weights)."""
+    import shutil
+
+    from vllm.config import ModelConfig as VLLMModelConfig
+
+    from hotncold.engine.embedded import prepare
+
+    source = prepare()
+    base = json.loads((source / "config.json").read_text())
+    for i, (changes, limit) in enumerate(DERIVED[:-1]):  # vLLM warns and uses 2048 for the last
+        folder = tmp_path / f"m{i}"
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.safetensors"))
+        config = {**_without_lengths(base), **changes}
+        (folder / "config.json").write_text(json.dumps(config))
+        derived = VLLMModelConfig(model=str(folder)).max_model_len
+        assert derived == limit == model_facts.max_positions(config).limit, changes

@@ -97,16 +97,72 @@ def test_qwen_math_prm_reads_each_extra_0(tok):
         fmt.encode(PROBLEM, ["a<extra_0>b", "c", "d"])
 
 
-def test_skywork_reads_each_appended_newline(tok):
-    fmt = SkyworkFormat(tok)
-    enc = fmt.encode(PROBLEM, STEPS)
-    newline = tok.encode("\n", add_special_tokens=False)[-1]
-    assert [enc.ids[p] for p in enc.positions] == [newline] * len(STEPS)
-    prompt = tok.encode(tok.bos_token + PROBLEM + "\n", add_special_tokens=False)
-    assert enc.ids[: len(prompt)] == prompt
-    starts = [len(prompt), *(p + 1 for p in enc.positions[:-1])]
-    for step, start, end in zip(STEPS, starts, enc.positions):
-        assert enc.ids[start:end] == tok.encode(step, add_special_tokens=False)
+def prepare_input(problem, response, tokenizer, step_token):
+    """skywork-o1-prm-inference @ 719b56b1 model_utils/io_utils.py, the reference input
+    (quoted in /work/notes/models.md; search-and-learn copies it unchanged). Kept verbatim."""
+    prompt_ids = tokenizer.encode(tokenizer.bos_token + problem + "\n")
+    response_ids = []
+    steps = []
+    reward_flags = [0] * len(prompt_ids)
+    step_token_id = tokenizer.encode(step_token)[-1]
+    for idx, step in enumerate(response.split(step_token)):  # noqa: B007  (verbatim)
+        if step != "":
+            step_ids = tokenizer.encode(step)
+        else:
+            step_ids = []
+        step_ids += [step_token_id]
+        step = step + step_token
+        flag = [0] * len(step_ids)
+        flag[-1] = 1
+        response_ids.extend(step_ids)
+        reward_flags.extend(flag)
+        steps.append(step)
+    input_ids = prompt_ids + response_ids
+    return input_ids, steps, reward_flags
+
+
+SKYWORK_RESPONSES = [
+    ("\n\n", ["Tom starts with 12 apples.", "He buys 7 more: 12 + 7 = 19.", "So $\\boxed{19}$."]),
+    # a step of several lines: every line is flagged, the step's score is its last line's
+    ("\n\n", ["First, add:\n12 + 7 = 19.", "Check:\n19 - 7 = 12.\nIt holds."]),
+    ("\n", ["12 + 7 = 19.", "The answer is 19."]),  # the embedded model writes line steps
+    ("\n\n", ["Only one step."]),
+]
+
+
+@pytest.mark.parametrize(("joiner", "steps"), SKYWORK_RESPONSES)
+def test_skywork_builds_the_reference_input_of_the_generators_text(tok, joiner, steps):
+    response = joiner.join(steps)
+    ids, pieces, flags = prepare_input(PROBLEM, response, tok, "\n")
+    enc = SkyworkFormat(tok, "\n", joiner).encode(PROBLEM, steps)
+    assert enc.ids == ids  # token for token, blank lines included
+    flagged = [i for i, f in enumerate(flags) if f]
+    assert set(enc.positions) <= set(flagged)
+    # step k is read at the flag of the reference's piece holding its last line
+    want, at = [], 0
+    for step in steps:
+        at = pieces.index(step.split("\n")[-1] + "\n", at)
+        want.append(flagged[at])
+        at += 1
+    assert enc.positions == want
+    if len(steps) > 1:  # a longer solution's input extends a shorter one's (incremental)
+        shorter = SkyworkFormat(tok, "\n", joiner).encode(PROBLEM, steps[:-1])
+        assert enc.ids[: len(shorter.ids)] == shorter.ids
+        assert enc.positions[: len(shorter.positions)] == shorter.positions
+
+
+def test_skywork_input_spelled_out_for_two_paragraph_steps(tok):
+    nl = tok.encode("\n")[-1]
+    enc = SkyworkFormat(tok, "\n", "\n\n").encode("Q?", ["a = 1", "b = 2"])
+    # BOS + "Q?\n" | "a = 1" nl | (blank line) nl | "b = 2" nl
+    head = tok.encode(tok.bos_token + "Q?\n")
+    assert enc.ids == [*head, *tok.encode("a = 1"), nl, nl, *tok.encode("b = 2"), nl]
+    assert enc.positions == [len(head) + len(tok.encode("a = 1")), len(enc.ids) - 1]
+
+
+def test_skywork_needs_a_delimiter_that_starts_a_line(tok):
+    with pytest.raises(FormatError, match="must start with"):
+        SkyworkFormat(tok, "\n", "Step:")
 
 
 def test_trl_labels_the_last_separator_token(tok):
@@ -151,3 +207,47 @@ def test_judge_asks_about_the_last_step_and_shares_prefixes(tok):
     assert shared >= len(head) - 3  # all but the chat turn's closing tokens
     # braces in a problem are text, not placeholders
     assert "{steps}" in fmt.message("a {steps} b", ["x"])
+
+
+# --- Math-Shepherd: the card's token ids, checked at start -----------------------------------
+
+
+def test_math_shepherd_ids_are_checked_against_its_model_card(tok):
+    from hotncold.config import PRMConfig
+    from hotncold.prm.generative import MATH_SHEPHERD_IDS, check_card_ids
+
+    card = PRMConfig(name="math_shepherd", model_path="peiyi9979/math-shepherd-mistral-7b-prm")
+    # the card: candidate_tokens [648, 387], step_tag_id 12902
+    assert MATH_SHEPHERD_IDS == {"+": 648, "-": 387, "ки": 12902}
+    check_card_ids(card, tok, [648, 387], 12902)  # the card's ids pass
+    with pytest.raises(FormatError, match=r"gives token ids \{'\+': 10, '-': 387, 'ки': 12902\}"):
+        check_card_ids(card, tok, [10, 387], 12902)
+    other = PRMConfig(name="math_shepherd", model_path="/my/retrained-shepherd")
+    check_card_ids(other, tok, [10, 11], 12)  # another checkpoint: its own ids are fine
+    yes_no = PRMConfig(
+        name="math_shepherd",
+        model_path="peiyi9979/math-shepherd-mistral-7b-prm",
+        positive_token="Yes",
+        negative_token="No",
+    )
+    check_card_ids(yes_no, tok, [10, 11], 12902)  # other labels than the card's: not its ids
+
+
+def test_a_math_shepherd_tokenizer_that_disagrees_with_its_card_stops_before_loading(
+    tmp_path, hub_cache, monkeypatch
+):
+    from fake_hub import cached_repo
+
+    import hotncold.engine.vllm_engine
+    from hotncold.config import PRMConfig
+    from hotncold.prm.registry import build_prm
+
+    tiny.tokenizer(tmp_path / "tok")  # not the card's tokenizer: other ids
+    files = {f.name: f.read_bytes() for f in (tmp_path / "tok").iterdir() if f.is_file()}
+    files["config.json"] = {"architectures": ["MistralForCausalLM"], "model_type": "mistral"}
+    cached_repo(hub_cache, "peiyi9979/math-shepherd-mistral-7b-prm", files)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", pytest.fail)
+    with pytest.raises(FormatError, match="but its model card reads"):
+        build_prm(
+            PRMConfig(name="math_shepherd", model_path="peiyi9979/math-shepherd-mistral-7b-prm")
+        )

@@ -107,6 +107,27 @@ def test_a_server_of_another_prm_is_refused(served):
         RemotePRM(PRMConfig(name="rlhflow_8b", server_url=server.url))
 
 
+def test_a_prm_reading_the_generators_text_needs_a_server_of_the_same_generator():
+    class LinesPRM(LengthPRM):
+        reads_step_delimiter = True  # as Skywork's: its input is the generator's text
+
+    cfg = PRMConfig(name="equation_checker")
+    server = PRMServer(LinesPRM(), cfg, "127.0.0.1", free_port(), step_delimiter="\n\n")
+    server.start()
+    try:
+        same = ModelConfig(step_delimiter="\n\n")
+        RemotePRM(PRMConfig(name="equation_checker", server_url=server.url), model=same)
+        with pytest.raises(ConfigError, match=r"joins steps with '\\n\\n'.*writes '\\n'"):
+            RemotePRM(
+                PRMConfig(name="equation_checker", server_url=server.url),
+                model=ModelConfig(step_delimiter="\n"),
+            )
+    finally:
+        server.shutdown()
+    plain = PRMServer(LengthPRM(), cfg, "127.0.0.1", free_port(), step_delimiter="\n\n")
+    assert plain.health()["step_delimiter"] is None  # other PRMs do not depend on it
+
+
 def test_unreachable_server_fails_before_the_model_loads(tmp_path, monkeypatch):
     import hotncold.engine.vllm_engine
 
@@ -141,20 +162,25 @@ def test_cli_unreachable_server_is_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_generator_leaves_room_for_an_in_process_prm(monkeypatch):
-    import hotncold.engine.vllm_engine
-    from hotncold.prm.registry import generator_config
+def test_generator_leaves_room_for_an_in_process_prm_of_unknown_size():
+    # No config.json to size them from: the fixed split (the PRM's share, the generator the
+    # rest of 0.95). Sizing from the weights is tested in tests/test_gpu_plan.py.
+    from hotncold.prm.registry import plan_engines
 
-    monkeypatch.setattr(hotncold.engine.vllm_engine, "on_cpu", lambda: False)
+    def plan(model, prm):
+        return plan_engines(model, prm, card_bytes=80 * 2**30, read=lambda path: None)
+
     model = ModelConfig(path="some/generator", gpu_memory_utilization=0.9)
     own = PRMConfig(name="rlhflow_8b", model_path="RLHFlow/x", gpu_memory_utilization=0.4)
-    assert generator_config(model, own).gpu_memory_utilization == pytest.approx(0.55)
+    assert plan(model, own).model.gpu_memory_utilization == pytest.approx(0.55)
+    unset = PRMConfig(name="rlhflow_8b", model_path="RLHFlow/x")
+    assert plan(model, unset).prm.gpu_memory_utilization == pytest.approx(0.4)
     shared = PRMConfig(name="rlhflow_8b", model_path="some/generator")  # the generator itself
-    assert generator_config(model, shared) is model
+    assert plan(model, shared).model == model
     remote = PRMConfig(name="rlhflow_8b", server_url="http://x:1")
-    assert generator_config(model, remote) is model
+    assert plan(model, remote).model == model
     small = ModelConfig(path="g", gpu_memory_utilization=0.3)
-    assert generator_config(small, own) is small
+    assert plan(small, own).model == small
 
 
 # --- the real thing: `python -m hotncold.prm_server` and a real run through it ---------------

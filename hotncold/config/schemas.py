@@ -39,13 +39,15 @@ class ModelConfig:
     max_tokens: int = 1024
     """Most tokens generated per completion."""
     max_model_len: int = 4096
-    """Context length the engine reserves per sequence (prompt plus completion)."""
+    """Context length the engine reserves per sequence (prompt plus completion); clamped to
+    what the model's config.json allows (logged), refused if max_tokens cannot fit there."""
     top_p: float = 1.0
     """Nucleus sampling threshold, applied at every temperature."""
     dtype: str = "auto"
     """`auto` means float32 on the CPU (no bf16 units here) and bfloat16 on GPUs."""
     gpu_memory_utilization: float = 0.9
-    """Share of accelerator memory vLLM may take (GPU only; lower it when a PRM shares it)."""
+    """Most of the GPU the generator's engine may take (GPU only). Alone it takes this; beside
+    an in-process PRM engine both are sized from their weights, the generator up to this."""
     cpu_kv_cache_gib: float = 1.0
     """KV cache size on the CPU backend, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
     enforce_eager: bool | None = None
@@ -102,11 +104,12 @@ class PRMConfig:
     dtype: str = "auto"
     """PRM engine dtype; `auto` means float32 on the CPU and the model's dtype on GPUs."""
     max_model_len: int = 8192
-    """Longest PRM input (tokens) the PRM engine accepts: problem, steps and format tokens."""
-    gpu_memory_utilization: float = 0.4
-    """Share of accelerator memory the PRM engine takes when it runs in the generator's process;
-    the generator then takes at most 0.95 minus this (whatever model.gpu_memory_utilization
-    says), so both fit on one GPU."""
+    """Longest PRM input (tokens) the PRM engine accepts: problem, steps and format tokens;
+    clamped to what the PRM's config.json allows (logged)."""
+    gpu_memory_utilization: float | None = None
+    """Share of the GPU the PRM engine takes; null sizes it, and the generator's, from their
+    weights and the card's memory (`hotncold.engine.memory`), refusing a pair that cannot fit.
+    A number fixes the PRM's share (the generator is sized into the rest)."""
     cpu_kv_cache_gib: float = 0.5
     """KV cache of the PRM engine on the CPU backend, in GiB."""
     block_size: int | None = None
@@ -231,6 +234,11 @@ class ClusterConfig:
     """Where jobs run; the matching Hydra launcher is chosen by the `cluster` group option."""
 
     name: str = "local"
+    gpu_memory_gib: float | None = None
+    """Memory of the GPU each job gets, in GiB (a card's name gives it: an A100 40GB has 40);
+    null: unknown. `python -m hotncold.doctor` and `.prefetch` check that the composed
+    generator and PRM fit it before anything is submitted; jobs size their engines from the
+    card they actually get."""
     requeue_lock_wait_s: float = 180.0
     """A requeued Slurm job whose earlier start still holds the run directory's lock (its node
     is slow to kill it, or NFS keeps a dead node's lock until its 90 s lease runs out) waits

@@ -73,23 +73,35 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_hub(cfg: DatasetConfig) -> list[dict[str, Any]]:
+    """Rows of a hub dataset, read from its snapshot in the Hugging Face cache (downloaded
+    first when online). One way for online and offline runs alike: a compute node without
+    network reads exactly what `python -m hotncold.prefetch` put in the cache on the login
+    node (`datasets` itself, offline, finds only datasets it prepared before)."""
     check_hub_id(str(cfg.path), "dataset.path")
     import datasets
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        ds = datasets.load_dataset(cfg.path, cfg.subset, split=cfg.split)
-    except Exception as error:  # the hub raises many types; the user needs one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if datasets.config.HF_HUB_OFFLINE:  # then only the local cache was looked in
-            raise ConfigError(
-                f"dataset.path={cfg.path!r} (split {cfg.split!r}) is not in the local datasets "
-                f"cache, and the hub is off (HF_DATASETS_OFFLINE or HF_HUB_OFFLINE): {first}; "
-                "load it once where there is network, or download it and use "
-                "dataset.source=file"
-            ) from error
+    local = Path(str(cfg.path)).expanduser()
+    try:  # a dataset folder on disk is read as it is
+        folder = str(local) if local.exists() else snapshot_download(cfg.path, repo_type="dataset")
+    except LocalEntryNotFoundError:  # offline, and not in the cache
         raise ConfigError(
-            f"cannot load dataset {cfg.path!r} (split {cfg.split!r}) from the hub: {first}; "
-            "check the id and network, or download it and use dataset.source=file"
+            f"dataset {cfg.path!r} is not in the Hugging Face cache and the hub is offline "
+            f"(HF_HUB_OFFLINE=1); on a node with internet run `python -m hotncold.prefetch "
+            f"dataset={cfg.name}` (or the run's own overrides), or use dataset.source=file"
+        ) from None
+    except Exception as error:  # the hub raises many types; the user needs one line
+        raise ConfigError(
+            f"cannot download dataset {cfg.path!r} from the hub: {_first_line(error)}; check "
+            "the id and network, or download it and use dataset.source=file"
+        ) from error
+    try:
+        ds = datasets.load_dataset(folder, cfg.subset, split=cfg.split)
+    except Exception as error:
+        raise ConfigError(
+            f"cannot read dataset {cfg.path!r} (subset {cfg.subset!r}, split {cfg.split!r}) "
+            f"from its files: {_first_line(error)}; check dataset.subset and dataset.split"
         ) from error
     return list(ds)
 
@@ -118,6 +130,11 @@ def check_hub_id(path: str, setting: str) -> None:
         ) from None
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _to_problem(cfg: DatasetConfig, index: int, row: dict[str, Any]) -> Problem:
     for key, column in (("problem_field", cfg.problem_field), ("answer_field", cfg.answer_field)):
         if column not in row:
@@ -125,7 +142,7 @@ def _to_problem(cfg: DatasetConfig, index: int, row: dict[str, Any]) -> Problem:
                 f"dataset {cfg.name!r} has no column {column!r} (columns: {', '.join(row)}); "
                 f"set dataset.{key}"
             )
-    answer = str(row[cfg.answer_field])
+    answer = _answer_text(row[cfg.answer_field])
     if cfg.answer_pattern:
         match = re.search(cfg.answer_pattern, answer, flags=re.S | re.M)
         if match is None:
@@ -152,6 +169,14 @@ def _to_problem(cfg: DatasetConfig, index: int, row: dict[str, Any]) -> Problem:
         subject=subject,
         row=dict(row),
     )
+
+
+def _answer_text(value: Any) -> str:
+    """The gold answer as text. A numeric column stores integers as floats (AMC's 142.0):
+    those are written as integers, the way the problems state them."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _level(value: Any) -> int | None:

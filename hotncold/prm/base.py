@@ -55,6 +55,9 @@ class PRM(ABC):
     """Scores reasoning steps. `score` is the whole public interface."""
 
     name: str = "prm"
+    reads_step_delimiter: bool = False
+    """Its input depends on the generator's `model.step_delimiter` (Skywork reads the text the
+    generator wrote, line by line): a PRM server must then serve the run's own generator."""
 
     def __init__(self, batch_size: int = 256, incremental: bool = True) -> None:
         self.batch_size = batch_size

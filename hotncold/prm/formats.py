@@ -32,8 +32,9 @@ Formats (problem = the problem text, s_1..s_n = the steps, already stripped):
   template's closing tokens after the last separator are left out: a causal model's outputs at
   the separators do not depend on them.
 - `skywork` (Skywork-o1-Open-PRM-Qwen-2.5-1.5B/7B; skywork-o1-prm-inference's prepare_input):
-  tokens of BOS + problem + "\\n", then for each step its own tokens followed by the token of the
-  step separator "\\n"; step k is read at its appended separator token, sigmoid of the value head.
+  tokens of BOS + problem + "\\n", then the response (the steps joined by the generator's step
+  delimiter) split on "\\n", each piece's tokens followed by the "\\n" token, blank pieces
+  included; step k is read at the "\\n" closing its last line, sigmoid of the value head.
 - `trl` (TRL's PRMTrainer, stepwise supervision): BOS id (when the tokenizer has one) + tokens of
   the prompt (the problem, no special tokens), then for each step its tokens + the separator's
   tokens (default "\\n"); the label sits on the last separator token, class 1 = correct.
@@ -203,17 +204,44 @@ class QwenMathPRMFormat:
 
 
 class SkyworkFormat:
-    def __init__(self, tokenizer: Tokenizer, step_token: str = "\n") -> None:
+    """skywork-o1-prm-inference's `prepare_input(problem, response, tokenizer, step_token)`.
+
+    The reference splits the response text on `step_token` ("\n") and flags every piece,
+    blank lines included: each piece is tokenized on its own (`tokenizer.encode`, with the
+    tokenizer's default special tokens, as the reference calls it), followed by the step
+    token's id, whose position is flagged. The response here is the generator's text: the
+    steps joined by its `model.step_delimiter` (`joiner`). hotncold scores its own steps, not
+    lines: a step's score is the reward at the flag closing its last line. The rewards of a
+    step's earlier lines and of the blank lines between steps are in the input exactly as the
+    reference builds it, but are no step's score. The joiner must start with the step token,
+    so that a step's last line ends where the step ends (and a longer solution's input extends
+    a shorter one's, which incremental scoring relies on).
+    """
+
+    def __init__(self, tokenizer: Tokenizer, step_token: str = "\n", joiner: str = "\n\n") -> None:
+        if not joiner.startswith(step_token):
+            raise FormatError(
+                f"skywork scores the lines of the generator's text, so model.step_delimiter "
+                f"must start with {step_token!r} (it is {joiner!r})"
+            )
         self.tokenizer = tokenizer
-        self.step_id = label_id(tokenizer, step_token)
+        self.step_token = step_token
+        self.joiner = joiner
+        self.step_id = tokenizer.encode(step_token)[-1]
 
     def encode(self, problem: str, steps: Sequence[str]) -> Encoded:
         tok = self.tokenizer
-        ids = tok.encode((tok.bos_token or "") + problem + "\n", add_special_tokens=False)
-        positions = []
-        for step in steps:
-            ids += [*tok.encode(step, add_special_tokens=False), self.step_id]
-            positions.append(len(ids) - 1)
+        ids = list(tok.encode((tok.bos_token or "") + problem + "\n"))
+        response, ends = "", []
+        for k, step in enumerate(steps):
+            response += (self.joiner if k else "") + step
+            ends.append(len(response))
+        flags = []
+        for piece in response.split(self.step_token):
+            ids += [*(tok.encode(piece) if piece else []), self.step_id]
+            flags.append(len(ids) - 1)
+        # the piece closing step k is the one ending at its last character
+        positions = [flags[response.count(self.step_token, 0, end)] for end in ends]
         return Encoded(ids, positions)
 
 

@@ -19,7 +19,13 @@ from typing import Any
 from hotncold.config import ModelConfig, PRMConfig
 from hotncold.engine import vllm_engine
 from hotncold.prm.base import PRM, ItemScores, PendingScore
-from hotncold.prm.formats import JudgeFormat, MathShepherdFormat, RLHFlowFormat, label_id
+from hotncold.prm.formats import (
+    FormatError,
+    JudgeFormat,
+    MathShepherdFormat,
+    RLHFlowFormat,
+    label_id,
+)
 from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
 
 
@@ -36,16 +42,18 @@ class GenerativePRM(PRM):
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
-        if engine is not None:  # the generator's: `build_prm` passes it when the PRM reads it
-            self.engine = engine
-        else:
-            self.engine = vllm_engine.get_engine(prm_model_config(cfg, str(cfg.model_path)))
-        self.tokenizer = load_tokenizer(self.engine.path, cfg.trust_remote_code)
+        # The generator's engine when `build_prm` passes it (the PRM reads the generator);
+        # otherwise the PRM's own, started only once its tokenizer and format check out.
+        self.engine = engine
+        path = engine.path if engine is not None else str(cfg.model_path)
+        self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
         self.labels = [
             label_id(self.tokenizer, cfg.positive_token),
             label_id(self.tokenizer, cfg.negative_token),
         ]
         self.format = self.make_format(cfg, model)
+        if self.engine is None:
+            self.engine = vllm_engine.get_engine(prm_model_config(cfg, str(cfg.model_path)))
 
     def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> Any:
         raise NotImplementedError
@@ -83,7 +91,40 @@ class MathShepherdPRM(GenerativePRM):
     """peiyi9979/math-shepherd-mistral-7b-prm: "+" or "-" predicted at each step's "ки" tag."""
 
     def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> MathShepherdFormat:
-        return MathShepherdFormat(self.tokenizer, cfg.step_separator or "\n")
+        fmt = MathShepherdFormat(self.tokenizer, cfg.step_separator or "\n")
+        check_card_ids(cfg, self.tokenizer, self.labels, fmt.tag_id)
+        return fmt
+
+
+MATH_SHEPHERD_CARD = "peiyi9979/math-shepherd-mistral-7b-prm"
+MATH_SHEPHERD_IDS = {"+": 648, "-": 387, "ки": 12902}
+"""The ids its model card reads: `candidate_tokens = tokenizer.encode(f"{good_token}
+{bad_token}")[1:] # [648, 387]`, `step_tag_id = tokenizer.encode(f"{step_tag}")[-1] # 12902`
+(search-and-learn hard-codes the same numbers)."""
+
+
+def is_card_tokenizer(cfg: PRMConfig, tokenizer: Any) -> bool:
+    """The PRM's tokenizer is the Math-Shepherd checkpoint's own (by hub id or cached folder)."""
+    names = (str(cfg.model_path or ""), str(getattr(tokenizer, "name_or_path", "")))
+    cached = "models--" + MATH_SHEPHERD_CARD.replace("/", "--")
+    return any(n.rstrip("/").endswith(MATH_SHEPHERD_CARD) or cached in n for n in names)
+
+
+def check_card_ids(cfg: PRMConfig, tokenizer: Any, labels: list[int], tag_id: int) -> None:
+    """With the card's own tokenizer and labels, the label and tag ids must be the card's: a
+    tokenizer that splits them differently would read the wrong logits, silently."""
+    if not is_card_tokenizer(cfg, tokenizer) or (cfg.positive_token, cfg.negative_token) != (
+        "+",
+        "-",
+    ):
+        return
+    got = {"+": labels[0], "-": labels[1], "ки": tag_id}
+    if got != MATH_SHEPHERD_IDS:
+        raise FormatError(
+            f"the tokenizer of {MATH_SHEPHERD_CARD} gives token ids {got}, but its model card "
+            f"reads {MATH_SHEPHERD_IDS}; use the checkpoint's own tokenizer files (a newer "
+            "transformers may tokenize them differently: report it)"
+        )
 
 
 class JudgePRM(GenerativePRM):

@@ -35,7 +35,12 @@ from hotncold.engine import vllm_engine
 from hotncold.engine.embedded import cache_root
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import QwenMathPRMFormat, SkyworkFormat, TRLFormat
-from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
+from hotncold.prm.loading import (
+    as_loaded_by_vllm,
+    check_length,
+    load_tokenizer,
+    prm_model_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,7 @@ class PoolingPRM(PRM):
             prm_model_config(cfg, path, runner="pooling", pooler=POOLER)
         )
         self.tokenizer = load_tokenizer(path, cfg.trust_remote_code)
+        self.model = model
         self.format = self.make_format(cfg, path)
 
     def weights(self, cfg: PRMConfig) -> str:
@@ -104,8 +110,13 @@ class SkyworkPRM(PoolingPRM):
     def weights(self, cfg: PRMConfig) -> str:
         return str(token_classification_folder(str(cfg.model_path)))
 
+    reads_step_delimiter = True
+
     def make_format(self, cfg: PRMConfig, path: str) -> SkyworkFormat:
-        return SkyworkFormat(self.tokenizer, cfg.step_separator or "\n")
+        # The reference reads the generator's whole text line by line: the steps joined by the
+        # delimiter the generator wrote between them.
+        joiner = self.model.step_delimiter if self.model is not None else "\n\n"
+        return SkyworkFormat(self.tokenizer, cfg.step_separator or "\n", joiner)
 
 
 class TRLPRM(PoolingPRM):
@@ -215,14 +226,7 @@ def _convert_value_head(source: Path, out: Path, config: dict[str, Any]) -> None
     if (source / "model.safetensors.index.json").is_file():
         index = {"metadata": {}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
-    config = dict(config)
-    config.update(
-        architectures=["Qwen2ForTokenClassification"],
-        num_labels=1,
-        id2label={"0": "LABEL_0"},
-        label2id={"LABEL_0": 0},
-    )
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "config.json").write_text(json.dumps(as_loaded_by_vllm(config), indent=2))
     for item in source.iterdir():
         if item.suffix != ".safetensors" and item.name not in (
             "config.json",

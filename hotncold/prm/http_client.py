@@ -72,7 +72,15 @@ class RemotePRM(PRM):
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
         self.url = str(cfg.server_url).rstrip("/")
-        self.served = check_server(cfg)["prm"]
+        health = check_server(cfg)
+        self.served = health["prm"]
+        joins = health.get("step_delimiter")
+        if joins is not None and model is not None and model.step_delimiter != joins:
+            raise ConfigError(
+                f"prm.server_url={self.url} joins steps with {joins!r} (its model's "
+                f"step_delimiter), but this run's generator writes {model.step_delimiter!r}; "
+                f"start the server with this run's model (model=... of the run)"
+            )
 
     def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
         body = {

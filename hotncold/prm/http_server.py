@@ -32,11 +32,18 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from hotncold.config import ConfigError, PRMConfig, PRMServerConfig
-from hotncold.engine import vllm_engine
+from hotncold.engine import hf_cache, machine, vllm_engine
 from hotncold.engine.rules import check_model
 from hotncold.engine.weights import check_model_path
 from hotncold.prm.base import PRM, ItemScores, PendingScore
-from hotncold.prm.registry import build_prm, check_prm, check_prm_weights, shares_generator
+from hotncold.prm.registry import (
+    build_prm,
+    check_prm,
+    check_prm_weights,
+    hub_needs,
+    plan_engines,
+    shares_generator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +71,17 @@ class PRMServer:
     """Serves `prm` on (host, port) until `shutdown()`."""
 
     def __init__(
-        self, prm: PRM, cfg: PRMConfig, host: str, port: int, batch_wait_ms: float = 5.0
+        self,
+        prm: PRM,
+        cfg: PRMConfig,
+        host: str,
+        port: int,
+        batch_wait_ms: float = 5.0,
+        step_delimiter: str | None = None,
     ) -> None:
         self.prm = prm
         self.cfg = cfg
+        self.step_delimiter = step_delimiter if prm.reads_step_delimiter else None
         self.batch_wait = batch_wait_ms / 1000
         self.stats = ServerStats()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -103,6 +117,8 @@ class PRMServer:
         return {
             "status": "ok",
             "prm": asdict(self.cfg),
+            # PRMs whose input is the generator's text: the delimiter its steps are joined by
+            "step_delimiter": self.step_delimiter,
             "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
         }
 
@@ -226,15 +242,27 @@ def serve(cfg: Any) -> None:
         cfg = OmegaConf.to_object(merged)
     validate_server(cfg)
     logging.getLogger("hotncold").setLevel(logging.INFO)
-    engine = None
+    machine.check_vllm()
     on_generator = shares_generator(cfg.prm, cfg.model)
+    needs = hub_needs(cfg.prm, cfg.model)
+    if on_generator and hf_cache.is_hub_id(cfg.model.path):
+        needs.append(hf_cache.Need(cfg.model.path, "model", "model.path"))
+    overrides = [f"prm={cfg.prm.name}"] + (
+        [f"prm.model_path={cfg.prm.model_path}"] if cfg.prm.model_path else []
+    )
+    hf_cache.check_cached(needs, "python -m hotncold.prefetch " + " ".join(overrides))
     if on_generator:  # bad weights fail in one line before anything loads
         check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
     check_prm_weights(cfg.prm, cfg.model)
-    if on_generator:
-        engine = vllm_engine.get_engine(cfg.model)
-    prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
-    server = PRMServer(prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms)
+    # Alone on its card: the PRM's engine (or the generator's, for PRMs that read it) sized
+    # from its weights, its context fitted to its config.json, before anything loads.
+    card = None if vllm_engine.on_cpu() else next((g.memory_bytes for g in machine.gpus()), 0)
+    plan = plan_engines(cfg.model, cfg.prm, card, with_generator=on_generator)
+    engine = vllm_engine.get_engine(plan.model) if on_generator else None
+    prm = build_prm(plan.prm, engine=engine, model=plan.model)
+    server = PRMServer(
+        prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms, cfg.model.step_delimiter
+    )
     # SIGTERM (scancel, kill) stops as cleanly as Ctrl-C: shutdown() must come from a thread
     # other than the one in serve_forever.
     signal.signal(

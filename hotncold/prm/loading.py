@@ -39,6 +39,22 @@ def prm_model_config(
     )
 
 
+def as_loaded_by_vllm(config: dict[str, Any]) -> dict[str, Any]:
+    """The config.json of a Skywork-style value-head PRM once converted for vLLM: a
+    `Qwen2ForTokenClassification` with one label whose `score` is the value head (the LM head
+    is dropped). `hotncold.prm.heads` writes it; memory sizing reads it before converting."""
+    if config.get("architectures") == ["Qwen2ForTokenClassification"]:
+        return config
+    out = dict(config)
+    out.update(
+        architectures=["Qwen2ForTokenClassification"],
+        num_labels=1,
+        id2label={"0": "LABEL_0"},
+        label2id={"LABEL_0": 0},
+    )
+    return out
+
+
 def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     """The Hugging Face tokenizer of an engine's weights (formats need offsets and templates)."""
     from transformers import AutoTokenizer

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from hotncold.config import ConfigError, ModelConfig, PRMConfig
-from hotncold.engine import vllm_engine
+from hotncold.engine import hf_cache, memory, model_facts
+from hotncold.engine.context import allowed_length
+from hotncold.engine.memory import GPU_MEMORY_SHARED, EngineNeed, Split, gib
 from hotncold.engine.requests import Engine
 from hotncold.engine.rules import DTYPES
 from hotncold.engine.weights import check_model_path
 from hotncold.prm import http_client
 from hotncold.prm.base import AGG_STRATEGIES, PRM
+from hotncold.prm.loading import as_loaded_by_vllm
 
-GPU_MEMORY_SHARED = 0.95
-"""Most of an accelerator that a generator and an in-process PRM engine take together."""
+log = logging.getLogger(__name__)
+
+FALLBACK_PRM_SHARE = 0.4
+"""The PRM's share of the card when its size cannot be read (no config.json, an architecture
+`model_facts` does not count): the fixed split hotncold used before sizing from the weights."""
+LONE_SHARE = 0.9
+"""A PRM alone on its card (a PRM server) takes what a lone generator takes by default."""
 
 
 def _needs_model_path(p: PRMConfig) -> None:
@@ -56,6 +66,12 @@ class PRMKind:
     """Reads the generator when `prm.model_path` is null."""
     rules: tuple[Callable[[PRMConfig], None], ...] = ()
     """This kind's own checks, run after the ones every PRM shares."""
+    runner: str = "generate"
+    """vLLM's runner for its engine: `generate` (next-token log-probabilities) or `pooling`
+    (a head read at every token)."""
+    converts: bool = False
+    """Its checkpoint is rewritten once into an architecture vLLM has (Skywork's value head
+    becomes a 1-label token-classification head), so vLLM loads the converted layout."""
 
 
 KINDS: dict[str, PRMKind] = {
@@ -69,11 +85,11 @@ KINDS: dict[str, PRMKind] = {
     ),
     "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True),
     "math_shepherd": PRMKind("hotncold.prm.generative:MathShepherdPRM", generative=True),
-    "skywork_1.5b": PRMKind("hotncold.prm.heads:SkyworkPRM"),
-    "skywork_7b": PRMKind("hotncold.prm.heads:SkyworkPRM"),
-    "qwen_math_prm_7b": PRMKind("hotncold.prm.heads:QwenMathPRM"),
+    "skywork_1.5b": PRMKind("hotncold.prm.heads:SkyworkPRM", runner="pooling", converts=True),
+    "skywork_7b": PRMKind("hotncold.prm.heads:SkyworkPRM", runner="pooling", converts=True),
+    "qwen_math_prm_7b": PRMKind("hotncold.prm.heads:QwenMathPRM", runner="pooling"),
     # no published weights: the user names the checkpoint
-    "trl": PRMKind("hotncold.prm.heads:TRLPRM", rules=(_needs_model_path,)),
+    "trl": PRMKind("hotncold.prm.heads:TRLPRM", rules=(_needs_model_path,), runner="pooling"),
 }
 REGISTRY: dict[str, str] = {name: kind.target for name, kind in KINDS.items()}
 """name -> "module:class"."""
@@ -102,14 +118,200 @@ def needs_own_engine(cfg: PRMConfig, model: ModelConfig | None) -> bool:
     return cfg.server_url is None and not model_free and not shares_generator(cfg, model)
 
 
-def generator_config(model: ModelConfig, cfg: PRMConfig) -> ModelConfig:
-    """The generator's engine settings, leaving room for a PRM engine in the same process."""
-    if vllm_engine.on_cpu() or not needs_own_engine(cfg, model):
-        return model  # CPU engines size their KV cache in GiB, not as a share
-    share = round(GPU_MEMORY_SHARED - cfg.gpu_memory_utilization, 4)
-    if model.gpu_memory_utilization <= share:
-        return model
-    return dataclasses.replace(model, gpu_memory_utilization=share)
+def hub_needs(cfg: PRMConfig, model: ModelConfig | None) -> list[hf_cache.Need]:
+    """The hub repositories this PRM loads in this process (none when it is served, model-free
+    or reads the generator's own weights)."""
+    if not needs_own_engine(cfg, model) or not hf_cache.is_hub_id(cfg.model_path):
+        return []
+    return [hf_cache.Need(str(cfg.model_path), "model", "prm.model_path")]
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """The engine settings a run starts with, fitted to the models and the card."""
+
+    model: ModelConfig
+    """The generator's settings (max_model_len clamped, gpu_memory_utilization sized)."""
+    prm: PRMConfig
+    """The PRM's (the same for PRMs without an engine of their own)."""
+    split: Split | None
+    """The card's shares, one per engine started (generator first, then the PRM's own);
+    None on CPUs or when the card is unknown."""
+    needs: tuple[EngineNeed, ...] = ()
+    """What each engine needs, in the same order (for reports such as the doctor's)."""
+
+
+ConfigReader = Callable[[str], dict[str, Any] | None]
+
+
+def plan_engines(
+    model: ModelConfig,
+    cfg: PRMConfig,
+    card_bytes: int | None,
+    read: ConfigReader = hf_cache.model_config,
+    with_generator: bool = True,
+) -> EnginePlan:
+    """Fit the run's engines before any loads: each `max_model_len` to its model's context
+    (`hotncold.engine.context`), then, on a card of `card_bytes`, each engine's share of it to
+    its weights (`hotncold.engine.memory`). ConfigError, naming the fixes, when the context or
+    the card cannot hold them. `card_bytes` None: no GPU (CPU engines size their KV caches in
+    GiB; shares are left alone); 0: a GPU of unknown memory (the fixed shares of old).
+    `with_generator=False` plans the PRM alone (a PRM server)."""
+    generator_config = read(model.path) if with_generator else None
+    if with_generator:
+        length = allowed_length(
+            model.max_model_len,
+            generator_config,
+            "model.max_model_len",
+            model.path,
+            must_fit=("model.max_tokens", model.max_tokens),
+        )
+        model = dataclasses.replace(model, max_model_len=length)
+    own = needs_own_engine(cfg, model if with_generator else None)
+    prm_config = None
+    if own:
+        kind = KINDS[cfg.name]
+        found = read(str(cfg.model_path))
+        prm_config = as_loaded_by_vllm(found) if found is not None and kind.converts else found
+        length = allowed_length(
+            cfg.max_model_len,
+            prm_config,
+            "prm.max_model_len",
+            str(cfg.model_path),
+            pooling=kind.runner == "pooling",
+        )
+        cfg = dataclasses.replace(cfg, max_model_len=length)
+    if card_bytes is None:  # CPUs size KV caches in GiB; shares only matter on a GPU
+        return EnginePlan(model, cfg, None)
+    if card_bytes == 0:
+        return _fixed_split(model, cfg, own, with_generator)
+    needs: list[EngineNeed | None] = []
+    fixed: list[float | None] = []
+    if with_generator:
+        needs.append(
+            _need(
+                "generator",
+                model.path,
+                generator_config,
+                model.dtype,
+                model.max_model_len,
+                model.tensor_parallel_size,
+                model.gpu_memory_utilization,
+            )
+        )
+        fixed.append(None)
+    if own:
+        cap = None if with_generator else LONE_SHARE
+        needs.append(
+            _need(
+                "PRM",
+                str(cfg.model_path),
+                prm_config,
+                cfg.dtype,
+                cfg.max_model_len,
+                cfg.tensor_parallel_size,
+                cap,
+            )
+        )
+        fixed.append(cfg.gpu_memory_utilization)
+    if not needs:
+        return EnginePlan(model, cfg, None)
+    if any(n is None for n in needs):
+        log.warning(
+            "cannot size the engines from config.json (not found, or an architecture hotncold "
+            "does not count); using fixed shares of the card"
+        )
+        return _fixed_split(model, cfg, own, with_generator)
+    known = [n for n in needs if n is not None]
+    try:
+        split = memory.split(card_bytes, known, fixed)
+    except memory.DoesNotFit as error:
+        raise ConfigError(_does_not_fit(error, cfg, card_bytes, own)) from None
+    shares = list(split.shares)
+    if with_generator:
+        model = dataclasses.replace(model, gpu_memory_utilization=shares.pop(0))
+    if own:
+        cfg = dataclasses.replace(cfg, gpu_memory_utilization=shares.pop(0))
+    for need, share, tokens in zip(known, split.shares, split.kv_tokens):
+        log.info(
+            "%s %s: %.3f of the %s card (weights %s, KV cache for %d tokens)",
+            need.role,
+            need.model,
+            share,
+            gib(card_bytes),
+            gib(need.weight_bytes),
+            tokens,
+        )
+    return EnginePlan(model, cfg, split, tuple(known))
+
+
+def _need(
+    role: str,
+    path: str,
+    config: dict[str, Any] | None,
+    dtype: str,
+    max_model_len: int,
+    tensor_parallel: int,
+    cap: float | None,
+) -> EngineNeed | None:
+    """What an engine needs on each of its cards, or None when config.json cannot say."""
+    if config is None:
+        return None
+    params = model_facts.parameter_count(config)
+    dtype = gpu_dtype(dtype, config)
+    kv = model_facts.kv_bytes_per_token(config, dtype)
+    if params is None or kv is None:
+        return None
+    parts = max(1, tensor_parallel)
+    return EngineNeed(
+        role=role,
+        model=path,
+        weight_bytes=model_facts.weight_bytes(params, dtype) // parts,
+        kv_bytes_per_token=kv // parts,
+        max_model_len=max_model_len,
+        cap=cap,
+    )
+
+
+def gpu_dtype(dtype: str, config: dict[str, Any]) -> str:
+    """The dtype vLLM runs a model in on a GPU: the one asked for, or with `auto` the
+    checkpoint's 16-bit dtype (float32 checkpoints run in bfloat16, as vLLM downcasts them)."""
+    if dtype != "auto":
+        return dtype
+    declared = model_facts.config_dtype(config)
+    return declared if declared in ("float16", "bfloat16") else "bfloat16"
+
+
+def _fixed_split(model: ModelConfig, cfg: PRMConfig, own: bool, with_generator: bool) -> EnginePlan:
+    """Sizes unknown: the fixed shares of old (the PRM's, and the generator the rest)."""
+    if own:
+        share = cfg.gpu_memory_utilization
+        if share is None:
+            share = FALLBACK_PRM_SHARE if with_generator else LONE_SHARE
+        cfg = dataclasses.replace(cfg, gpu_memory_utilization=share)
+        if with_generator:
+            left = round(GPU_MEMORY_SHARED - share, 4)
+            if model.gpu_memory_utilization > left:
+                model = dataclasses.replace(model, gpu_memory_utilization=left)
+    return EnginePlan(model, cfg, None)
+
+
+def _does_not_fit(error: memory.DoesNotFit, cfg: PRMConfig, card: int, own: bool) -> str:
+    parts = ", ".join(
+        f"{n.role} {n.model} {gib(n.minimum)} ({gib(n.weight_bytes)} weights)" for n in error.needs
+    )
+    fixes = "use a card with more memory"
+    if own:
+        fixes += (
+            f", serve the PRM on another GPU (`python -m hotncold.prm_server prm={cfg.name}` "
+            "there, then prm.server_url=http://<its node>:8088), or use a smaller PRM "
+            "(e.g. prm=skywork_1.5b)"
+        )
+        if cfg.gpu_memory_utilization is not None:
+            fixes += ", or drop prm.gpu_memory_utilization (null sizes it from the weights)"
+    else:
+        fixes += " or split the model over more GPUs (tensor_parallel_size)"
+    return f"the engines do not fit the {gib(card)} GPU: {error.why} (needs: {parts}); {fixes}"
 
 
 def build_prm(
@@ -184,9 +386,12 @@ def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
         raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
     for rule in KINDS[p.name].rules:
         rule(p)
+    if p.gpu_memory_utilization is None:
+        return  # sized from the weights when the engines are planned
     if not 0 < p.gpu_memory_utilization <= 1:
         raise ConfigError(
-            f"prm.gpu_memory_utilization={p.gpu_memory_utilization} must be in (0, 1]"
+            f"prm.gpu_memory_utilization={p.gpu_memory_utilization} must be in (0, 1]; or null "
+            "to size it from the weights"
         )
     if model is not None and needs_own_engine(p, model):
         left = GPU_MEMORY_SHARED - p.gpu_memory_utilization

@@ -5,7 +5,10 @@ that tests and benchmarks run each PRM's real loading and scoring path (vLLM on 
 tokenizers, real checkpoint layouts) without downloading 7B weights. Their scores
 mean nothing. Shapes keep a head dimension of 64, the smallest the CPU attention supports
 (hidden 128, 2 heads). The tokenizer is the embedded SmolLM2 one plus the special tokens the
-formats need: `<extra_0>` (Qwen2.5-Math-PRM's step separator) and `ки` (Math-Shepherd's tag).
+formats need: `<extra_0>` (Qwen2.5-Math-PRM's step separator) and `ки` (Math-Shepherd's tag);
+with `standalone=True` it is a small byte-level BPE trained here instead, so that the models
+need nothing but `tokenizers` (`python -m hotncold.doctor` runs them on GPU installs, which
+do not have the embedded model's package).
 """
 
 from __future__ import annotations
@@ -35,6 +38,49 @@ def tokenizer(out: Path) -> Any:
     return tok
 
 
+STANDALONE_CORPUS = (
+    "Solve the math problem step by step. Tom has 12 apples and buys 7 more. How many apples "
+    "does he have? Tom starts with 12 apples. He buys 7 more: 12 + 7 = 19. The final answer is "
+    "$\\boxed{19}$. Here is a math problem and a solution written one step per line. Is the "
+    "last step of the solution correct? Answer with a single character: + if it is correct, - "
+    "if it is wrong. 0 1 2 3 4 5 6 7 8 9 = + - * / ( ) { } $ \\frac \\times"
+)
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def standalone_tokenizer(out: Path) -> Any:
+    """A byte-level BPE tokenizer (any text encodes) trained on a fixed sentence, with a ChatML
+    chat template and the formats' tokens, saved to `out`. Deterministic."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator([STANDALONE_CORPUS] * 4, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|endoftext|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<extra_0>"],
+    )
+    tok.add_tokens(["ки"])
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(out)
+    return tok
+
+
 def _config(arch: str, vocab: int, size: str = "tiny", **extra: Any) -> Any:
     from transformers import LlamaConfig, MistralConfig, Qwen2Config
 
@@ -53,12 +99,14 @@ def _config(arch: str, vocab: int, size: str = "tiny", **extra: Any) -> Any:
     )
 
 
-def causal_lm(out: Path, arch: str = "llama", seed: int = 0, size: str = "tiny") -> Path:
+def causal_lm(
+    out: Path, arch: str = "llama", seed: int = 0, size: str = "tiny", standalone: bool = False
+) -> Path:
     """A generative PRM or judge: `*ForCausalLM` (rlhflow: llama, math_shepherd: mistral)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tok = tokenizer(out)
+    tok = standalone_tokenizer(out) if standalone else tokenizer(out)
     torch.manual_seed(seed)
     config = _config(
         arch, len(tok), size, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id
@@ -83,14 +131,16 @@ def token_classification(
     return out
 
 
-def qwen_process_reward(out: Path, seed: int = 0, size: str = "tiny") -> Path:
+def qwen_process_reward(
+    out: Path, seed: int = 0, size: str = "tiny", standalone: bool = False
+) -> Path:
     """A `Qwen2ForProcessRewardModel` like Qwen2.5-Math-PRM: Qwen2 body and a 2-layer MLP head
     `score.0` (hidden -> hidden), ReLU, `score.2` (hidden -> 2)."""
     import torch
     from safetensors.torch import save_file
     from transformers import Qwen2Model
 
-    tok = tokenizer(out)
+    tok = standalone_tokenizer(out) if standalone else tokenizer(out)
     torch.manual_seed(seed)
     config = _config("qwen2", len(tok), size, num_labels=2)
     body = Qwen2Model(config)
