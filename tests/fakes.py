@@ -34,7 +34,13 @@ class ScriptedEngine:
             out.append(samples)
         return out
 
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
+    def format_chat(
+        self,
+        messages: list[dict[str, str]],
+        chat_template: str | None = None,
+        date_string: str | None = None,
+        add_special_tokens: bool = False,
+    ) -> str:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
 

@@ -70,8 +70,16 @@ class Engine(Protocol):
         """All requests in one batch; for each request its `n` generations, in order."""
         ...
 
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
-        """The prompt text of a chat, ending where the assistant's answer begins."""
+    def format_chat(
+        self,
+        messages: list[dict[str, str]],
+        chat_template: str | None = None,
+        date_string: str | None = None,
+        add_special_tokens: bool = False,
+    ) -> str:
+        """The prompt text of a chat, ending where the assistant's answer begins: rendered by
+        `chat_template` (None: the tokenizer's own) with `date_string` passed to it, and with
+        `add_special_tokens` preceded by what the tokenizer adds to a text (its BOS token)."""
         ...
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from hotncold.config import ModelConfig
 from hotncold.engine.embedded import prepare
+from hotncold.engine.prompts import special_prefix
 from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,22 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
 
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, chat_template=chat_template
+    def format_chat(
+        self,
+        messages: list[dict[str, str]],
+        chat_template: str | None = None,
+        date_string: str | None = None,
+        add_special_tokens: bool = False,
+    ) -> str:
+        variables = {} if date_string is None else {"date_string": date_string}
+        text = self.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=True,
+            chat_template=chat_template,
+            **variables,
         )
+        return special_prefix(self.tokenizer) + text if add_special_tokens else text
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         from vllm import SamplingParams, TokensPrompt

@@ -103,7 +103,7 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
         started = time.perf_counter()
         # the generator leaves room for an in-process PRM engine
         engine = vllm_engine.get_engine(generator_config(cfg.model, cfg.prm))
-        prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
+        prm = build_prm(cfg.prm, engine=engine, model=cfg.model, prompt=cfg.prompt)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
         approach = build_approach(cfg.approach.name)
@@ -126,7 +126,7 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
             dynamic_ncols=True,
         ) as bar:
             for batch in _chunks(todo, cfg.batch_size):
-                prompts = [build_prompt(engine, cfg.model, p.problem) for p in batch]
+                prompts = [build_prompt(engine, cfg.prompt, cfg.model, p.problem) for p in batch]
                 completions = approach.solve(batch, prompts, ctx)
                 started = time.perf_counter()
                 records = [

@@ -16,8 +16,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig
+from hotncold.config import ModelConfig, PRMConfig, PromptConfig
 from hotncold.engine import vllm_engine
+from hotncold.engine.prompts import chat_template_for
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import JudgeFormat, MathShepherdFormat, RLHFlowFormat, label_id
 from hotncold.prm.loading import check_length, load_tokenizer, prm_model_config
@@ -32,10 +33,15 @@ class GenerativePRM(PRM):
     """Scores each step from the label tokens' next-token log-probabilities."""
 
     def __init__(
-        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+        self,
+        cfg: PRMConfig,
+        engine: Any = None,
+        model: ModelConfig | None = None,
+        prompt: PromptConfig | None = None,
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
+        self.prompt = prompt
         if engine is not None:  # the generator's: `build_prm` passes it when the PRM reads it
             self.engine = engine
         else:
@@ -105,6 +111,8 @@ class JudgePRM(GenerativePRM):
             cfg.positive_token,
             cfg.negative_token,
             cfg.system_prompt,
-            # the generator's own chat template override, when judging with the generator
-            model.chat_template if on_generator and model is not None else None,
+            # the chat template the generator's prompts use, when judging with the generator
+            chat_template_for(self.prompt, model)
+            if on_generator and model is not None and self.prompt is not None
+            else None,
         )

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 
 from hotncold.config import ConfigError, PRMConfig, PRMServerConfig
 from hotncold.engine import vllm_engine
-from hotncold.engine.rules import check_model
+from hotncold.engine.rules import check_model, check_prompt
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.registry import build_prm, check_prm, shares_generator
 
@@ -219,6 +219,7 @@ def validate_server(cfg: PRMServerConfig) -> None:
 
 
 def serve(cfg: Any) -> None:
+    check_prompt(cfg.prompt)
     """Load the PRM `cfg` names and serve it until interrupted."""
     if not isinstance(cfg, PRMServerConfig):
         merged = OmegaConf.merge(OmegaConf.structured(PRMServerConfig), cfg)
@@ -228,7 +229,7 @@ def serve(cfg: Any) -> None:
     engine = None
     if shares_generator(cfg.prm, cfg.model):
         engine = vllm_engine.get_engine(cfg.model)
-    prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
+    prm = build_prm(cfg.prm, engine=engine, model=cfg.model, prompt=cfg.prompt)
     server = PRMServer(prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms)
     # SIGTERM (scancel, kill) stops as cleanly as Ctrl-C: shutdown() must come from a thread
     # other than the one in serve_forever.

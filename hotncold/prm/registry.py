@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.config import ConfigError, ModelConfig, PRMConfig, PromptConfig
 from hotncold.engine import vllm_engine
 from hotncold.engine.requests import Engine
 from hotncold.engine.rules import DTYPES
@@ -43,7 +43,8 @@ class PRMKind:
     """One `prm.name`: its implementation, the model it reads, and the rules only it has."""
 
     target: str
-    """"module:class" of the implementation, built as cls(cfg, engine=..., model=...)."""
+    """"module:class" of the implementation, built as
+    cls(cfg, engine=..., model=..., prompt=...)."""
     model_free: bool = False
     """Loads no model at all (a verifier written in Python)."""
     generative: bool = False
@@ -112,13 +113,17 @@ def generator_config(model: ModelConfig, cfg: PRMConfig) -> ModelConfig:
 
 
 def build_prm(
-    cfg: PRMConfig, engine: Engine | None = None, model: ModelConfig | None = None
+    cfg: PRMConfig,
+    engine: Engine | None = None,
+    model: ModelConfig | None = None,
+    prompt: PromptConfig | None = None,
 ) -> PRM:
     """The PRM `cfg` names: served by `cfg.server_url` when set, else loaded here.
 
-    `engine` and `model` are the generator's: PRMs that read the generator use them, and a PRM
-    whose weights are the generator's shares its engine instead of loading them twice. The
-    class gets `engine` only then (None: it loads its own weights, if it has any).
+    `engine`, `model` and `prompt` are the generator's: PRMs that read the generator use them
+    (self_certainty rebuilds its prompts), and a PRM whose weights are the generator's shares
+    its engine instead of loading them twice. The class gets `engine` only then (None: it loads
+    its own weights, if it has any).
     """
     if cfg.server_url:
         return http_client.RemotePRM(cfg)
@@ -128,7 +133,7 @@ def build_prm(
         raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
     module, cls = kind.target.split(":")
     return getattr(importlib.import_module(module), cls)(
-        cfg, engine=engine if on_generator else None, model=model
+        cfg, engine=engine if on_generator else None, model=model, prompt=prompt
     )
 
 
