@@ -29,7 +29,8 @@ class ScriptedEngine:
                 if isinstance(g, str):
                     g = Generation(text=g, num_tokens=len(g.split()), finish_reason="stop")
                 samples.append(g)
-                self.stats.generated_tokens += g.num_tokens
+                # no prefix cache here: every sample computes its whole prompt, one token a word
+                self.stats.charge(request.account, len(request.prompt.split()), 0, g.num_tokens)
             self.stats.sequences += len(samples)
             out.append(samples)
         return out

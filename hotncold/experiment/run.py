@@ -21,11 +21,12 @@ from hotncold.engine import vllm_engine
 from hotncold.engine.prompts import build_prompt
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.experiment.compute import RunCosts, run_costs
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
-from hotncold.prm.base import aggregate
+from hotncold.prm.base import PRMCharge, aggregate
 from hotncold.prm.registry import build_prm, generator_config, preflight
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
@@ -106,6 +107,9 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
         prm = build_prm(cfg.prm, engine=engine, model=cfg.model, prompt=cfg.prompt)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
+        engine.stats.accounts.clear()  # a reused engine: nothing of an earlier run is charged
+        costs = run_costs(cfg, engine, prm)
+        session.describe(compute=costs.describe())
         approach = build_approach(cfg.approach.name)
         ctx = SearchContext(
             engine=engine,
@@ -134,6 +138,11 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
                     for p, prompt, cs in zip(batch, prompts, completions)
                 ]
                 session.add(grade_s=time.perf_counter() - started)
+                for record, spent in zip(records, _charges(batch, engine, prm, costs)):
+                    record["compute"] = spent
+                    session.add(
+                        **{k: spent[k] or 0 for k in ("generator_flops", "prm_flops", "flops")}
+                    )
                 append_jsonl(rundir.completions, records)
                 prm.reset()
                 for r in records:
@@ -141,6 +150,28 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
                 session.progress(len(finished))
                 bar.update(len(batch))
     return [finished[p.uid] for p in problems]
+
+
+def _charges(
+    batch: Sequence[Problem], engine: Any, prm: Any, costs: RunCosts
+) -> list[dict[str, Any]]:
+    """Each problem's compute (tokens and FLOPs) in the batch just solved.
+
+    The engine charges requests to the problem uid they name; the PRM charges the problem text
+    it scored. Problems that share a text (a dataset with duplicates) share its PRM charge
+    evenly: identical (problem, steps) pairs are scored once for all of them.
+    """
+    same: dict[str, list[Problem]] = {}
+    for p in batch:
+        same.setdefault(p.problem, []).append(p)
+    prm_share: dict[str, PRMCharge] = {}
+    for text, problems in same.items():
+        whole, k = prm.stats.take(text), len(problems)
+        for i, p in enumerate(problems):
+            prm_share[p.uid] = PRMCharge(
+                whole.tokens // k + (i < whole.tokens % k), whole.steps // k + (i < whole.steps % k)
+            )
+    return [costs.problem(engine.stats.take(p.uid), prm_share[p.uid]) for p in batch]
 
 
 def grade_problem(

@@ -66,6 +66,7 @@ class PRMServer:
         self, prm: PRM, cfg: PRMConfig, host: str, port: int, batch_wait_ms: float = 5.0
     ) -> None:
         self.prm = prm
+        self.prm.stats.keep_accounts = False  # the clients account for their own problems
         self.cfg = cfg
         self.batch_wait = batch_wait_ms / 1000
         self.stats = ServerStats()
@@ -102,7 +103,10 @@ class PRMServer:
         return {
             "status": "ok",
             "prm": asdict(self.cfg),
-            "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
+            "stats": {
+                **{k: v for k, v in asdict(self.prm.stats).items() if k != "accounts"},
+                **asdict(self.stats),
+            },
         }
 
     def score(self, items: list[PendingScore]) -> list[ItemScores]:
@@ -215,11 +219,11 @@ def validate_server(cfg: PRMServerConfig) -> None:
     if not 0 < cfg.port < 65536:
         raise ConfigError(f"port={cfg.port} is not a TCP port")
     check_model(cfg.model)
+    check_prompt(cfg.prompt)
     check_prm(cfg.prm)  # alone on its machine: no memory split with a generator
 
 
 def serve(cfg: Any) -> None:
-    check_prompt(cfg.prompt)
     """Load the PRM `cfg` names and serve it until interrupted."""
     if not isinstance(cfg, PRMServerConfig):
         merged = OmegaConf.merge(OmegaConf.structured(PRMServerConfig), cfg)

@@ -56,19 +56,28 @@ class PRMKind:
     """Reads the generator when `prm.model_path` is null."""
     rules: tuple[Callable[[PRMConfig], None], ...] = ()
     """This kind's own checks, run after the ones every PRM shares."""
+    logits: str = "none"
+    """Where it computes vocabulary logits, for FLOPs accounting: `step` (one row per scored
+    step: the label tokens' probabilities after each step's prompt), `token` (at every token it
+    processes: prompt log-probabilities) or `none` (a classification head, or no model)."""
 
 
 KINDS: dict[str, PRMKind] = {
     "equation_checker": PRMKind("hotncold.prm.equation_checker:EquationChecker", model_free=True),
-    "self_certainty": PRMKind("hotncold.prm.self_certainty:SelfCertainty", reads_generator=True),
+    "self_certainty": PRMKind(
+        "hotncold.prm.self_certainty:SelfCertainty", reads_generator=True, logits="token"
+    ),
     "judge": PRMKind(
         "hotncold.prm.generative:JudgePRM",
         generative=True,
         generator_without_path=True,
         rules=(_judge_template_names_what_it_judges,),
+        logits="step",
     ),
-    "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True),
-    "math_shepherd": PRMKind("hotncold.prm.generative:MathShepherdPRM", generative=True),
+    "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True, logits="step"),
+    "math_shepherd": PRMKind(
+        "hotncold.prm.generative:MathShepherdPRM", generative=True, logits="step"
+    ),
     "skywork_1.5b": PRMKind("hotncold.prm.heads:SkyworkPRM"),
     "skywork_7b": PRMKind("hotncold.prm.heads:SkyworkPRM"),
     "qwen_math_prm_7b": PRMKind("hotncold.prm.heads:QwenMathPRM"),
