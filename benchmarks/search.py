@@ -18,6 +18,7 @@ from hotncold.config import (
     DatasetConfig,
     ModelConfig,
     PRMConfig,
+    PromptConfig,
     TemperatureConfig,
 )
 from hotncold.data import load_problems
@@ -45,7 +46,7 @@ def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
     engine = get_engine(MODEL)
     prm = build_prm(PRMConfig(), engine=engine)
     problems = load_problems(DatasetConfig(per_level=per_level))
-    prompts = [build_prompt(engine, MODEL, p.problem) for p in problems]
+    prompts = [build_prompt(engine, PromptConfig(), MODEL, p.problem) for p in problems]
     grader = Grader()
     results = {"engine_ceiling": ceiling(engine, prompts, n)}
     for name in ("beam_search", "dvts"):

@@ -29,12 +29,19 @@ class ScriptedEngine:
                 if isinstance(g, str):
                     g = Generation(text=g, num_tokens=len(g.split()), finish_reason="stop")
                 samples.append(g)
-                self.stats.generated_tokens += g.num_tokens
+                # no prefix cache here: every sample computes its whole prompt, one token a word
+                self.stats.charge(request.account, len(request.prompt.split()), 0, g.num_tokens)
             self.stats.sequences += len(samples)
             out.append(samples)
         return out
 
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
+    def format_chat(
+        self,
+        messages: list[dict[str, str]],
+        chat_template: str | None = None,
+        date_string: str | None = None,
+        add_special_tokens: bool = False,
+    ) -> str:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
 

@@ -345,6 +345,41 @@ def test_equal_compute_interpolates_within_each_configuration(analysis):
     assert mix.loc[1, "mean"] < by.loc[16.0, "T0.4-1.2"] < mix.loc[2, "mean"]
 
 
+def test_flops_columns_and_accuracy_at_equal_flops(analysis, study):
+    # the scripted engine's runs: the equation checker is model-free, so FLOPs are the
+    # generator's; Best-of-N at N costs N/n of each problem's recorded FLOPs
+    records = {}
+    for path in (study / "sweep").glob("*[01]"):
+        for line in (path / "completions.jsonl").open():
+            r = json.loads(line)
+            records.setdefault(path.name[:-1], []).append(r["compute"]["flops"])
+    s = analysis.summary
+    overall = s[(s["scope"] == "overall") & (s["method"] == "weighted")]
+    for name, temperature in (("cold", "T0.4"), ("hot", "T1.2"), ("mix", "T0.4-1.2")):
+        rows = overall[overall["temperature"] == temperature].set_index("N")
+        per_problem = np.mean(records[name])  # both seeds' problems
+        for k in (1, 2, 4):
+            assert rows.loc[k, "flops"] == pytest.approx(per_problem * k / 4)
+        assert (rows["prm_flops"] == 0).all()
+        assert rows["flops"].tolist() == pytest.approx(rows["gen_flops"].tolist())
+    eq = analysis.equal_flops
+    assert list(eq.columns) == ["family", "config", "flops", "accuracy"]
+    low, high = overall["flops"].min(), overall["flops"].max()
+    assert sorted(set(eq["flops"])) == [
+        2.0**e for e in range(math.ceil(math.log2(low)), math.floor(math.log2(high)) + 1)
+    ]
+    mix = overall[overall["temperature"] == "T0.4-1.2"].sort_values("flops")
+    by = eq.pivot(index="flops", columns="config", values="accuracy")
+    by.columns = [c.split(":")[1] for c in by.columns]
+    inside = [f for f in by.index if mix["flops"].min() <= f <= mix["flops"].max()]
+    expected = np.interp(np.log2(inside), np.log2(mix["flops"]), mix["mean"])
+    assert by.loc[inside, "T0.4-1.2"].tolist() == pytest.approx(expected.tolist())
+    text = (study / "report" / "report.md").read_text()
+    assert "`weighted` accuracy @ FLOPs (generator + PRM) per problem:" in text
+    assert "Equal compute: accuracy at the same FLOPs per problem" in text
+    assert (study / "report" / "equal_flops.csv").is_file()
+
+
 def png_ok(path) -> bool:
     head = path.read_bytes()[:24]
     width, height = struct.unpack(">II", head[16:24])
@@ -428,7 +463,7 @@ def test_unknown_temperature_fields_name_a_schedule():
     assert (single.tag, single.kind, single.value) == ("T0.4", "single", 0.4)
 
 
-def handmade_search_run(path, stats: bool) -> None:
+def handmade_search_run(path, compute: bool) -> None:
     """A finished beam-search run written directly with hotncold's writers."""
     cfg = Config(out_dir=str(path), n=4, approach=ApproachConfig(name="beam_search"))
     cfg.dataset = DatasetConfig(per_level=1)
@@ -450,8 +485,8 @@ def handmade_search_run(path, stats: bool) -> None:
             for k in range(4)
         ]
         record = grade_problem(p, "prompt", cs, grader, "min")
-        if stats:
-            record["stats"] = {"generated_tokens": 100 * (i + 1), "prm_tokens": 7}
+        if compute:
+            record["compute"] = {"generated_tokens": 100 * (i + 1), "prm_tokens": 7}
         records.append(record)
     append_jsonl(RunDir(path).completions, records)
     metrics = metrics_from_records(records, 4, 64, 0)
@@ -466,7 +501,7 @@ def handmade_search_run(path, stats: bool) -> None:
 
 
 def test_search_runs_count_compute_only_at_the_full_budget(tmp_path):
-    handmade_search_run(tmp_path / "beam", stats=False)
+    handmade_search_run(tmp_path / "beam", compute=False)
     results = collect([tmp_path]).results
     assert set(results["approach"]) == {"beam_search-m4"}
     at_n = results[results["N"] == 4]
@@ -477,7 +512,7 @@ def test_search_runs_count_compute_only_at_the_full_budget(tmp_path):
     acc = results.set_index(["uid", "method", "N"])["accuracy"]
     assert (acc.xs(("naive", 4), level=("method", "N")) == 1.0).all()
 
-    handmade_search_run(tmp_path / "other" / "beam2", stats=True)
+    handmade_search_run(tmp_path / "other" / "beam2", compute=True)
     per_record = collect([tmp_path / "other"]).results
     at_n = per_record[per_record["N"] == 4].drop_duplicates("uid").sort_values("uid")
     assert sorted(at_n["gen_tokens"]) == [100.0, 200.0, 300.0, 400.0, 500.0]

@@ -160,7 +160,11 @@ BAD = [
     ({"dataset__shard": 3, "dataset__num_shards": 2}, "outside 0..1"),
     ({"dataset__limit": 0}, "selects nothing"),
     ({"model__max_tokens": 2000, "model__max_model_len": 1024}, "no room for the prompt"),
-    ({"model__user_template": "solve it"}, "{problem}"),
+    ({"prompt__user_template": "solve it"}, "prompt.user_template must contain {problem}"),
+    ({"model__family": "gpt2"}, "model.family='gpt2' is unknown"),
+    ({"prompt__chat_templates": {"mistral": "{{ x }}"}}, "prompt.chat_templates has mistral"),
+    ({"prompt__chat_templates": {"other": "{{ x }}"}}, "prompt.chat_templates has other"),
+    ({"prompt__date_string": " "}, "prompt.date_string is empty"),
 ]
 
 

@@ -58,6 +58,19 @@ def test_best_of_n_on_the_real_engine(real_engine, tmp_path):
         c["num_tokens"] for rec in recs for c in rec["completions"]
     )
     assert info["totals"]["engine_start_s"] < 5  # the session's engine was reused
+    # FLOPs per problem through the real engine: the generator's only (a model-free PRM); of
+    # the 8 samples' prompts only what the prefix cache did not hold is charged
+    for rec in recs:
+        c = rec["compute"]
+        length = len(real_engine.tokenizer(rec["prompt"], add_special_tokens=False)["input_ids"])
+        assert 0 < c["prompt_tokens"] <= 8 * length
+        assert c["generated_tokens"] == sum(x["num_tokens"] for x in rec["completions"])
+        assert c["flops"] == c["generator_flops"] > 0 and c["prm_flops"] == 0
+    totals = info["totals"]
+    assert sum(r["compute"]["prompt_tokens"] for r in recs) == (
+        totals["prompt_tokens"] - totals["cached_prompt_tokens"]
+    )
+    assert totals["flops"] == pytest.approx(sum(r["compute"]["flops"] for r in recs))
 
 
 def test_same_seed_reproduces_the_same_samples(real_engine, tmp_path):

@@ -69,13 +69,13 @@ def test_full_preset_declares_the_study_and_every_axis_value_composes():
             axes.setdefault(key, set()).add(value)
     temperatures = {f"[{v / 10:.1f}]" for v in range(1, 13)} | {"[0.4,0.8,1.2]"}
     assert axes["temperature.values"] == temperatures
-    assert axes["approach"] == {"best_of_n", "beam_search", "dvts"}
+    assert axes["approach"] == {"best_of_n", "sal_beam_search", "dvts"}  # search-and-learn's
     assert axes["seed"] == {str(s) for s in range(5)}
     assert max(map(int, axes["n"])) == 256
     assert len(jobs) == 13 * 3 * 5 * len(axes["n"]) * len(axes["dataset.shard"])
     # composing all 7,800 jobs takes minutes: compose one job per value of every axis (each
     # value paired with the hardest values of the others), which is where a bad value would fail
-    hardest = {"approach": "beam_search", "n": "256", "temperature.values": "[0.4,0.8,1.2]"}
+    hardest = {"approach": "sal_beam_search", "n": "256", "temperature.values": "[0.4,0.8,1.2]"}
     names = set()
     for key, values in axes.items():
         for value in sorted(values):
@@ -83,6 +83,7 @@ def test_full_preset_declares_the_study_and_every_axis_value_composes():
             composed, cfg = checked("hot_vs_cold", [*job, f"{key}={value}"])
             assert cfg.dataset.path == "HuggingFaceH4/MATH-500" and cfg.dataset.num_shards == 10
             assert cfg.prm.name == "rlhflow_8b" and cfg.cluster.name == "slurm"
+            assert cfg.prompt.name == "sal" and cfg.prm.agg_strategy == "last"
             assert composed.hydra.launcher._target_.endswith("SlurmLauncher")
             assert gpu_requests(composed.hydra.launcher) == 1
             names.add(composed.run_name)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import tiny_model_config
 
-from hotncold.config import Config, DatasetConfig, ModelConfig, PRMConfig
+from hotncold.config import Config, DatasetConfig, ModelConfig, PRMConfig, PromptConfig
 from hotncold.engine import vllm_engine as engine_module
 from hotncold.experiment.run import execute
 from hotncold.prm.registry import build_prm
@@ -24,7 +24,9 @@ def test_self_certainty_is_the_generators_own_token_probability(real_engine):
     from transformers import AutoModelForCausalLM
 
     model = tiny_model_config(ModelConfig)
-    prm = build_prm(PRMConfig(name="self_certainty"), engine=real_engine, model=model)
+    prm = build_prm(
+        PRMConfig(name="self_certainty"), engine=real_engine, model=model, prompt=PromptConfig()
+    )
     assert prm.engine is real_engine
     real_engine.reset_prefix_cache()
     scores = prm.score([(PROBLEM, STEPS)])[0]

@@ -2,11 +2,11 @@
 
 A run resumes the directory named after its resolved config, so a change to how names or their
 hash are computed (a moved field, a new default, a schema reordered) makes every rerun start
-from scratch beside its old directory. These names were computed before the package was
-reorganised (issue 15) and must never change unless on purpose, in a commit that says so.
+from scratch beside its old directory. These names must never change unless on purpose, in a
+commit that says so (last: the prompt group, issue 12, moved the prompt out of `model`).
 They cover every approach, the temperature options (default, a multi-temperature mix, a ratio
 mix, a linear and a switch schedule, greedy), a shard, a non-default model and PRM, an
-experiment preset and the PRM trainer's runs.
+experiment preset, search-and-learn's recipe and prompt, and the PRM trainer's runs.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 KNOWN = {
     "default": (
         [],
-        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_93fa2a08",
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_a3b515ac",
     ),
     "beam_search_multi": (
         ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
-        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_0b5010e8",
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_9e6803e9",
     ),
     "dvts_ratio_mix": (
         [
@@ -41,23 +41,23 @@ KNOWN = {
             "temperature.ratios=[0.75,0.25]",
             "n=16",
         ],
-        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_d4e4544a",
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_45b343c5",
     ),
     "dvts_anneal": (
         ["approach=dvts", "temperature=anneal", "n=16"],
-        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_42411d2c",
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_b292b1aa",
     ),
     "beam_search_switch": (
         ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
-        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_1cc26a03",
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_338089de",
     ),
     "greedy": (
         ["temperature=greedy", "n=4", "seed=3"],
-        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_813acdd4",
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_49f277ed",
     ),
     "shard": (
         ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
-        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_6b588934",
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_0119dd3e",
     ),
     "llama_with_qwen_prm": (
         [
@@ -66,20 +66,34 @@ KNOWN = {
             "prm.agg_strategy=min",
             "approach=beam_search",
         ],
-        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_9a6682e5",
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_31e993a7",
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_1879d954",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_1f00850a",
+    ),
+    "sal_recipe": (
+        [
+            "experiment=hot_vs_cold",
+            "approach=sal_beam_search",
+            "temperature.values=[0.8]",
+            "n=16",
+            "dataset.shard=3",
+        ],
+        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_8bc59e60",
+    ),
+    "sal_prompt": (
+        ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],
+        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_a9bafd75",
     ),
 }
-SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu"}
+SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu", "sal_recipe": "multirun/hot_vs_cold"}
 
 KNOWN_TRAINING = {
-    "default": ([], "arithmetic_smollm2_135m_seed0_1698487a"),
+    "default": ([], "arithmetic_smollm2_135m_seed0_356dcc8a"),
     "math_shepherd": (
         ["train=math_shepherd", "seed=2"],
-        "math_shepherd_Qwen2.5-Math-1.5B_seed2_9f00b592",
+        "math_shepherd_Qwen2.5-Math-1.5B_seed2_11192381",
     ),
 }
 

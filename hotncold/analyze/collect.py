@@ -275,6 +275,9 @@ def _run_row(run: _Run, keys: dict[str, Any]) -> dict[str, Any]:
         "prompt_tokens": totals.get("prompt_tokens", math.nan),
         "prm_tokens": totals.get("prm_tokens", math.nan),
         "prm_steps_scored": totals.get("prm_steps_scored", math.nan),
+        "generator_flops": totals.get("generator_flops", math.nan),
+        "prm_flops": totals.get("prm_flops", math.nan),
+        "flops": totals.get("flops", math.nan),
         "wall_s": totals.get("wall_s", math.nan),
         "finished_at": run.info.get("finished_at"),
     }
@@ -318,7 +321,7 @@ def _rows(
     columns: dict[str, list[Any]] = {
         c: [] for c in ("uid", "level", "subject", "N", "method", "accuracy")
     }
-    spent: dict[str, list[float]] = {"gen_tokens": [], "prm_tokens": [], "prm_steps": []}
+    spent: dict[str, list[float]] = {name: [] for name, _ in SPENT}
     for record in run.records:
         cs = record["completions"]
         problem = record.get("problem") or {}
@@ -341,11 +344,7 @@ def _rows(
             "finished_share": float(np.mean([bool(c.get("finished")) for c in cs])),
         }
         at = compute.at(record, tokens, steps)
-        row.update(
-            gen_tokens=at["gen_tokens"][-1],
-            prm_tokens=at["prm_tokens"][-1],
-            prm_steps=at["prm_steps"][-1],
-        )
+        row.update({name: at[name][-1] for name, _ in SPENT})
         problem_rows.append(row)
         curve = curves[record["uid"]]
         for method in METHODS:
@@ -364,15 +363,29 @@ def _rows(
     return problem_rows, frame
 
 
+SPENT = (
+    ("gen_tokens", "generated_tokens"),
+    ("prm_tokens", "prm_tokens"),
+    ("prm_steps", "prm_steps_scored"),
+    ("gen_flops", "generator_flops"),
+    ("prm_flops", "prm_flops"),
+    ("flops", "flops"),
+)
+"""Compute columns of the results and problems tables, and the key each reads from a record's
+`compute` (or, for runs that predate it, from run.json's totals)."""
+
+
 @dataclass(frozen=True)
 class _Compute:
     """Compute spent on one problem at each budget N.
 
     Best-of-N samples are independent, so N of them cost N times the mean of this problem's
-    completions (greedy generates one and repeats it, so it costs one at any N). PRM tokens are
-    not recorded per completion: each completion is charged the run's mean. A step-level search
-    at budget n is not n/N searches at budget N, so its cost is known only at N = n: the record's
-    own `stats` when an approach writes them, else the run's totals spread evenly over problems.
+    completions (greedy generates one and repeats it, so it costs one at any N); FLOPs likewise,
+    N/n of the problem's recorded FLOPs (the prompt's prefill, paid about once per problem, is
+    spread with the rest). PRM tokens are not recorded per completion: each completion is
+    charged the run's mean. A step-level search at budget n is not n/N searches at budget N, so
+    its cost is known only at N = n: the record's own `compute`, else (runs that predate it) the
+    run's totals spread evenly over problems. FLOPs a run could not count (null) stay NaN.
     """
 
     ns: tuple[int, ...]
@@ -385,25 +398,36 @@ class _Compute:
     def at(
         self, record: dict[str, Any], tokens: np.ndarray, steps: np.ndarray
     ) -> dict[str, list[float]]:
+        spent = record.get("compute")
         if self.independent:
             factor = [1.0 if self.greedy else float(k) for k in self.ns]
-            return {
+            n = self.ns[-1]
+            # the record's FLOPs are those of all n samples (greedy: of its one sample)
+            share = [1.0 if self.greedy else k / n for k in self.ns]
+            out = {
                 "gen_tokens": [f * float(tokens.mean()) for f in factor],
                 "prm_tokens": [f * self.prm_tokens_per_completion for f in factor],
                 "prm_steps": [f * float(steps.mean()) for f in factor],
             }
-        stats = record.get("stats") or {}
-        out: dict[str, list[float]] = {}
-        for name, stat in (
-            ("gen_tokens", "generated_tokens"),
-            ("prm_tokens", "prm_tokens"),
-            ("prm_steps", "prm_steps_scored"),
-        ):
-            value = stats.get(stat)
-            if value is None:
-                value = float(self.totals.get(stat, math.nan) or 0) / self.num_problems
-            out[name] = [float(value) if k == self.ns[-1] else math.nan for k in self.ns]
+            for name, key in SPENT[3:]:
+                value = _number((spent or {}).get(key))
+                out[name] = [f * value for f in share]
+            return out
+        out = {}
+        for name, key in SPENT:
+            if spent is not None:
+                value = _number(spent.get(key))
+            else:
+                value = float(self.totals.get(key, math.nan) or 0) / self.num_problems
+                if name in ("gen_flops", "prm_flops", "flops") and key not in self.totals:
+                    value = math.nan
+            out[name] = [value if k == self.ns[-1] else math.nan for k in self.ns]
         return out
+
+
+def _number(value: Any) -> float:
+    """A recorded quantity as a float; null (could not be counted) is NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:

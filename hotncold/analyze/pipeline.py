@@ -52,6 +52,7 @@ def analyze(
         oracle_shares=shares,
         diversity=tables.diversity(data.problems, summary, opts),
         equal_compute=tables.equal_compute(summary, opts),
+        equal_flops=tables.equal_compute(summary, opts, column="flops"),
     )
     files = []
     files += save(data.results, out, "results")
@@ -66,6 +67,7 @@ def analyze(
         ("oracle_shares", shares),
         ("diversity", analysis.diversity),
         ("equal_compute", analysis.equal_compute),
+        ("equal_flops", analysis.equal_flops),
     ):
         files += save(frame, out, name, formats=("csv",))
     report = render.write_report(analysis, out, opts, command)

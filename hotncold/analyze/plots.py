@@ -150,13 +150,15 @@ def diversity(rows: pd.DataFrame, title: str, path: Path) -> Path:
 def compute(
     rows: pd.DataFrame, labels: Mapping[str, str], prm_column: str, title: str, path: Path
 ) -> Path:
-    """Accuracy against generated tokens and against PRM compute, one line per configuration."""
-    fig = _figure(12, 4.8)
-    axes = fig.subplots(1, 2, sharey=True)
+    """Accuracy against generated tokens, against PRM compute and against the FLOPs of both,
+    one line per configuration."""
+    fig = _figure(16, 4.8)
+    axes = fig.subplots(1, 3, sharey=True)
     prm_label = {"prm_tokens": "PRM tokens per problem", "prm_steps": "PRM steps per problem"}
     for ax, column, xlabel in (
         (axes[0], "gen_tokens", "generated tokens per problem"),
         (axes[1], prm_column, prm_label[prm_column]),
+        (axes[2], "flops", "FLOPs per problem (generator + PRM)"),
     ):
         for config, line in rows.groupby("config", sort=False):
             line = line[line[column] > 0].sort_values(column)
@@ -166,7 +168,7 @@ def compute(
             ax.fill_between(
                 line[column], 100 * line["lo"], 100 * line["hi"], color=drawn.get_color(), alpha=0.1
             )
-        ax.set_xscale("log", base=2)
+        ax.set_xscale("log", base=10 if column == "flops" else 2)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")

@@ -564,13 +564,17 @@ class _Writer:
         lines = [
             "## Compute",
             "",
-            "Accuracy against the compute spent per problem. Best-of-N samples are "
-            "independent: at budget N a problem costs N times the mean tokens of its "
-            "completions (greedy: one completion at any N); PRM tokens are charged at the run's "
-            "mean per completion. A step-level search (beam search, DVTS) at budget n is not n/N "
-            "searches at budget N, so its compute is known only at N = n (the run's totals per "
-            "problem, or per-problem stats when recorded). When the PRM processed no model "
-            "tokens (a model-free verifier), PRM steps scored stand in for PRM tokens.",
+            "Accuracy against the compute spent per problem, in generated tokens and in FLOPs "
+            "of the generator and the PRM together (about 2 x parameters x tokens computed, "
+            "from each model's config.json; prefix-cached tokens are free, a model-free "
+            "verifier costs 0; README, Compute). Best-of-N samples are independent: at budget "
+            "N a problem costs N times the mean tokens of its completions, N/n of its FLOPs "
+            "(greedy: one completion at any N); PRM tokens are charged at the run's mean per "
+            "completion. A step-level search (beam search, DVTS) at budget n is not n/N "
+            "searches at budget N, so its compute is known only at N = n (each problem's "
+            "recorded compute, or the run's totals per problem for older runs). When the PRM "
+            "processed no model tokens (a model-free verifier), PRM steps scored stand in for "
+            "PRM tokens.",
         ]
         for family, label in self.a.collection.families.items():
             rows = overall[overall["family"] == family]
@@ -584,44 +588,49 @@ class _Writer:
                 self.figures / f"compute_{_slug(family)}.png",
             )
             ns = sorted(rows["N"].unique())
-            body = []
-            for config in labels:
-                line = rows[rows["config"] == config].set_index("N")
-                body.append(
-                    [
-                        labels[config],
-                        *(
-                            f"{_pts(line.at[k, 'mean'])} @ {line.at[k, 'gen_tokens']:.0f}"
-                            if k in line.index and not math.isnan(line.at[k, "gen_tokens"])
-                            else "–"
-                            for k in ns
-                        ),
-                    ]
-                )
-            lines += [
-                "",
-                f"### {label}",
-                "",
-                f"![compute]({path.relative_to(self.out)})",
-                "",
-                f"`{self.opts.method}` accuracy @ generated tokens per problem:",
-                "",
-                _table(["configuration", *(f"N={k}" for k in ns)], body),
-            ]
-            eq = self.a.equal_compute[self.a.equal_compute["family"] == family]
-            if not eq.empty and eq["accuracy"].notna().any():
-                grid = eq.pivot(index="tokens", columns="config", values="accuracy")
+            lines += ["", f"### {label}", "", f"![compute]({path.relative_to(self.out)})"]
+            for column, unit, fmt in (
+                ("gen_tokens", "generated tokens", "{:.0f}"),
+                ("flops", "FLOPs (generator + PRM)", "{:.2g}"),
+            ):
+                body = []
+                for config in labels:
+                    line = rows[rows["config"] == config].set_index("N")
+                    body.append(
+                        [
+                            labels[config],
+                            *(
+                                f"{_pts(line.at[k, 'mean'])} @ {fmt.format(line.at[k, column])}"
+                                if k in line.index and not math.isnan(line.at[k, column])
+                                else "–"
+                                for k in ns
+                            ),
+                        ]
+                    )
+                lines += [
+                    "",
+                    f"`{self.opts.method}` accuracy @ {unit} per problem:",
+                    "",
+                    _table(["configuration", *(f"N={k}" for k in ns)], body),
+                ]
+            for table, budget, unit, fmt in (
+                (self.a.equal_compute, "tokens", "generated tokens", "{:.0f}"),
+                (self.a.equal_flops, "flops", "FLOPs", "{:.2g}"),
+            ):
+                eq = table[table["family"] == family]
+                if eq.empty or not eq["accuracy"].notna().any():
+                    continue
+                grid = eq.pivot(index=budget, columns="config", values="accuracy")
                 grid = grid[[c for c in labels if c in grid.columns]]
                 eq_rows = [
-                    [f"{t:.0f}", *(_pts(v) for v in grid.loc[t])] for t in sorted(grid.index)
+                    [fmt.format(t), *(_pts(v) for v in grid.loc[t])] for t in sorted(grid.index)
                 ]
                 lines += [
                     "",
-                    "Equal compute: accuracy at the same generated tokens per problem, "
-                    "interpolated in log tokens between each configuration's budgets "
-                    "(– outside its range):",
+                    f"Equal compute: accuracy at the same {unit} per problem, interpolated in "
+                    f"log {unit} between each configuration's budgets (– outside its range):",
                     "",
-                    _table(["tokens", *(labels[c] for c in grid.columns)], eq_rows),
+                    _table([budget, *(labels[c] for c in grid.columns)], eq_rows),
                 ]
         return "\n".join(lines)
 
@@ -636,7 +645,8 @@ class _Writer:
                 "- `runs.csv`, `summary.csv` (means and intervals per configuration × method × "
                 "N × scope, with compute), `comparisons.csv` (paired differences), "
                 "`best_temperature.csv`, `mix_within_point.csv`, `oracle.csv`, "
-                "`oracle_shares.csv`, `diversity.csv`, `equal_compute.csv`.",
+                "`oracle_shares.csv`, `diversity.csv`, `equal_compute.csv` (equal generated "
+                "tokens), `equal_flops.csv` (equal FLOPs).",
                 "- `figures/*.png`.",
             ]
         )

@@ -74,6 +74,9 @@ class Analysis:
     oracle_shares: pd.DataFrame
     diversity: pd.DataFrame
     equal_compute: pd.DataFrame
+    """Accuracy at equal generated tokens per problem."""
+    equal_flops: pd.DataFrame
+    """Accuracy at equal FLOPs per problem, generator and PRM together."""
     files: list[Path] = field(default_factory=list)
 
 
@@ -166,7 +169,7 @@ def summary(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
 
 
 _ESTIMATE = ["mean", "lo", "hi", "problems", "seeds"]
-_COMPUTE = ["gen_tokens", "prm_tokens", "prm_steps"]
+_COMPUTE = ["gen_tokens", "prm_tokens", "prm_steps", "gen_flops", "prm_flops", "flops"]
 
 
 def _estimate_row(config: str, method: str, k: int, scope: str, value: str, e: Estimate) -> dict:
@@ -579,35 +582,43 @@ def diversity(problems: pd.DataFrame, table: pd.DataFrame, opts: Options) -> pd.
     )
 
 
-def equal_compute(table: pd.DataFrame, opts: Options, max_rows: int = 12) -> pd.DataFrame:
-    """Headline accuracy (overall) of every configuration of a family at the same generated
-    tokens per problem: linear interpolation in log2(tokens) between a configuration's own
-    budgets, never beyond them (NaN there). Budgets are powers of two spanning the family."""
+EQUAL_AXES = {"gen_tokens": "tokens", "flops": "flops"}
+"""Compute columns `equal_compute` can equalise, and the name of its budget column for each."""
+
+
+def equal_compute(
+    table: pd.DataFrame, opts: Options, column: str = "gen_tokens", max_rows: int = 12
+) -> pd.DataFrame:
+    """Headline accuracy (overall) of every configuration of a family at the same compute per
+    problem (`column`: generated tokens, or FLOPs of generator and PRM together): linear
+    interpolation in log2(compute) between a configuration's own budgets, never beyond them
+    (NaN there). Budgets are powers of two spanning the family."""
+    budget = EQUAL_AXES[column]
     rows = []
     overall = table[
         (table["scope"] == "overall")
         & (table["method"] == opts.method)
-        & table["gen_tokens"].notna()
-        & (table["gen_tokens"] > 0)
+        & table[column].notna()
+        & (table[column] > 0)
     ]
     for family, frame in overall.groupby("family", sort=True):
-        low, high = frame["gen_tokens"].min(), frame["gen_tokens"].max()
+        low, high = frame[column].min(), frame[column].max()
         grid = 2.0 ** np.arange(math.ceil(math.log2(low)), math.floor(math.log2(high)) + 1)
         if len(grid) > max_rows:
             grid = grid[np.linspace(0, len(grid) - 1, max_rows).round().astype(int)]
         for config, line in frame.groupby("config", sort=False):
-            line = line.sort_values("gen_tokens")
-            x, y = np.log2(line["gen_tokens"].to_numpy()), line["mean"].to_numpy()
-            for budget in grid:
-                inside = x.min() - 1e-9 <= math.log2(budget) <= x.max() + 1e-9
+            line = line.sort_values(column)
+            x, y = np.log2(line[column].to_numpy()), line["mean"].to_numpy()
+            for point in grid:
+                inside = x.min() - 1e-9 <= math.log2(point) <= x.max() + 1e-9
                 rows.append(
                     {
                         "family": family,
                         "config": config,
-                        "tokens": float(budget),
-                        "accuracy": float(np.interp(math.log2(budget), x, y))
+                        budget: float(point),
+                        "accuracy": float(np.interp(math.log2(point), x, y))
                         if inside
                         else math.nan,
                     }
                 )
-    return pd.DataFrame(rows, columns=["family", "config", "tokens", "accuracy"])
+    return pd.DataFrame(rows, columns=["family", "config", budget, "accuracy"])

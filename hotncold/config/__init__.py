@@ -16,6 +16,7 @@ from hotncold.config.schemas import (
     OutputConfig,
     PRMConfig,
     PRMServerConfig,
+    PromptConfig,
     TemperatureConfig,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "OutputConfig",
     "PRMConfig",
     "PRMServerConfig",
+    "PromptConfig",
     "TemperatureConfig",
 ]

@@ -19,6 +19,15 @@ DEFAULT_SYSTEM_PROMPT = (
     "only the final number or expression."
 )
 
+HOTNCOLD_LLAMA3_TEMPLATE = (
+    "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] "
+    "+ '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{%- endif %}"
+)
+"""hotncold's Llama 3 chat template: Llama 3's turns without the "Cutting Knowledge Date /
+Today Date" header its own template writes into every system message."""
+
 
 @dataclass
 class ModelConfig:
@@ -28,12 +37,10 @@ class ModelConfig:
     """Short name used in run directory names and reports."""
     path: str = "embedded:smollm2_135m"
     """A hub id, a local folder, or `embedded:smollm2_135m` (the packaged CPU model)."""
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
-    """System message of the chat; null sends the problem alone."""
-    user_template: str = "{problem}"
-    """The user message; `{problem}` is replaced by the problem text."""
-    chat_template: str | None = None
-    """Jinja chat template replacing the tokenizer's own (e.g. Llama 3 without its date header)."""
+    family: str = "smollm2"
+    """The chat format of the model's tokenizer (llama3, qwen2, smollm2 or other): the prompt
+    option picks its chat template by it (`prompt.chat_templates`), so the same prompting can
+    go with any model. Set in each model's YAML; `other` always uses the tokenizer's own."""
     step_delimiter: str = "\n\n"
     """Text that ends a reasoning step; completions are split on it for the PRM."""
     max_tokens: int = 1024
@@ -58,6 +65,39 @@ class ModelConfig:
     """Allow model code from the hub (needed by some PRMs)."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments passed verbatim to `vllm.LLM`."""
+
+
+@dataclass
+class PromptConfig:
+    """How a problem becomes the generator's prompt: the chat's messages and how they render.
+
+    An axis of its own, independent of the model: `prompt=sal` puts search-and-learn's
+    prompting in front of any model. The chat is [system (when set), user]; it is rendered by
+    the chat template that `chat_templates` names for the model's `family`, else by the
+    tokenizer's own, with `date_string` passed to the template.
+    """
+
+    name: str = "hotncold"
+    """Short name (reports); the run name's hash covers every field."""
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    """System message of the chat; null sends the user message alone."""
+    user_template: str = "{problem}"
+    """The user message; `{problem}` is replaced by the problem text."""
+    chat_templates: dict[str, str | None] = field(
+        default_factory=lambda: {"llama3": HOTNCOLD_LLAMA3_TEMPLATE}
+    )
+    """Jinja chat template per model family (`model.family`), replacing the tokenizer's own;
+    a family not listed, or listed as null, renders with the tokenizer's own template."""
+    date_string: str = "26 Jul 2024"
+    """Passed to the chat template as `date_string`: templates that print a date (Llama 3's
+    "Today Date", search-and-learn's) print this one instead of the day the run happens, so a
+    prompt never changes with the calendar. 26 Jul 2024 is the date those templates fall back to
+    when no clock is available."""
+    add_special_tokens: bool = False
+    """Start the prompt with what the tokenizer adds to any text it encodes (Llama 3: its BOS
+    token; Qwen2 and SmolLM2 add nothing), as vLLM does to text prompts. For templates that
+    leave the BOS token out (search-and-learn's Llama 3 template); templates that write it
+    themselves need false, or the prompt starts with two."""
 
 
 @dataclass
@@ -277,6 +317,7 @@ class Config:
     """One experiment: everything that determines its results, plus where it writes them."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     prm: PRMConfig = field(default_factory=PRMConfig)
     approach: ApproachConfig = field(default_factory=ApproachConfig)
     temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
@@ -307,6 +348,8 @@ class PRMServerConfig:
     prm: PRMConfig = field(default_factory=PRMConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     """The generator, for PRMs that read it (self_certainty, judge without prm.model_path)."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """The generator's prompting, for PRMs that read the generator (as the runs use it)."""
     host: str = "127.0.0.1"
     """Interface to listen on; 0.0.0.0 serves other machines of the cluster."""
     port: int = 8088

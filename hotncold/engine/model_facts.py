@@ -116,6 +116,35 @@ def parameter_count(config: dict[str, Any]) -> Parameters | None:
     return Parameters(total=body + lm_head + head, embedding=embedding, lm_head=lm_head, tied=tied)
 
 
+@dataclass(frozen=True)
+class TokenCost:
+    """The parameters one token's forward pass multiplies, for FLOPs ~ 2 x parameters x tokens.
+
+    The input embedding is a table lookup (no multiply-adds), so it never counts. The
+    vocabulary projection (the LM head, tied to the embedding or not) is a real matmul, but
+    engines compute it only where logits are needed (a sampled token, a label probability),
+    so it is kept apart from the rest.
+    """
+
+    body: int
+    """Multiplied at every token processed: every parameter but the input embedding and the
+    vocabulary projection (a classification head's small matrix is in it)."""
+    vocab: int
+    """The vocabulary projection (vocab x hidden), multiplied only where logits are computed;
+    0 for models without a language-model head (pooling PRMs)."""
+
+
+def token_cost(params: Parameters) -> TokenCost:
+    """Split a model's parameters into what every token multiplies and the vocabulary head."""
+    if params.lm_head:  # untied: its own matrix
+        vocab = params.lm_head
+    elif params.tied:  # the embedding matrix doubles as the LM head
+        vocab = params.embedding
+    else:  # a classification head: no vocabulary projection at all
+        vocab = 0
+    return TokenCost(body=params.total - params.embedding - params.lm_head, vocab=vocab)
+
+
 def weight_bytes(params: Parameters, dtype: str) -> int:
     """Bytes the weights take on the device in `dtype` (float32, float16, bfloat16)."""
     return params.total * DTYPE_BYTES[dtype]

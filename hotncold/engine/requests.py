@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 
@@ -28,6 +28,9 @@ class GenerationRequest:
     top_p: float = 1.0
     logprobs: bool = False
     """Return the log-probability of every sampled token."""
+    account: str | None = None
+    """Who pays for the request's compute (a search sets its problem's uid): the engine adds
+    the tokens it computed for it to `stats.accounts[account]`."""
 
 
 @dataclass
@@ -49,16 +52,49 @@ class Generation:
 
 
 @dataclass
+class Charge:
+    """The tokens an engine computed for one account (see `GenerationRequest.account`)."""
+
+    prompt_tokens: int = 0
+    """Prompt tokens computed: every sample's prompt minus what the prefix cache held."""
+    generated_tokens: int = 0
+    """Tokens sampled."""
+
+    def add(self, other: Charge) -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.generated_tokens += other.generated_tokens
+
+
+@dataclass
 class EngineStats:
     calls: int = 0
     requests: int = 0
     sequences: int = 0
     prompt_tokens: int = 0
+    """Prompt tokens of every sample, cached or not."""
+    cached_prompt_tokens: int = 0
+    """Of those, the ones the prefix cache held (not computed again)."""
     generated_tokens: int = 0
     seconds: float = 0.0
+    accounts: dict[str, Charge] = field(default_factory=dict)
+    """What each account's requests computed since it was last taken (`take`)."""
+
+    def charge(self, account: str | None, prompt_tokens: int, cached: int, generated: int) -> None:
+        """Count one sample: its prompt length, how much of it was cached, what it generated."""
+        self.prompt_tokens += prompt_tokens
+        self.cached_prompt_tokens += cached
+        self.generated_tokens += generated
+        if account is not None:
+            self.accounts.setdefault(account, Charge()).add(
+                Charge(prompt_tokens - cached, generated)
+            )
+
+    def take(self, account: str) -> Charge:
+        """What `account` computed since the last call (and forget it)."""
+        return self.accounts.pop(account, None) or Charge()
 
     def snapshot(self) -> dict[str, int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "accounts"}
 
 
 class Engine(Protocol):
@@ -70,8 +106,16 @@ class Engine(Protocol):
         """All requests in one batch; for each request its `n` generations, in order."""
         ...
 
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
-        """The prompt text of a chat, ending where the assistant's answer begins."""
+    def format_chat(
+        self,
+        messages: list[dict[str, str]],
+        chat_template: str | None = None,
+        date_string: str | None = None,
+        add_special_tokens: bool = False,
+    ) -> str:
+        """The prompt text of a chat, ending where the assistant's answer begins: rendered by
+        `chat_template` (None: the tokenizer's own) with `date_string` passed to it, and with
+        `add_special_tokens` preceded by what the tokenizer adds to a text (its BOS token)."""
         ...
 
 

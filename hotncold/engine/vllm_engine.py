@@ -23,6 +23,7 @@ from typing import Any
 
 from hotncold.config import ModelConfig
 from hotncold.engine.embedded import prepare
+from hotncold.engine.prompts import special_prefix
 from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,22 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
 
-    def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, chat_template=chat_template
+    def format_chat(
+        self,
+        messages: list[dict[str, str]],
+        chat_template: str | None = None,
+        date_string: str | None = None,
+        add_special_tokens: bool = False,
+    ) -> str:
+        variables = {} if date_string is None else {"date_string": date_string}
+        text = self.tokenizer.apply_chat_template(
+            messages,
+            tokenize=False,
+            add_generation_prompt=True,
+            chat_template=chat_template,
+            **variables,
         )
+        return special_prefix(self.tokenizer) + text if add_special_tokens else text
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         from vllm import SamplingParams, TokensPrompt
@@ -202,19 +215,25 @@ class VLLMEngine:
             if is_full:
                 continue
             room = self.max_model_len - len(ids)
-            prompts.append(TokensPrompt(prompt_token_ids=ids))
-            params.append(
-                SamplingParams(
-                    n=request.n,
-                    temperature=request.temperature,
-                    top_p=request.top_p,
-                    max_tokens=max(1, min(request.max_tokens, room)),
-                    seed=request.seed,
-                    stop=list(request.stop) or None,
-                    include_stop_str_in_output=True,
-                    logprobs=0 if request.logprobs else None,
+            # One vLLM request per sample, seeded as vLLM seeds the samples of an n-sample
+            # request (seed + i, vllm/v1/engine/parallel_sampling.py): the same samples, and
+            # each one reports its own prefix-cache hits, which compute accounting needs (an
+            # n-sample request reports one sample's only, though each computes its prompt's
+            # uncached part).
+            for i in range(request.n):
+                prompts.append(TokensPrompt(prompt_token_ids=ids))
+                params.append(
+                    SamplingParams(
+                        n=1,
+                        temperature=request.temperature,
+                        top_p=request.top_p,
+                        max_tokens=max(1, min(request.max_tokens, room)),
+                        seed=None if request.seed is None else request.seed + i,
+                        stop=list(request.stop) or None,
+                        include_stop_str_in_output=True,
+                        logprobs=0 if request.logprobs else None,
+                    )
                 )
-            )
         started = time.perf_counter()
         outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
         self.stats.seconds += time.perf_counter() - started
@@ -223,9 +242,10 @@ class VLLMEngine:
             if is_full:
                 results.append([Generation("", 0, "length") for _ in range(request.n)])
                 continue
-            output = next(outputs)
             generations = []
-            for sample in output.outputs:
+            for _ in range(request.n):
+                output = next(outputs)
+                sample = output.outputs[0]
                 generations.append(
                     Generation(
                         text=sample.text,
@@ -237,9 +257,10 @@ class VLLMEngine:
                         token_logprobs=_sampled_logprobs(sample) if request.logprobs else None,
                     )
                 )
+                self.stats.charge(
+                    request.account, len(ids), output.num_cached_tokens or 0, len(sample.token_ids)
+                )
             results.append(generations)
-            self.stats.prompt_tokens += len(ids)
-            self.stats.generated_tokens += sum(g.num_tokens for g in generations)
             self.stats.sequences += len(generations)
         self.stats.calls += 1
         self.stats.requests += len(requests)

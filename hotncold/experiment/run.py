@@ -23,12 +23,13 @@ from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment import lock, preflight
+from hotncold.experiment.compute import RunCosts, run_costs
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
 from hotncold.prm import registry
-from hotncold.prm.base import aggregate
+from hotncold.prm.base import PRMCharge, aggregate
 from hotncold.prm.registry import EnginePlan, build_prm, check_prm_weights
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
@@ -122,9 +123,12 @@ def _search(
         registry.preflight(cfg.prm)  # an unreachable PRM server fails here, before loading
         started = time.perf_counter()
         engine = vllm_engine.get_engine(engines.model)
-        prm = build_prm(engines.prm, engine=engine, model=engines.model)
+        prm = build_prm(engines.prm, engine=engine, model=engines.model, prompt=cfg.prompt)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)
+        engine.stats.accounts.clear()  # a reused engine: nothing of an earlier run is charged
+        costs = run_costs(cfg, engine, prm)
+        session.describe(compute=costs.describe())
         approach = build_approach(cfg.approach.name)
         ctx = SearchContext(
             engine=engine,
@@ -145,7 +149,7 @@ def _search(
             dynamic_ncols=True,
         ) as bar:
             for batch in _chunks(todo, cfg.batch_size):
-                prompts = [build_prompt(engine, cfg.model, p.problem) for p in batch]
+                prompts = [build_prompt(engine, cfg.prompt, cfg.model, p.problem) for p in batch]
                 completions = approach.solve(batch, prompts, ctx)
                 started = time.perf_counter()
                 records = [
@@ -153,6 +157,11 @@ def _search(
                     for p, prompt, cs in zip(batch, prompts, completions)
                 ]
                 session.add(grade_s=time.perf_counter() - started)
+                for record, spent in zip(records, _charges(batch, engine, prm, costs)):
+                    record["compute"] = spent
+                    session.add(
+                        **{k: spent[k] or 0 for k in ("generator_flops", "prm_flops", "flops")}
+                    )
                 append_jsonl(rundir.completions, records)
                 prm.reset()
                 for r in records:
@@ -160,6 +169,28 @@ def _search(
                 session.progress(len(finished))
                 bar.update(len(batch))
     return [finished[p.uid] for p in problems]
+
+
+def _charges(
+    batch: Sequence[Problem], engine: Any, prm: Any, costs: RunCosts
+) -> list[dict[str, Any]]:
+    """Each problem's compute (tokens and FLOPs) in the batch just solved.
+
+    The engine charges requests to the problem uid they name; the PRM charges the problem text
+    it scored. Problems that share a text (a dataset with duplicates) share its PRM charge
+    evenly: identical (problem, steps) pairs are scored once for all of them.
+    """
+    same: dict[str, list[Problem]] = {}
+    for p in batch:
+        same.setdefault(p.problem, []).append(p)
+    prm_share: dict[str, PRMCharge] = {}
+    for text, problems in same.items():
+        whole, k = prm.stats.take(text), len(problems)
+        for i, p in enumerate(problems):
+            prm_share[p.uid] = PRMCharge(
+                whole.tokens // k + (i < whole.tokens % k), whole.steps // k + (i < whole.steps % k)
+            )
+    return [costs.problem(engine.stats.take(p.uid), prm_share[p.uid]) for p in batch]
 
 
 def grade_problem(

@@ -35,10 +35,14 @@ class Session:
         "grade_s",
         "generated_tokens",
         "prompt_tokens",
+        "cached_prompt_tokens",
         "prm_tokens",
         "prm_steps_scored",
         "engine_calls",
         "prm_calls",
+        "generator_flops",
+        "prm_flops",
+        "flops",
     )
 
     def __init__(
@@ -85,12 +89,17 @@ class Session:
             "generate_s": e.seconds,
             "generated_tokens": e.generated_tokens,
             "prompt_tokens": e.prompt_tokens,
+            "cached_prompt_tokens": e.cached_prompt_tokens,
             "engine_calls": e.calls,
             "prm_s": p.seconds,
             "prm_tokens": p.tokens,
             "prm_steps_scored": p.steps_scored,
             "prm_calls": p.calls,
         }
+
+    def describe(self, **fields: Any) -> None:
+        """Facts about the run that hold for every session (how its FLOPs are counted)."""
+        self.info.update(fields)
 
     def add(self, **amounts: float) -> None:
         for key, value in amounts.items():

@@ -3,16 +3,16 @@
 Each component owns the rules about its own settings and this module runs them all, in this
 order (the first broken rule stops the run with one line naming the fix): the run's own
 settings (budget, batch), then temperature (`search.temperature`), approach
-(`search.registry`), model (`engine.rules`), PRM (`prm.registry`), dataset (`data.rules`),
-metrics, and output (`hub.rules`). What needs the network or the files (a PRM server, the hub,
-a dataset's columns) is checked right after, still before any model loads.
+(`search.registry`), model and prompt (`engine.rules`), PRM (`prm.registry`), dataset
+(`data.rules`), metrics, and output (`hub.rules`). What needs the network or the files (a PRM
+server, the hub, a dataset's columns) is checked right after, still before any model loads.
 """
 
 from __future__ import annotations
 
 from hotncold.config import Config, ConfigError
 from hotncold.data.rules import check_dataset
-from hotncold.engine.rules import check_model
+from hotncold.engine.rules import check_model, check_prompt
 from hotncold.hub.rules import check_output
 from hotncold.prm.registry import check_prm
 from hotncold.search.registry import check_approach
@@ -30,6 +30,7 @@ def validate(cfg: Config) -> None:
     check_temperature(cfg.temperature, cfg.approach, cfg.n)
     check_approach(cfg.approach, cfg.n)
     check_model(cfg.model)
+    check_prompt(cfg.prompt)
     check_prm(cfg.prm, cfg.model)
     check_dataset(cfg.dataset)
     if cfg.metrics.num_subsets < 1:

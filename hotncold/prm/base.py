@@ -15,7 +15,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,16 @@ class ItemScores:
 
 
 @dataclass
+class PRMCharge:
+    """What the PRM computed for one problem (see `PRMStats.accounts`)."""
+
+    tokens: int = 0
+    """Model tokens processed, as `ItemScores.tokens` counts them."""
+    steps: int = 0
+    """Steps scored (cache misses)."""
+
+
+@dataclass
 class PRMStats:
     calls: int = 0
     """Calls to `score`."""
@@ -49,6 +59,22 @@ class PRMStats:
     """Model tokens the PRM processed (0 for model-free verifiers)."""
     seconds: float = 0.0
     """Wall time spent in `score`."""
+    accounts: dict[str, PRMCharge] = field(default_factory=dict)
+    """What was computed per problem text since it was last taken (`take`)."""
+    keep_accounts: bool = True
+    """Keep `accounts` (a PRM server, which never takes them, turns it off)."""
+
+    def charge(self, problem: str, tokens: int, steps: int) -> None:
+        self.steps_scored += steps
+        self.tokens += tokens
+        if self.keep_accounts:
+            charge = self.accounts.setdefault(problem, PRMCharge())
+            charge.tokens += tokens
+            charge.steps += steps
+
+    def take(self, problem: str) -> PRMCharge:
+        """What scoring `problem`'s steps computed since the last call (and forget it)."""
+        return self.accounts.pop(problem, None) or PRMCharge()
 
 
 class PRM(ABC):
@@ -122,8 +148,7 @@ class PRM(ABC):
                         f"{type(self).__name__} returned {len(result.scores)} scores for "
                         f"{len(item.steps) - item.start} new steps"
                     )
-                self.stats.steps_scored += len(result.scores)
-                self.stats.tokens += result.tokens
+                self.stats.charge(item.problem, int(result.tokens), len(result.scores))
                 out.append(ItemScores([float(v) for v in result.scores], int(result.tokens)))
         return out
 

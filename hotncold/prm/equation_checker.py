@@ -188,7 +188,11 @@ class EquationChecker(PRM):
     name = "equation_checker"
 
     def __init__(
-        self, cfg: PRMConfig, engine: object | None = None, model: object | None = None
+        self,
+        cfg: PRMConfig,
+        engine: object | None = None,
+        model: object | None = None,
+        prompt: object | None = None,
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.neutral = cfg.neutral_score

@@ -16,8 +16,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig
+from hotncold.config import ModelConfig, PRMConfig, PromptConfig
 from hotncold.engine import vllm_engine
+from hotncold.engine.prompts import chat_template_for
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.formats import (
     FormatError,
@@ -38,10 +39,15 @@ class GenerativePRM(PRM):
     """Scores each step from the label tokens' next-token log-probabilities."""
 
     def __init__(
-        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+        self,
+        cfg: PRMConfig,
+        engine: Any = None,
+        model: ModelConfig | None = None,
+        prompt: PromptConfig | None = None,
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
+        self.prompt = prompt
         # The generator's engine when `build_prm` passes it (the PRM reads the generator);
         # otherwise the PRM's own, started only once its tokenizer and format check out.
         self.engine = engine
@@ -146,6 +152,8 @@ class JudgePRM(GenerativePRM):
             cfg.positive_token,
             cfg.negative_token,
             cfg.system_prompt,
-            # the generator's own chat template override, when judging with the generator
-            model.chat_template if on_generator and model is not None else None,
+            # the chat template the generator's prompts use, when judging with the generator
+            chat_template_for(self.prompt, model)
+            if on_generator and model is not None and self.prompt is not None
+            else None,
         )

@@ -57,7 +57,11 @@ class PoolingPRM(PRM):
     """Column of the positive class in a 2-class head; a 1-output head is read with a sigmoid."""
 
     def __init__(
-        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+        self,
+        cfg: PRMConfig,
+        engine: Any = None,
+        model: ModelConfig | None = None,
+        prompt: Any = None,
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name

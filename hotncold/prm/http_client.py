@@ -68,7 +68,9 @@ def check_server(cfg: PRMConfig) -> dict[str, Any]:
 class RemotePRM(PRM):
     """Scores through a PRM server."""
 
-    def __init__(self, cfg: PRMConfig, engine: Any = None, model: Any = None) -> None:
+    def __init__(
+        self, cfg: PRMConfig, engine: Any = None, model: Any = None, prompt: Any = None
+    ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
         self.url = str(cfg.server_url).rstrip("/")

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 
 from hotncold.config import ConfigError, PRMConfig, PRMServerConfig
 from hotncold.engine import hf_cache, machine, vllm_engine
-from hotncold.engine.rules import check_model
+from hotncold.engine.rules import check_model, check_prompt
 from hotncold.engine.weights import check_model_path
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.registry import (
@@ -80,6 +80,7 @@ class PRMServer:
         step_delimiter: str | None = None,
     ) -> None:
         self.prm = prm
+        self.prm.stats.keep_accounts = False  # the clients account for their own problems
         self.cfg = cfg
         self.step_delimiter = step_delimiter if prm.reads_step_delimiter else None
         self.batch_wait = batch_wait_ms / 1000
@@ -119,7 +120,10 @@ class PRMServer:
             "prm": asdict(self.cfg),
             # PRMs whose input is the generator's text: the delimiter its steps are joined by
             "step_delimiter": self.step_delimiter,
-            "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
+            "stats": {
+                **{k: v for k, v in asdict(self.prm.stats).items() if k != "accounts"},
+                **asdict(self.stats),
+            },
         }
 
     def score(self, items: list[PendingScore]) -> list[ItemScores]:
@@ -232,6 +236,7 @@ def validate_server(cfg: PRMServerConfig) -> None:
     if not 0 < cfg.port < 65536:
         raise ConfigError(f"port={cfg.port} is not a TCP port")
     check_model(cfg.model)
+    check_prompt(cfg.prompt)
     check_prm(cfg.prm)  # alone on its machine: no memory split with a generator
 
 
@@ -259,7 +264,7 @@ def serve(cfg: Any) -> None:
     card = None if vllm_engine.on_cpu() else next((g.memory_bytes for g in machine.gpus()), 0)
     plan = plan_engines(cfg.model, cfg.prm, card, with_generator=on_generator)
     engine = vllm_engine.get_engine(plan.model) if on_generator else None
-    prm = build_prm(plan.prm, engine=engine, model=plan.model)
+    prm = build_prm(plan.prm, engine=engine, model=plan.model, prompt=cfg.prompt)
     server = PRMServer(
         prm, cfg.prm, cfg.host, cfg.port, cfg.batch_wait_ms, cfg.model.step_delimiter
     )

@@ -27,7 +27,7 @@ def prm_model_config(
     return ModelConfig(
         name=cfg.name,
         path=path,
-        system_prompt=None,
+        family="other",
         dtype=cfg.dtype,
         max_model_len=cfg.max_model_len,
         max_tokens=1,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.config import ConfigError, ModelConfig, PRMConfig, PromptConfig
 from hotncold.engine import hf_cache, memory, model_facts
 from hotncold.engine.context import allowed_length
 from hotncold.engine.memory import GPU_MEMORY_SHARED, EngineNeed, Split, gib
@@ -54,7 +54,8 @@ class PRMKind:
     """One `prm.name`: its implementation, the model it reads, and the rules only it has."""
 
     target: str
-    """"module:class" of the implementation, built as cls(cfg, engine=..., model=...)."""
+    """"module:class" of the implementation, built as
+    cls(cfg, engine=..., model=..., prompt=...)."""
     model_free: bool = False
     """Loads no model at all (a verifier written in Python)."""
     generative: bool = False
@@ -72,19 +73,28 @@ class PRMKind:
     converts: bool = False
     """Its checkpoint is rewritten once into an architecture vLLM has (Skywork's value head
     becomes a 1-label token-classification head), so vLLM loads the converted layout."""
+    logits: str = "none"
+    """Where it computes vocabulary logits, for FLOPs accounting: `step` (one row per scored
+    step: the label tokens' probabilities after each step's prompt), `token` (at every token it
+    processes: prompt log-probabilities) or `none` (a classification head, or no model)."""
 
 
 KINDS: dict[str, PRMKind] = {
     "equation_checker": PRMKind("hotncold.prm.equation_checker:EquationChecker", model_free=True),
-    "self_certainty": PRMKind("hotncold.prm.self_certainty:SelfCertainty", reads_generator=True),
+    "self_certainty": PRMKind(
+        "hotncold.prm.self_certainty:SelfCertainty", reads_generator=True, logits="token"
+    ),
     "judge": PRMKind(
         "hotncold.prm.generative:JudgePRM",
         generative=True,
         generator_without_path=True,
         rules=(_judge_template_names_what_it_judges,),
+        logits="step",
     ),
-    "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True),
-    "math_shepherd": PRMKind("hotncold.prm.generative:MathShepherdPRM", generative=True),
+    "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True, logits="step"),
+    "math_shepherd": PRMKind(
+        "hotncold.prm.generative:MathShepherdPRM", generative=True, logits="step"
+    ),
     "skywork_1.5b": PRMKind("hotncold.prm.heads:SkyworkPRM", runner="pooling", converts=True),
     "skywork_7b": PRMKind("hotncold.prm.heads:SkyworkPRM", runner="pooling", converts=True),
     "qwen_math_prm_7b": PRMKind("hotncold.prm.heads:QwenMathPRM", runner="pooling"),
@@ -315,13 +325,17 @@ def _does_not_fit(error: memory.DoesNotFit, cfg: PRMConfig, card: int, own: bool
 
 
 def build_prm(
-    cfg: PRMConfig, engine: Engine | None = None, model: ModelConfig | None = None
+    cfg: PRMConfig,
+    engine: Engine | None = None,
+    model: ModelConfig | None = None,
+    prompt: PromptConfig | None = None,
 ) -> PRM:
     """The PRM `cfg` names: served by `cfg.server_url` when set, else loaded here.
 
-    `engine` and `model` are the generator's: PRMs that read the generator use them, and a PRM
-    whose weights are the generator's shares its engine instead of loading them twice. The
-    class gets `engine` only then (None: it loads its own weights, if it has any).
+    `engine`, `model` and `prompt` are the generator's: PRMs that read the generator use them
+    (self_certainty rebuilds its prompts), and a PRM whose weights are the generator's shares
+    its engine instead of loading them twice. The class gets `engine` only then (None: it loads
+    its own weights, if it has any).
     """
     if cfg.server_url:
         return http_client.RemotePRM(cfg)
@@ -331,7 +345,7 @@ def build_prm(
         raise ValueError(f"prm={cfg.name} reads the generator: pass its engine")
     module, cls = kind.target.split(":")
     return getattr(importlib.import_module(module), cls)(
-        cfg, engine=engine if on_generator else None, model=model
+        cfg, engine=engine if on_generator else None, model=model, prompt=prompt
     )
 
 

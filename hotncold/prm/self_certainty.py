@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig
+from hotncold.config import ModelConfig, PRMConfig, PromptConfig
 from hotncold.engine.prompts import build_prompt
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.loading import check_length, load_tokenizer
@@ -25,19 +25,28 @@ from hotncold.prm.loading import check_length, load_tokenizer
 
 class SelfCertainty(PRM):
     def __init__(
-        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+        self,
+        cfg: PRMConfig,
+        engine: Any = None,
+        model: ModelConfig | None = None,
+        prompt: PromptConfig | None = None,
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
-        if engine is None or model is None:
-            raise ValueError("prm=self_certainty reads the generator: pass its engine and model")
+        if engine is None or model is None or prompt is None:
+            raise ValueError(
+                "prm=self_certainty reads the generator: pass its engine, model and prompt"
+            )
         self.engine = engine
         self.model = model
+        self.prompt_config = prompt
         self.tokenizer = load_tokenizer(engine.path, model.trust_remote_code)
         self._prompts: dict[str, str] = {}
 
     def prompt(self, problem: str) -> str:
         if problem not in self._prompts:
-            self._prompts[problem] = build_prompt(self.engine, self.model, problem)
+            self._prompts[problem] = build_prompt(
+                self.engine, self.prompt_config, self.model, problem
+            )
         return self._prompts[problem]
 
     def encode(self, problem: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:

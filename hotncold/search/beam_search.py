@@ -95,6 +95,7 @@ class BeamSearch:
                                 temperature=ctx.plan.temperature(j, count, depth),
                                 seed=derive_seed(ctx.seed, s.problem.uid, self.name, depth, b, j),
                                 final=final,
+                                account=s.problem.uid,
                             )
                         )
                         owners.append(s)

@@ -36,6 +36,7 @@ class BestOfN:
                         n=1 if value == 0 else count,
                         top_p=ctx.model.top_p,
                         seed=derive_seed(ctx.seed, problem.uid, "best_of_n", value),
+                        account=problem.uid,
                     )
                 )
         outputs = iter(ctx.engine.generate(requests))

@@ -93,6 +93,7 @@ class DVTS:
                                     ctx.seed, s.problem.uid, self.name, depth, t.index, j
                                 ),
                                 final=final,
+                                account=s.problem.uid,
                             )
                         )
                         owners.append((s, t))

@@ -111,6 +111,8 @@ class StepTask:
     seed: int
     final: bool = False
     """Generate to the end of the solution instead of one step."""
+    account: str | None = None
+    """Who pays for the engine's work on it (the problem's uid; `GenerationRequest.account`)."""
 
 
 @dataclass
@@ -161,6 +163,7 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
                     stop=() if task.final else (limits.delimiter,),
                     seed=task.seed if attempt == 0 else derive_seed(task.seed, "blank", attempt),
                     top_p=limits.top_p,
+                    account=task.account,
                 )
             )
         generations = _generate_deduplicated(engine, requests)
@@ -208,7 +211,8 @@ def _generate_deduplicated(engine: Engine, requests: list[GenerationRequest]) ->
     sent: list[GenerationRequest] = []
     index = []
     for r in requests:
-        key = (r.prompt, r.max_tokens, r.stop) if r.temperature == 0 else len(sent)
+        # (each problem pays for its own: identical prompts of two problems are two requests)
+        key = (r.prompt, r.max_tokens, r.stop, r.account) if r.temperature == 0 else len(sent)
         if key not in unique:
             unique[key] = len(sent)
             sent.append(r)
@@ -219,7 +223,7 @@ def _generate_deduplicated(engine: Engine, requests: list[GenerationRequest]) ->
 
 def lookahead(
     engine: Engine,
-    prompts: Sequence[str],
+    tasks: Sequence[StepTask],
     expansions: Sequence[Expansion],
     steps: int,
     limits: Limits,
@@ -233,14 +237,22 @@ def lookahead(
     for _ in range(steps):
         if not todo:
             return
-        tasks = []
+        rollouts = []
         for i in todo:
             e = expansions[i]
             ghost = replace(
                 e.node, text=e.node.text + e.lookahead_text, num_tokens=_spent(e), steps=()
             )
-            tasks.append(StepTask(prompt=prompts[i], parent=ghost, temperature=0.0, seed=0))
-        results = generate_steps(engine, tasks, limits)
+            rollouts.append(
+                StepTask(
+                    prompt=tasks[i].prompt,
+                    parent=ghost,
+                    temperature=0.0,
+                    seed=0,
+                    account=tasks[i].account,
+                )
+            )
+        results = generate_steps(engine, rollouts, limits)
         next_todo = []
         for i, result in zip(todo, results):
             e = expansions[i]
@@ -280,6 +292,6 @@ def iteration(
     limits = Limits(model.step_delimiter, model.max_tokens, model.top_p)
     expansions = generate_steps(ctx.engine, tasks, limits)
     if a.lookahead and not final:
-        lookahead(ctx.engine, [task.prompt for task in tasks], expansions, a.lookahead, limits)
+        lookahead(ctx.engine, tasks, expansions, a.lookahead, limits)
     score(ctx.prm, problems, expansions, ctx.agg_strategy)
     return expansions

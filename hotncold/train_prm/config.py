@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hotncold.config import ClusterConfig, ConfigError, ModelConfig
+from hotncold.config import ClusterConfig, ConfigError, ModelConfig, PromptConfig
 
 DATA_SOURCES = ("generate", "hub", "file")
 
@@ -93,6 +93,8 @@ class TrainPRMConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     """The generator that samples solutions when `train.data.source=generate`."""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """How the generator is prompted for those solutions."""
     seed: int = 0
     out_dir: str = "outputs/train_prm/manual"
     run_name: str = ""

@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from hotncold.config import ConfigError, ModelConfig
+from hotncold.config import ConfigError, ModelConfig, PromptConfig
 from hotncold.data import check_hub_id
 from hotncold.data.arithmetic import generate
 from hotncold.data.files import read_rows
@@ -46,7 +46,7 @@ def label_steps(steps: list[str], final_answer_correct: bool) -> list[bool]:
 
 
 def generate_examples(
-    cfg: TrainDataConfig, model: ModelConfig, engine: Any, seed: int
+    cfg: TrainDataConfig, model: ModelConfig, prompt: PromptConfig, engine: Any, seed: int
 ) -> list[dict[str, Any]]:
     """Sample `samples_per_problem` solutions per arithmetic problem in one engine call and
     label every step."""
@@ -56,12 +56,12 @@ def generate_examples(
     counts = plan.counts(cfg.samples_per_problem)
     requests, owners = [], []
     for row in rows:
-        prompt = build_prompt(engine, model, row["problem"])
+        text = build_prompt(engine, prompt, model, row["problem"])
         for value, count in zip(plan.values, counts):
             if count:
                 requests.append(
                     GenerationRequest(
-                        prompt=prompt,
+                        prompt=text,
                         temperature=value,
                         max_tokens=model.max_tokens,
                         n=count,

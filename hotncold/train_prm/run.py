@@ -124,7 +124,9 @@ def _data(
     started = time.perf_counter()
     d = cfg.train.data
     if d.source == "generate":
-        examples = data.generate_examples(d, cfg.model, vllm_engine.get_engine(cfg.model), cfg.seed)
+        examples = data.generate_examples(
+            d, cfg.model, cfg.prompt, vllm_engine.get_engine(cfg.model), cfg.seed
+        )
     else:
         examples = data.load_examples(d)
     train_set, eval_set = data.split(examples, d, cfg.seed)
