@@ -129,7 +129,7 @@ BAD = [
             "approach__beam_width": 2,
             "temperature__values": [0.4, 0.8, 1.2],
         },
-        "temperature 1.2 (ratio 0.333333) gets 0 of the approach.beam_width=2 expansions",
+        "temperature 0.4 (ratio 0.333333) gets 0.667 of the approach.beam_width=2 expansions",
     ),
     (
         {
@@ -137,7 +137,7 @@ BAD = [
             "temperature__values": [0.4, 1.2],
             "temperature__ratios": [0.9, 0.1],
         },
-        "temperature 1.2 (ratio 0.1) gets 0 of the approach.beam_width=4",
+        "temperature 1.2 (ratio 0.1) gets 0.4 of the approach.beam_width=4 expansions",
     ),
     ({"temperature__schedule": "linear"}, "but best_of_n samples whole solutions"),
     ({"temperature__schedule": "exponential"}, "temperature.schedule='exponential' is unknown"),

@@ -126,4 +126,6 @@ def test_same_seed_same_requests_different_seed_different_requests(tmp_path, eng
 def test_multi_temperature_run_records_each_completion_temperature(tmp_path, engine):
     execute(config(tmp_path, temperature=TemperatureConfig(values=[0.4, 1.2])))
     record = json.loads((tmp_path / "run" / "completions.jsonl").read_text().splitlines()[0])
-    assert [c["temperature"] for c in record["completions"]] == [0.4, 1.2, 0.4, 1.2]
+    # interleaved, starting at the problem's rotation
+    assert [c["temperature"] for c in record["completions"]] in ([0.4, 1.2] * 2, [1.2, 0.4] * 2)
+    assert record["completions"][0]["extra"]["sampled_temperatures"] == {"0.4": 2, "1.2": 2}
