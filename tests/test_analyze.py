@@ -454,7 +454,7 @@ def handmade_search_run(path, stats: bool) -> None:
             record["stats"] = {"generated_tokens": 100 * (i + 1), "prm_tokens": 7}
         records.append(record)
     append_jsonl(RunDir(path).completions, records)
-    metrics = metrics_from_records(records, 4, 64, 0)
+    metrics = metrics_from_records(records, 4, 64, 0, finished_only=True)
     metrics["agg_strategy"] = "min"
     write_json(RunDir(path).metrics, metrics)
     totals = {"generated_tokens": 1000, "prm_tokens": 50, "prm_steps_scored": 20}

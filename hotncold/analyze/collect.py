@@ -295,7 +295,13 @@ def _curves(run: _Run, agg: str | None, n: int) -> dict[str, dict[str, dict[str,
         int(m.get("num_subsets", 256)),
         int(m.get("seed", 0)),
         agg,
+        finished_only=finished_only(run.cfg),
     )["per_problem"]
+
+
+def finished_only(cfg: dict[str, Any]) -> bool:
+    """The run's `approach.finished_only` (true, the default, when its config predates it)."""
+    return bool((cfg.get("approach") or {}).get("finished_only", True))
 
 
 def _rows(
@@ -323,7 +329,9 @@ def _rows(
         cs = record["completions"]
         problem = record.get("problem") or {}
         scores = [aggregate(c["step_scores"], agg) if agg is not None else c["score"] for c in cs]
-        clusters = [c.get("cluster", -1) for c in cs]
+        # under finished_only an unfinished completion has no answer (as in the metrics)
+        counts = [bool(c.get("finished")) or not finished_only(run.cfg) for c in cs]
+        clusters = [c.get("cluster", -1) if ok else -1 for c, ok in zip(cs, counts)]
         tokens = np.array([c.get("num_tokens", 0) for c in cs], dtype=float)
         steps = np.array([len(c.get("step_scores") or []) for c in cs], dtype=float)
         row = {
@@ -334,7 +342,9 @@ def _rows(
             "completions": len(cs),
             "distinct_answers": len({k for k in clusters if k is not None and k >= 0}),
             "answered": float(np.mean([k is not None and k >= 0 for k in clusters])),
-            "correct_share": float(np.mean([bool(c["correct"]) for c in cs])),
+            "correct_share": float(
+                np.mean([bool(c["correct"]) and ok for c, ok in zip(cs, counts)])
+            ),
             "score_std": float(np.std(scores)),
             "mean_tokens": float(tokens.mean()),
             "mean_steps": float(steps.mean()),

@@ -192,7 +192,11 @@ def write_merged(group: Group, out: Path) -> None:
     write_atomic(rundir.completions, text)
     if group.records:
         metrics = metrics_from_records(
-            group.records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
+            group.records,
+            cfg.n,
+            cfg.metrics.num_subsets,
+            cfg.metrics.seed,
+            finished_only=cfg.approach.finished_only,
         )
         metrics["agg_strategy"] = cfg.prm.agg_strategy
         write_json(rundir.metrics, metrics)

@@ -66,7 +66,11 @@ def execute(cfg: Any) -> dict[str, Any]:
             with noting_signals(session):
                 records = _search(cfg, problems, rundir, session)
                 metrics = metrics_from_records(
-                    records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
+                    records,
+                    cfg.n,
+                    cfg.metrics.num_subsets,
+                    cfg.metrics.seed,
+                    finished_only=cfg.approach.finished_only,
                 )
                 metrics["agg_strategy"] = cfg.prm.agg_strategy
                 write_json(rundir.metrics, metrics)
