@@ -23,9 +23,10 @@ import yaml
 from hotncold.config import Config, ConfigError
 from hotncold.data import load_problems, shard
 from hotncold.evaluation.metrics import metrics_from_records
-from hotncold.experiment.naming import run_name
+from hotncold.experiment.naming import RESULTS_VERSION, run_name
 from hotncold.experiment.run import to_config
 from hotncold.experiment.rundir import RunDir, now, read_json, read_jsonl, write_atomic, write_json
+from hotncold.experiment.shares import temperature_shares
 
 log = logging.getLogger(__name__)
 
@@ -228,5 +229,10 @@ def write_merged(group: Group, out: Path) -> None:
                 for s in shards
             ],
             "totals": {k: round(v, 3) for k, v in totals.items()},
+            # the shards' own (one run name, so one version); a fresh merge of nothing: ours
+            "results_version": (
+                shards[0].info.get("results_version", 1) if shards else RESULTS_VERSION
+            ),
+            "temperature_shares": temperature_shares(group.records, cfg.temperature),
         },
     )

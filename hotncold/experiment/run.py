@@ -23,6 +23,7 @@ from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
+from hotncold.experiment.shares import temperature_shares
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
 from hotncold.prm.base import aggregate
@@ -65,6 +66,7 @@ def execute(cfg: Any) -> dict[str, Any]:
         try:
             with noting_signals(session):
                 records = _search(cfg, problems, rundir, session)
+                session.record(temperature_shares=temperature_shares(records, cfg.temperature))
                 metrics = metrics_from_records(
                     records,
                     cfg.n,
@@ -142,6 +144,8 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
                 prm.reset()
                 for r in records:
                     finished[r["uid"]] = r
+                shares = temperature_shares(finished.values(), cfg.temperature)
+                session.record(temperature_shares=shares)
                 session.progress(len(finished))
                 bar.update(len(batch))
     return [finished[p.uid] for p in problems]
