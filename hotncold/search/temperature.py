@@ -315,12 +315,18 @@ def check_temperature(t: TemperatureConfig, approach: ApproachConfig, n: int) ->
                 f"n={n} is smaller than the {k} temperatures in temperature.values; "
                 f"raise n to at least {k}"
             )
-        counts = allocate(n, t.ratios or [1.0 / k] * k)
-        for value, ratio, count in zip(t.values, t.ratios or [1.0 / k] * k, counts):
-            if ratio > 0 and count == 0:
+        shares = t.ratios or [1.0 / k] * k
+        # every rotation of the remainder ties (`rotation` moves `first` from problem to
+        # problem): a tie between a value at 0.5 and one at 1.5 leaves the first with none for
+        # some problems even when `first=0` gives it one
+        by_first = [allocate(n, shares, first) for first in range(k)]
+        for i, (value, ratio) in enumerate(zip(t.values, shares)):
+            counts = [a[i] for a in by_first]
+            if ratio > 0 and min(counts) == 0:
+                some = " for some problems" if max(counts) > 0 else ""
                 raise ConfigError(
-                    f"temperature {value} (ratio {ratio:g}) gets 0 of n={n} completions; "
-                    "raise n or its ratio"
+                    f"temperature {value} (ratio {ratio:g}) gets 0 of n={n} completions"
+                    f"{some}; raise n or its ratio"
                 )
     elif approach.name in ("beam_search", "dvts") and approach.beam_width >= 1:
         # every beam's m expansions are split over the values, each parent getting the floor
