@@ -89,7 +89,9 @@ def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
                 grade_problem(p, prompt, cs, grader, ctx.agg_strategy)
                 for p, prompt, cs in zip(problems, prompts, completions)
             ]
-            metrics = metrics_from_records(records, n, 64, 0)["overall"]
+            metrics = metrics_from_records(
+                records, n, 64, 0, finished_only=ctx.approach.finished_only
+            )["overall"]
             flat = [c for cs in completions for c in cs]
             sides[side] = {
                 "seconds": seconds,

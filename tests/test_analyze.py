@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import struct
 
 import numpy as np
@@ -489,7 +490,7 @@ def handmade_search_run(path, compute: bool) -> None:
             record["compute"] = {"generated_tokens": 100 * (i + 1), "prm_tokens": 7}
         records.append(record)
     append_jsonl(RunDir(path).completions, records)
-    metrics = metrics_from_records(records, 4, 64, 0)
+    metrics = metrics_from_records(records, 4, 64, 0, finished_only=True)
     metrics["agg_strategy"] = "min"
     write_json(RunDir(path).metrics, metrics)
     totals = {"generated_tokens": 1000, "prm_tokens": 50, "prm_steps_scored": 20}
@@ -633,3 +634,27 @@ def test_real_sweep_on_the_embedded_model_then_its_report(tmp_path):
     overall = summary[(summary["scope"] == "overall") & (summary["method"] == "weighted")]
     assert len(overall) == 2 * 3 and (overall["seeds"] == 2).all()
     assert (overall["lo"] <= overall["mean"]).all() and (overall["mean"] <= overall["hi"]).all()
+
+
+def test_a_mix_that_did_not_sample_its_ratios_is_labelled_by_what_it_sampled(study, tmp_path):
+    """Runs whose records say they sampled 0.4 three times as often as 1.2 (an uneven split
+    given to the first value every time, as before results version 2) are not the equal mix
+    their config names: both seeds get one label carrying the realised shares."""
+    for seed in (0, 1):
+        run = tmp_path / "tilted" / f"mix{seed}"
+        shutil.copytree(study / "sweep" / f"mix{seed}", run)
+        lines = (run / "completions.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
+        for r in records:
+            for c in r["completions"]:
+                c["extra"]["sampled_temperatures"] = {"0.4": 3, "1.2": 1}
+        (run / "completions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    tilted = collect([tmp_path / "tilted"])
+    assert set(tilted.runs["temperature"]) == {"T0.4-1.2_real0.75-0.25"}
+    assert set(tilted.results["temperature"]) == {"T0.4-1.2_real0.75-0.25"}
+    assert tilted.results["config"].str.endswith(":T0.4-1.2_real0.75-0.25").all()
+    assert set(tilted.runs["temp_kind"]) == {"mix"}
+    # the runs as they were sampled (2/2 per problem) keep their nominal label
+    plain = collect([study / "sweep"])
+    assert "T0.4-1.2" in set(plain.runs["temperature"])
+    assert not plain.runs["temperature"].str.contains("_real").any()

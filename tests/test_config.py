@@ -121,6 +121,14 @@ BAD = [
         {"n": 4, "temperature__values": [0.4, 1.2], "temperature__ratios": [0.95, 0.05]},
         "gets 0 of n=4",
     ),
+    (  # 0.5 and 1.5 tie: a rotation that hands the extra sample to 0.8 leaves 0.4 with none
+        {
+            "n": 5,
+            "temperature__values": [0.4, 0.8, 1.2],
+            "temperature__ratios": [0.1, 0.3, 0.6],
+        },
+        "temperature 0.4 (ratio 0.1) gets 0 of n=5 completions for some problems",
+    ),
     ({"n": 0}, "at least 1"),
     ({"approach__name": "beam_search", "n": 10, "approach__beam_width": 4}, "not divisible"),
     (
@@ -129,7 +137,7 @@ BAD = [
             "approach__beam_width": 2,
             "temperature__values": [0.4, 0.8, 1.2],
         },
-        "temperature 1.2 (ratio 0.333333) gets 0 of the approach.beam_width=2 expansions",
+        "temperature 0.4 (ratio 0.333333) gets 0.667 of the approach.beam_width=2 expansions",
     ),
     (
         {
@@ -137,7 +145,7 @@ BAD = [
             "temperature__values": [0.4, 1.2],
             "temperature__ratios": [0.9, 0.1],
         },
-        "temperature 1.2 (ratio 0.1) gets 0 of the approach.beam_width=4",
+        "temperature 1.2 (ratio 0.1) gets 0.4 of the approach.beam_width=4 expansions",
     ),
     ({"temperature__schedule": "linear"}, "but best_of_n samples whole solutions"),
     ({"temperature__schedule": "exponential"}, "temperature.schedule='exponential' is unknown"),

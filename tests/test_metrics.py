@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hotncold.evaluation.metrics import ProblemOutcome, budgets, pass_at, problem_curves, summarize
+from hotncold.evaluation.metrics import (
+    ProblemOutcome,
+    budgets,
+    metrics_from_records,
+    pass_at,
+    problem_curves,
+    summarize,
+)
 
 
 def curves(scores, clusters, correct, groups=None, ns=(1, 2, 4), subsets=4000, seed=0):
@@ -85,3 +92,55 @@ def test_summary_by_level_and_subject():
     assert s["by_level"]["1"]["naive"]["1"] == pytest.approx(0.5)
     assert s["by_level"]["2"]["num_problems"] == 1
     assert s["by_subject"]["a"]["pass"]["1"] == pytest.approx(0.75)
+
+
+def test_weighted_votes_tie_by_relative_distance():
+    # prod over long solutions: real tallies below 1e-12 still rank (3e-14 beats 1e-14)
+    tiny = curves([3e-14, 1e-14], [0, 1], [True, False], ns=(2,))
+    assert tiny["weighted"][2] == 1.0
+    tiny = curves([1e-14, 3e-14], [0, 1], [True, False], ns=(2,))
+    assert tiny["weighted"][2] == 0.0
+    # floating-point noise is a tie: broken at random
+    noise = curves([1 + 1e-15, 1.0], [0, 1], [True, False], ns=(2,))
+    assert noise["weighted"][2] == pytest.approx(0.5, abs=0.03)
+    # naive selection uses the same rule
+    assert noise["naive"][2] == pytest.approx(0.5, abs=0.03)
+    assert tiny["naive"][2] == 0.0
+
+
+def truncated_record():
+    """A Best-of-N record: the two truncated samples end with the wrong number 7, have the
+    best scores, and are the majority; the finished one answers 2, right."""
+    completions = [
+        {"score": 0.9, "cluster": 0, "correct": False, "group": 0, "finished": False},
+        {"score": 0.8, "cluster": 0, "correct": False, "group": 1, "finished": False},
+        {"score": 0.3, "cluster": 1, "correct": True, "group": 2, "finished": True},
+        {"score": 0.2, "cluster": -1, "correct": False, "group": 3, "finished": False},
+    ]
+    return {"uid": "u", "problem": {"level": 1}, "completions": completions}
+
+
+def test_finished_only_gives_unfinished_samples_no_answer():
+    record = truncated_record()
+    counted = metrics_from_records([record], 4, 4000, 0, finished_only=True)["overall"]
+    assert counted["majority"]["4"] == 1.0 and counted["weighted"]["4"] == 1.0
+    assert counted["naive"]["4"] == 1.0  # the best eligible one, not the best-scored
+    # N=1: only the finished sample (1 in 4) answers, and it is right
+    for method in ("naive", "majority", "weighted", "pass"):
+        assert counted[method]["1"] == pytest.approx(0.25, abs=0.03)
+    # N=2: right iff the pair holds the finished sample (3 of 6 pairs)
+    assert counted["majority"]["2"] == pytest.approx(0.5, abs=0.03)
+    assert counted["pass"]["2"] == pytest.approx(0.5)
+    # without it, truncated text votes with its last number
+    voted = metrics_from_records([record], 4, 4000, 0, finished_only=False)["overall"]
+    assert voted["majority"]["4"] == 0.0 and voted["naive"]["4"] == 0.0
+    assert voted["pass"]["4"] == 1.0
+
+
+def test_an_unfinished_sample_is_never_correct_under_finished_only():
+    record = truncated_record()
+    record["completions"][0]["correct"] = True  # its last number happens to be right
+    counted = metrics_from_records([record], 4, 4000, 0, finished_only=True)["overall"]
+    assert counted["pass"]["1"] == pytest.approx(0.25)
+    voted = metrics_from_records([record], 4, 4000, 0, finished_only=False)["overall"]
+    assert voted["pass"]["1"] == pytest.approx(0.5)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import yaml
 from fakes import ScriptedEngine, problem_of
 
 import hotncold.engine.vllm_engine
-from hotncold.config import Config, DatasetConfig, TemperatureConfig
+from hotncold.config import Config, ConfigError, DatasetConfig, TemperatureConfig
 from hotncold.data.arithmetic import generate
 from hotncold.experiment.run import execute
 
@@ -126,4 +127,39 @@ def test_same_seed_same_requests_different_seed_different_requests(tmp_path, eng
 def test_multi_temperature_run_records_each_completion_temperature(tmp_path, engine):
     execute(config(tmp_path, temperature=TemperatureConfig(values=[0.4, 1.2])))
     record = json.loads((tmp_path / "run" / "completions.jsonl").read_text().splitlines()[0])
-    assert [c["temperature"] for c in record["completions"]] == [0.4, 1.2, 0.4, 1.2]
+    # interleaved, starting at the problem's rotation
+    assert [c["temperature"] for c in record["completions"]] in ([0.4, 1.2] * 2, [1.2, 0.4] * 2)
+    assert record["completions"][0]["extra"]["sampled_temperatures"] == {"0.4": 2, "1.2": 2}
+
+
+def test_run_json_records_the_realised_temperature_shares(tmp_path, engine):
+    # 20 problems x n=4 over three values: 2/1/1 per problem, the double one rotating
+    execute(config(tmp_path, temperature=TemperatureConfig(values=[0.4, 0.8, 1.2])))
+    run = tmp_path / "run"
+    info = json.loads((run / "run.json").read_text())
+    shares = info["temperature_shares"]
+    assert info["results_version"] == 2
+    assert shares["nominal"] == {"0.4": 0.333333, "0.8": 0.333333, "1.2": 0.333333}
+    counts = shares["sampled"]["counts"]
+    assert sum(counts.values()) == 80 and shares["allocations"] == 20
+    records = [json.loads(line) for line in (run / "completions.jsonl").read_text().splitlines()]
+    per_problem = [r["completions"][0]["extra"]["sampled_temperatures"] for r in records]
+    assert all(sorted(p.values()) == [1, 1, 2] for p in per_problem)
+    # the rotation gives the double share to every value, not always to 0.4
+    assert {max(p, key=p.get) for p in per_problem} == {"0.4", "0.8", "1.2"}
+    assert counts == {t: sum(p[t] for p in per_problem) for t in ("0.4", "0.8", "1.2")}
+    # Best-of-N: one step per line of text, each at its sample's temperature
+    steps = Counter(
+        f"{t:g}" for r in records for c in r["completions"] for t in c["step_temperatures"]
+    )
+    assert shares["completion_steps"]["counts"] == dict(steps)
+
+
+def test_a_run_directory_of_an_older_results_version_is_not_resumed(tmp_path, engine):
+    execute(config(tmp_path))
+    run = tmp_path / "run"
+    info = json.loads((run / "run.json").read_text())
+    del info["results_version"]  # what runs before results version 2 wrote
+    (run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="results version 1, computed differently"):
+        execute(config(tmp_path))

@@ -7,6 +7,10 @@ commit that says so (last: the prompt group, issue 12, moved the prompt out of `
 They cover every approach, the temperature options (default, a multi-temperature mix, a ratio
 mix, a linear and a switch schedule, greedy), a shard, a non-default model and PRM, an
 experiment preset, search-and-learn's recipe and prompt, and the PRM trainer's runs.
+
+Changed on purpose since: results version 2 (`naming.RESULTS_VERSION`, issue 12) entered
+the hash of every experiment run's name, since those runs now compute different results for
+the same config; the trainer's names, which it does not concern, stayed.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 KNOWN = {
     "default": (
         [],
-        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_a3b515ac",
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_c25d829d",
     ),
     "beam_search_multi": (
         ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
-        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_9e6803e9",
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_fd47d7a5",
     ),
     "dvts_ratio_mix": (
         [
@@ -41,23 +45,23 @@ KNOWN = {
             "temperature.ratios=[0.75,0.25]",
             "n=16",
         ],
-        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_45b343c5",
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_a4bf1225",
     ),
     "dvts_anneal": (
         ["approach=dvts", "temperature=anneal", "n=16"],
-        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_b292b1aa",
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_19a1f70f",
     ),
     "beam_search_switch": (
         ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
-        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_338089de",
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_04fbd49b",
     ),
     "greedy": (
         ["temperature=greedy", "n=4", "seed=3"],
-        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_49f277ed",
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_f2a7e653",
     ),
     "shard": (
         ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
-        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_0119dd3e",
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_01165013",
     ),
     "llama_with_qwen_prm": (
         [
@@ -66,11 +70,11 @@ KNOWN = {
             "prm.agg_strategy=min",
             "approach=beam_search",
         ],
-        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_31e993a7",
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_b8b1b519",
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_1f00850a",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_40d21d62",
     ),
     "sal_recipe": (
         [
@@ -80,11 +84,11 @@ KNOWN = {
             "n=16",
             "dataset.shard=3",
         ],
-        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_8bc59e60",
+        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_514a3e3d",
     ),
     "sal_prompt": (
         ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],
-        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_a9bafd75",
+        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_838fd5d3",
     ),
 }
 SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu", "sal_recipe": "multirun/hot_vs_cold"}

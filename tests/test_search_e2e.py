@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from conftest import ROOT, tiny_model_config
 
 from hotncold.config import ApproachConfig, Config, DatasetConfig, ModelConfig, TemperatureConfig
 from hotncold.data import load_problems
+from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment.run import execute
 
 pytestmark = pytest.mark.slow
@@ -192,3 +194,68 @@ def test_a_prompt_that_fills_the_context_gets_an_empty_length_generation(real_en
     out = real_engine.generate([full, short])
     assert [(g.text, g.num_tokens, g.finish_reason) for g in out[0]] == [("", 0, "length")] * 2
     assert out[1][0].num_tokens > 0
+
+
+def test_uneven_mixes_sample_their_shares_and_run_json_records_them(real_engine, tmp_path):
+    """temperature=multi with beam_width=4: every iteration deals the mix over all its
+    candidates (3/3/2 of 8, rotating), not 0.4 twice per beam; run.json holds the counts."""
+    dataset = DatasetConfig(per_level=2, levels=[1, 2])
+    multi = TemperatureConfig(values=[0.4, 0.8, 1.2])
+    for approach in ("beam_search", "dvts"):
+        run = tmp_path / approach
+        execute(config(run, approach, dataset=dataset, temperature=multi, num_iterations=4))
+        info = json.loads((run / "run.json").read_text())
+        shares = info["temperature_shares"]
+        recs = records(run)
+        per_problem = [r["completions"][0]["extra"] for r in recs]
+        total = Counter()
+        for extra in per_problem:
+            counts = extra["sampled_temperatures"]
+            total.update(counts)
+            drawn = sum(counts.values())
+            if approach == "beam_search":
+                # n=8 every iteration, extras rotating by depth: within one of a third
+                assert drawn == 8 * extra["iterations"] == 8 * extra["allocations"]
+                assert all(abs(counts.get(t, 0) - drawn / 3) < 1 for t in ("0.4", "0.8", "1.2"))
+            else:  # every subtree expansion: 4 candidates, each value once or twice
+                a = extra["allocations"]
+                assert drawn == 4 * a
+                assert all(a <= counts.get(t, 0) <= 2 * a for t in ("0.4", "0.8", "1.2"))
+        assert shares["sampled"]["counts"] == dict(total)
+        assert shares["allocations"] == sum(e["allocations"] for e in per_problem)
+        # the completions' steps, as recorded, are what run.json counts
+        steps = Counter(
+            f"{t:g}" for r in recs for c in r["completions"] for t in c["step_temperatures"]
+        )
+        assert shares["completion_steps"]["counts"] == dict(steps)
+        assert set(steps) <= {"0.4", "0.8", "1.2"}
+        print(f"\n{approach}: sampled {shares['sampled']['shares']}, "
+              f"completion steps {shares['completion_steps']['shares']}")  # fmt: skip
+
+
+def test_best_of_n_truncated_samples_never_vote(real_engine, tmp_path):
+    """max_tokens=24 truncates most samples, many at a number; under finished_only (the
+    default) they never count: per problem, pass@n is whether a finished sample is right."""
+    run = tmp_path / "bon"
+    cfg = config(run, "best_of_n", max_tokens=24, n=4, dataset=DatasetConfig(per_level=3))
+    assert cfg.approach.finished_only  # the default
+    execute(cfg)
+    recs = records(run)
+    completions = [c for r in recs for c in r["completions"]]
+    truncated = [c for c in completions if c["finish_reason"] == "length"]
+    assert truncated and any(c["answer"] is not None for c in truncated)  # something to drop
+    assert any(c["finished"] for c in completions)
+    metrics = json.loads((run / "metrics.json").read_text())
+    for r in recs:
+        cs = r["completions"]
+        right = any(c["correct"] and c["finished"] for c in cs)
+        assert metrics["per_problem"][r["uid"]]["pass"]["4"] == float(right)
+        if not right:
+            for method in ("naive", "weighted", "majority"):
+                assert metrics["per_problem"][r["uid"]][method]["4"] == 0.0
+    assert metrics == {
+        **metrics_from_records(
+            recs, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed, finished_only=True
+        ),
+        "agg_strategy": cfg.prm.agg_strategy,
+    }

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 
 from hotncold.config import TemperatureConfig
-from hotncold.search.temperature import TemperaturePlan, allocate, interleave
+from hotncold.search.beam_search import expansion_counts
+from hotncold.search.temperature import TemperaturePlan, allocate, deal, interleave
 
 
 @pytest.mark.parametrize(
@@ -25,6 +27,21 @@ from hotncold.search.temperature import TemperaturePlan, allocate, interleave
 def test_allocate_is_exact_largest_remainder(total, ratios, expected):
     assert allocate(total, ratios) == expected
     assert sum(allocate(total, ratios)) == total
+
+
+def test_remainder_ties_go_around_from_first():
+    assert [allocate(10, [1 / 3] * 3, first) for first in range(3)] == [
+        [4, 3, 3],
+        [3, 4, 3],
+        [3, 3, 4],
+    ]
+    assert [allocate(8, [1 / 3] * 3, first) for first in range(3)] == [
+        [3, 3, 2],
+        [2, 3, 3],
+        [3, 2, 3],
+    ]
+    # only ties rotate: a larger remainder still wins (0.5 / 4.5 / 0: the first entry)
+    assert allocate(5, [0.1, 0.9], 1) == [0, 5] and allocate(4, [0.4, 0.6], 1) == [2, 2]
 
 
 @pytest.mark.parametrize("total", range(1, 40))
@@ -64,10 +81,13 @@ def test_plan_slots_and_tag():
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 @pytest.mark.parametrize("m", range(1, 13))
 def test_equal_shares_cycle_through_the_values(k, m):
-    # the m expansions of a beam: candidate j gets values[j % k]
+    # one parent's m expansions: candidate j gets values[(j + first) % k]
     values = [0.1 * (i + 1) for i in range(k)]
     plan = TemperaturePlan.from_config(TemperatureConfig(values=values))
-    assert [plan.temperature(j, m) for j in range(m)] == [round(values[j % k], 6) for j in range(m)]
+    for first in range(k):
+        assert plan.deal([m], first=first)[0] == [
+            round(values[(j + first) % k], 6) for j in range(m)
+        ]
 
 
 def schedule(**kw) -> TemperaturePlan:
@@ -93,13 +113,13 @@ def test_schedules_multiply_every_value_of_a_mix():
     plan = TemperaturePlan.from_config(
         TemperatureConfig(values=[0.5, 1.0], schedule="linear", start=1.0, end=0.5, horizon=2)
     )
-    assert [plan.temperature(j, 4, depth=0) for j in range(4)] == [0.5, 1.0, 0.5, 1.0]
-    assert [plan.temperature(j, 4, depth=1) for j in range(4)] == [0.375, 0.75, 0.375, 0.75]
-    assert [plan.temperature(j, 4, depth=5) for j in range(4)] == [0.25, 0.5, 0.25, 0.5]
+    assert plan.deal([4], depth=0) == [[0.5, 1.0, 0.5, 1.0]]
+    assert plan.deal([4], depth=1) == [[0.375, 0.75, 0.375, 0.75]]
+    assert plan.deal([2, 2], depth=5) == [[0.25, 0.5], [0.25, 0.5]]
     greedy = TemperaturePlan.from_config(
         TemperatureConfig(values=[0.0, 1.0], schedule="switch", start=2.0, end=0.5)
     )
-    assert greedy.temperature(0, 2, depth=0) == 0.0  # greedy stays greedy
+    assert greedy.deal([2], depth=0) == [[0.0, 2.0]]  # greedy stays greedy
 
 
 def test_schedule_tags_name_the_schedule():
@@ -117,3 +137,80 @@ def test_an_empty_value_list_leaves_the_refusal_to_validate():
     # run names are resolved before validate(); they must not crash on what validate refuses
     plan = TemperaturePlan.from_config(TemperatureConfig(values=[]))
     assert plan.ratios == () and plan.tag() == "T"
+
+
+# --------------------------------------------------------------- dealing one iteration's samples
+
+RATIOS = [
+    [1 / 3] * 3,
+    [0.5, 0.25, 0.25],
+    [0.7, 0.3],
+    [0.1, 0.2, 0.3, 0.4],
+    [0.5, 0.3, 0.2],
+    [0.33, 0.34, 0.33],
+    [0.2] * 5,
+    [0.45, 0.45, 0.1],
+    [1.0],
+]
+
+
+def shapes():
+    """Every shape the searches deal: DVTS's and full beam search's equal parents, the
+    prompt's n, and beam search's survivors sharing n (sizes q and q + 1)."""
+    for parents in range(1, 9):
+        for size in range(1, 13):
+            yield [size] * parents
+    for n in range(1, 25):
+        for beams in range(1, n + 1):
+            yield expansion_counts(n, beams)
+    for n in (32, 64):
+        for beams in range(1, 17):
+            yield expansion_counts(n, beams)
+
+
+@pytest.mark.parametrize("ratios", RATIOS, ids=lambda r: "-".join(f"{x:g}" for x in r))
+def test_deal_is_exact_overall_and_within_one_per_parent(ratios):
+    k, w = len(ratios), sum(ratios)
+    for sizes in shapes():
+        total = sum(sizes)
+        for first in range(k):
+            rows = deal(sizes, ratios, first)
+            assert [len(r) for r in rows] == sizes
+            counts = [[r.count(v) for v in range(k)] for r in rows]
+            overall = [sum(c[v] for c in counts) for v in range(k)]
+            # the iteration: within one of every exact share, summing to the total
+            assert sum(overall) == total
+            for v in range(k):
+                assert abs(overall[v] - total * ratios[v] / w) < 1, (sizes, first)
+            assert overall == allocate(total, ratios, first)
+            # every parent: floor or ceiling of its own share
+            for size, c in zip(sizes, counts):
+                for v in range(k):
+                    share = size * ratios[v] / w
+                    assert math.floor(share + 1e-9) <= c[v] <= math.ceil(share - 1e-9)
+
+
+@pytest.mark.parametrize(
+    ("parents", "m", "k"), [(2, 4, 3), (4, 4, 3), (3, 5, 3), (2, 5, 4), (8, 2, 3)]
+)
+def test_extra_samples_rotate_across_parents_and_depths(parents, m, k):
+    """Equal shares, m not a multiple of k: over k consecutive depths (first = r + depth) the
+    totals are exactly equal, and every parent (the best-ranked beam too) gets the same
+    number of each value: no value, depth or beam is systematically favoured."""
+    ratios = [1 / k] * k
+    for r in range(k):
+        totals = [0] * k
+        per_parent = [[0] * k for _ in range(parents)]
+        for depth in range(k):
+            for b, row in enumerate(deal([m] * parents, ratios, (r + depth) % k)):
+                for v in row:
+                    totals[v] += 1
+                    per_parent[b][v] += 1
+        assert totals == [parents * m] * k
+        for counts in per_parent:
+            assert counts == [m] * k
+
+
+def test_deal_with_one_parent_is_one_allocation():
+    for first in range(3):
+        assert deal([8], [1 / 3] * 3, first) == [interleave(allocate(8, [1 / 3] * 3, first), first)]

@@ -87,7 +87,7 @@ def plan(p: dict[str, Any]) -> TemperaturePlan:
 
 
 class FlatPRM(PRM):
-    """Every step scores 0.5: ranking ties keep the earlier candidate, so every beam lives."""
+    """Every step scores 0.5: every ranking is a tie, broken at random (seeded)."""
 
     def _score_new(self, items):
         return [ItemScores([0.5] * (len(item.steps) - item.start), 0) for item in items]
@@ -114,7 +114,9 @@ def search_calls(p: dict[str, Any]) -> tuple[list, list]:
         n=p["n"],
         seed=0,
     )
-    problem = Problem(uid="u0", problem="p", answer="1")
+    # u9's rotation offset at seed 0 is 0 (for 2, 3 and 4 values): the guide's tables start at
+    # the first value, so depth d starts at value d % k
+    problem = Problem(uid="u9", problem="p", answer="1")
     out = build_approach(approach).solve([problem], ["prompt"], ctx)[0]
     return engine.calls, out
 
@@ -158,7 +160,7 @@ def render(kind: str, p: dict[str, Any]) -> list[list[str]]:
             [
                 str(d),
                 fmt(round(pl.factor(d), 6)),
-                " ".join(fmt(pl.temperature(j, k, d)) for j in range(k)),
+                " ".join(fmt(t) for t in pl.deal([k], d)[0]),
             ]
             for d in range(p["depths"])
         ]

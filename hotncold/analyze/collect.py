@@ -15,6 +15,11 @@ Runs are grouped into *settings* (everything that determines results except the 
 temperature schedule) and *configurations* (a setting plus a temperature schedule); the seeds
 of a configuration are its replicates. Shards of one run (`dataset.shard`) fall into the same
 configuration, so a sharded sweep reads as one experiment.
+
+A mix is labelled by its ratios (`T0.4-0.8-1.2`) unless what its runs sampled, pooled over the
+configuration's runs (`extra.sampled_temperatures`), differs from them beyond what exact
+allocation explains (`hotncold.experiment.shares.differs`): then its label carries the realised
+shares (`T0.4-0.8-1.2_real0.5-0.25-0.25`), so it is never read as the mix it was not.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from tqdm import tqdm
 from hotncold.evaluation.metrics import METHODS, budgets, metrics_from_records
 from hotncold.experiment.naming import NON_RESULT_KEYS, approach_label, describe_temperature
 from hotncold.experiment.rundir import read_json, read_jsonl
+from hotncold.experiment.shares import differs, pooled, realised_tag, temperature_shares
 from hotncold.prm.base import aggregate
 
 log = logging.getLogger(__name__)
@@ -166,6 +172,7 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
     labels: dict[str, str] = {}
     family_labels: dict[str, str] = {}
     seen: dict[tuple[str, str, int, str], str] = {}
+    sampled: dict[str, list[dict[str, Any]]] = {}  # mix configuration -> its runs' shares
     for path in tqdm(dirs, desc="reading runs", unit="run", disable=len(dirs) < 20):
         run = _read(path)
         if isinstance(run, Skipped):
@@ -198,6 +205,9 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
             skipped.append(Skipped(str(path), "every problem repeats another run's"))
             continue
         run.records = fresh
+        if keys["temp_kind"] == "mix":
+            shares = temperature_shares(fresh, run.cfg["temperature"])
+            sampled.setdefault(keys["config"], []).append(shares)
         labels[keys["setting"]] = _setting_label(keys)
         family_labels[keys["family"]] = (
             f"{keys['model']} · {keys['prm']} ({keys['agg']}) · " + (keys["dataset"])
@@ -212,16 +222,44 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
             f"no finished runs under {where} ({len(skipped)} skipped); point at run directories "
             "(folders with run.json) or sweep folders holding them"
         )
-    problems_df = _tidy(pd.DataFrame(problems))
-    results_df = _tidy(pd.concat(results, ignore_index=True))
+    frames = [pd.DataFrame(runs), _tidy(pd.DataFrame(problems))]
+    frames.append(_tidy(pd.concat(results, ignore_index=True)))
+    _label_realised(frames, sampled)
+    runs_df, problems_df, results_df = frames
     return Collection(
-        runs=pd.DataFrame(runs),
+        runs=runs_df,
         problems=problems_df,
         results=results_df,
         settings=_unique_labels(labels),
         families=_unique_labels(family_labels),
         skipped=skipped,
     )
+
+
+def _label_realised(frames: list[pd.DataFrame], sampled: dict[str, list[dict[str, Any]]]) -> None:
+    """Relabel, in place, the mixes whose runs did not sample their nominal shares."""
+    relabel = {}
+    for config, shares in sampled.items():
+        together = pooled(shares)
+        if differs(together):
+            setting, tag = config.split(":", 1)
+            relabel[config] = (
+                f"{setting}:{tag}{realised_tag(together)}",
+                tag + realised_tag(together),
+            )
+            log.warning(
+                "%s sampled %s, not its nominal shares %s: labelled %s",
+                tag,
+                together["sampled"]["shares"],
+                together["nominal"],
+                relabel[config][1],
+            )
+    for frame in frames:
+        if not relabel or "config" not in frame:
+            continue
+        hit = frame["config"].isin(list(relabel))
+        frame.loc[hit, "temperature"] = frame.loc[hit, "config"].map(lambda c: relabel[c][1])
+        frame.loc[hit, "config"] = frame.loc[hit, "config"].map(lambda c: relabel[c][0])
 
 
 def _keys(run: _Run, agg: str | None) -> dict[str, Any]:
@@ -298,7 +336,13 @@ def _curves(run: _Run, agg: str | None, n: int) -> dict[str, dict[str, dict[str,
         int(m.get("num_subsets", 256)),
         int(m.get("seed", 0)),
         agg,
+        finished_only=finished_only(run.cfg),
     )["per_problem"]
+
+
+def finished_only(cfg: dict[str, Any]) -> bool:
+    """The run's `approach.finished_only` (true, the default, when its config predates it)."""
+    return bool((cfg.get("approach") or {}).get("finished_only", True))
 
 
 def _rows(
@@ -326,7 +370,9 @@ def _rows(
         cs = record["completions"]
         problem = record.get("problem") or {}
         scores = [aggregate(c["step_scores"], agg) if agg is not None else c["score"] for c in cs]
-        clusters = [c.get("cluster", -1) for c in cs]
+        # under finished_only an unfinished completion has no answer (as in the metrics)
+        counts = [bool(c.get("finished")) or not finished_only(run.cfg) for c in cs]
+        clusters = [c.get("cluster", -1) if ok else -1 for c, ok in zip(cs, counts)]
         tokens = np.array([c.get("num_tokens", 0) for c in cs], dtype=float)
         steps = np.array([len(c.get("step_scores") or []) for c in cs], dtype=float)
         row = {
@@ -337,7 +383,9 @@ def _rows(
             "completions": len(cs),
             "distinct_answers": len({k for k in clusters if k is not None and k >= 0}),
             "answered": float(np.mean([k is not None and k >= 0 for k in clusters])),
-            "correct_share": float(np.mean([bool(c["correct"]) for c in cs])),
+            "correct_share": float(
+                np.mean([bool(c["correct"]) and ok for c, ok in zip(cs, counts)])
+            ),
             "score_std": float(np.std(scores)),
             "mean_tokens": float(tokens.mean()),
             "mean_steps": float(steps.mean()),

@@ -24,9 +24,10 @@ from hotncold.config import Config, ConfigError
 from hotncold.data import load_problems, shard
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment import lock
-from hotncold.experiment.naming import run_name
+from hotncold.experiment.naming import RESULTS_VERSION, run_name
 from hotncold.experiment.run import to_config
 from hotncold.experiment.rundir import RunDir, now, read_json, read_jsonl, write_atomic, write_json
+from hotncold.experiment.shares import temperature_shares
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,11 @@ def _write_merged(group: Group, out: Path) -> None:
     write_atomic(rundir.completions, text)
     if group.records:
         metrics = metrics_from_records(
-            group.records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
+            group.records,
+            cfg.n,
+            cfg.metrics.num_subsets,
+            cfg.metrics.seed,
+            finished_only=cfg.approach.finished_only,
         )
         metrics["agg_strategy"] = cfg.prm.agg_strategy
         write_json(rundir.metrics, metrics)
@@ -231,5 +236,10 @@ def _write_merged(group: Group, out: Path) -> None:
                 for s in shards
             ],
             "totals": {k: round(v, 3) for k, v in totals.items()},
+            # the shards' own (one run name, so one version); a fresh merge of nothing: ours
+            "results_version": (
+                shards[0].info.get("results_version", 1) if shards else RESULTS_VERSION
+            ),
+            "temperature_shares": temperature_shares(group.records, cfg.temperature),
         },
     )

@@ -190,12 +190,15 @@ class ApproachConfig:
     """beam_search: drop unfinished candidates whose text equals an earlier candidate's before
     pruning."""
     finished_only: bool = True
-    """beam_search/dvts: return only finished (EOS) solutions, best first, repeated in turn to
-    fill the slots (copies carry `extra.copy_of`): beam search's n slots from its completed
-    pool, each DVTS subtree's m slots from its last expansion. With none finished, the slots
-    keep the unfinished ones, marked `finished: false`. False returns them as search-and-learn
-    does (beam search: the n best of the pool, truncated ones included; DVTS: the last
-    expansion as it is)."""
+    """Every approach: a completion the model did not finish (truncated, `empty_step`, a DVTS
+    sibling left `partial`) has no answer: it never votes, naive selection never picks it and
+    it is never correct (applied by the metrics; Best-of-N's samples keep their slots).
+    beam_search/dvts also choose their outputs by it: only finished (EOS) solutions, best
+    first, repeated in turn to fill the slots (copies carry `extra.copy_of`): beam search's n
+    slots from its completed pool, each DVTS subtree's m slots from its last expansion; with
+    none finished, the unfinished ones, marked `finished: false`. False lets unfinished text
+    vote with its last number and returns what search-and-learn does (beam search: the n best
+    of the pool, truncated ones included; DVTS: the last expansion as it is)."""
 
 
 @dataclass

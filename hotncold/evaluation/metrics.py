@@ -6,9 +6,19 @@
 - pass@N: whether any of N completions is right (the unbiased estimator of Chen et al. 2021).
 
 A value at N < n averages many random subsets of size N, never the first N completions, so it
-does not depend on the order samples came back in. Ties are broken at random. When completions
-come in groups (DVTS subtrees) a subset takes whole groups. Everything here is a pure function
-of arrays; the run writes its inputs to `completions.jsonl` first.
+does not depend on the order samples came back in. Ties are broken at random; scores and
+tallies within a relative `TIE_RTOL` of each other tie (an absolute tolerance would merge real
+differences: under `prod` over long solutions, tallies are 1e-14 and below). When completions
+come in groups (DVTS subtrees) a subset takes whole groups.
+
+`approach.finished_only` (default true, the same meaning for every approach): a completion
+that is not finished (truncated, `empty_step`, a DVTS sibling left `partial`) has no answer:
+it never votes, naive selection never picks it, and it is never correct for pass@N. It still
+takes its place in every subset (it cost its tokens). Best-of-N's samples are independent, so
+this is where its rule applies; the searches additionally prefer finished candidates when they
+choose their n outputs (`hotncold.search.steps.fill`), and this rule covers whatever
+unfinished ones they still return. Everything here is a pure function of arrays; the run
+writes its inputs to `completions.jsonl` first.
 """
 
 from __future__ import annotations
@@ -25,6 +35,10 @@ from hotncold.prm.base import aggregate
 
 METHODS = ("naive", "weighted", "majority", "pass")
 
+TIE_RTOL = 1e-9
+"""Scores or tallies within this relative distance of the best tie. Sums of the same scores in
+another order differ by about 1e-16 relative; real differences are far larger than 1e-9."""
+
 
 @dataclass(frozen=True)
 class ProblemOutcome:
@@ -38,6 +52,8 @@ class ProblemOutcome:
     """Whether each completion's answer is right."""
     groups: np.ndarray
     """Subset-sampling unit of each completion."""
+    eligible: np.ndarray
+    """Whether each completion's answer counts (false: unfinished under `finished_only`)."""
 
     @classmethod
     def of(
@@ -46,13 +62,17 @@ class ProblemOutcome:
         clusters: Sequence[int],
         correct: Sequence[bool],
         groups: Sequence[int] | None = None,
+        eligible: Sequence[bool] | None = None,
     ) -> ProblemOutcome:
         n = len(scores)
+        ok = np.asarray(eligible if eligible is not None else [True] * n, dtype=bool)
         return cls(
             scores=np.asarray(scores, dtype=float),
-            clusters=np.asarray(clusters, dtype=int),
-            correct=np.asarray(correct, dtype=bool),
+            # an ineligible completion has no answer and is never right
+            clusters=np.where(ok, np.asarray(clusters, dtype=int), -1),
+            correct=np.asarray(correct, dtype=bool) & ok,
             groups=np.asarray(groups if groups is not None else range(n), dtype=int),
+            eligible=ok,
         )
 
 
@@ -95,7 +115,7 @@ def problem_curves(
             if grouped
             else _plain(n, k, num_subsets, rng)
         )
-        curves["naive"][k] = _naive(outcome, subsets)
+        curves["naive"][k] = _naive(outcome, subsets, rng)
         votes = np.zeros((subsets.shape[0], len(cluster_ids) + 1))
         weights = np.zeros_like(votes)
         rows = np.repeat(np.arange(subsets.shape[0]), subsets.shape[1])
@@ -138,20 +158,28 @@ def _subsets(groups: np.ndarray, k: int, num_subsets: int, rng: np.random.Genera
     return out
 
 
-def _naive(outcome: ProblemOutcome, subsets: np.ndarray) -> float:
-    best = outcome.scores[subsets].argmax(axis=1)  # first maximum in a random order
+def _best(values: np.ndarray, present: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row, the column of the largest value among the present ones; ties (within a
+    relative TIE_RTOL) broken uniformly at random. Rows with nothing present give column 0."""
+    values = np.where(present, values, -np.inf)
+    top = values.max(axis=1, keepdims=True)
+    tied = present & np.isclose(values, top, rtol=TIE_RTOL, atol=0.0)
+    return np.argmax(tied * rng.random(values.shape), axis=1)
+
+
+def _naive(outcome: ProblemOutcome, subsets: np.ndarray, rng: np.random.Generator) -> float:
+    """Accuracy of the best-scored eligible completion of each subset."""
+    eligible = outcome.eligible[subsets]
+    best = _best(outcome.scores[subsets], eligible, rng)
     chosen = subsets[np.arange(subsets.shape[0]), best]
-    return float(outcome.correct[chosen].mean())
+    return float((outcome.correct[chosen] & eligible.any(axis=1)).mean())
 
 
 def _vote(
     tally: np.ndarray, present: np.ndarray, cluster_correct: np.ndarray, rng: np.random.Generator
 ) -> float:
     """Accuracy of the answer with the largest tally among those present in each subset."""
-    tally = np.where(present, tally, -np.inf)
-    top = tally.max(axis=1, keepdims=True)
-    tied = present & (tally >= top - 1e-12)
-    pick = np.argmax(tied * rng.random(tally.shape), axis=1)  # random tie-break
+    pick = _best(tally, present, rng)
     answered = present.any(axis=1)
     return float((cluster_correct[pick] & answered).mean())
 
@@ -184,9 +212,12 @@ def summarize(
     }
 
 
-def outcome_of(record: dict[str, Any], agg_strategy: str | None = None) -> ProblemOutcome:
+def outcome_of(
+    record: dict[str, Any], agg_strategy: str | None = None, *, finished_only: bool
+) -> ProblemOutcome:
     """The outcome of one `completions.jsonl` record; `agg_strategy` re-aggregates step scores
-    (any strategy can be evaluated after the fact, since every step score is stored)."""
+    (any strategy can be evaluated after the fact, since every step score is stored), and
+    `finished_only` (`approach.finished_only`) gives unfinished completions no answer."""
     completions = record["completions"]
     if agg_strategy is None:
         scores = [c["score"] for c in completions]
@@ -197,6 +228,7 @@ def outcome_of(record: dict[str, Any], agg_strategy: str | None = None) -> Probl
         [c["cluster"] for c in completions],
         [c["correct"] for c in completions],
         [c["group"] for c in completions],
+        [bool(c["finished"]) or not finished_only for c in completions],
     )
 
 
@@ -206,11 +238,19 @@ def metrics_from_records(
     num_subsets: int,
     seed: int,
     agg_strategy: str | None = None,
+    *,
+    finished_only: bool,
 ) -> dict[str, Any]:
-    """metrics.json's content from completions.jsonl's records."""
+    """metrics.json's content from completions.jsonl's records (`finished_only` is the run's
+    `approach.finished_only`: required, since it changes every number)."""
     ns = budgets(n)
     rng = np.random.default_rng(seed)
-    curves = [problem_curves(outcome_of(r, agg_strategy), ns, num_subsets, rng) for r in records]
+    curves = [
+        problem_curves(
+            outcome_of(r, agg_strategy, finished_only=finished_only), ns, num_subsets, rng
+        )
+        for r in records
+    ]
     summary = summarize([r["problem"] for r in records], curves)
     summary["budgets"] = ns
     summary["per_problem"] = {

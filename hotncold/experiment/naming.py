@@ -2,8 +2,9 @@
 
 `run_name` gives the readable axes a reader scans for (approach, temperatures, n, seed, model,
 PRM, dataset) and a hash of every other result-determining value (`config_hash` over
-`result_config`, which drops `NON_RESULT_KEYS`: where and how a run executes). Resuming relies
-on these names staying the same: tests/test_run_names.py pins some, byte for byte.
+`result_config`, which drops `NON_RESULT_KEYS`: where and how a run executes) and of
+`RESULTS_VERSION`. Resuming relies on these names staying the same: tests/test_run_names.py
+pins some, byte for byte.
 `describe_temperature` and `approach_label` are the labels reports and the hub give a run's
 temperature schedule and approach, from its stored config.yaml.
 """
@@ -22,6 +23,13 @@ from hotncold.config import TemperatureConfig
 from hotncold.search.temperature import TemperaturePlan
 
 log = logging.getLogger(__name__)
+
+RESULTS_VERSION = 2
+"""What a run with a given config computes, as a number the run-name hash covers. Bump it
+whenever a change alters what a run with an unchanged config computes, so that an old run
+directory is never resumed into new semantics: the run gets a new name instead. 2 (issue 12):
+ties broken at random, blank candidates unfinished, temperatures dealt per iteration with
+rotating extras (Best-of-N too), `finished_only` for Best-of-N, relative tie tolerance."""
 
 # Fields that say where or how a run executes, not what it computes: two configs differing only
 # here produce the same results, so they are left out of the run name's hash and of the resume
@@ -54,8 +62,14 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_hash(cfg: dict[str, Any]) -> str:
-    blob = json.dumps(result_config(cfg), sort_keys=True, default=str)
+def config_hash(cfg: dict[str, Any], results_version: int | None = None) -> str:
+    """8 hex digits of the result-determining config, and of `results_version` when given (run
+    names give `RESULTS_VERSION`; the PRM trainer's names, whose runs it does not concern, do
+    not)."""
+    key = result_config(cfg)
+    if results_version is not None:
+        key = {**key, "results_version": results_version}
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
 
@@ -82,7 +96,7 @@ def run_name(cfg: dict[str, Any]) -> str:
         cfg["model"]["name"],
         cfg["prm"]["name"],
         dataset,
-        config_hash(cfg),
+        config_hash(cfg, RESULTS_VERSION),
     ]
     return "_".join(str(p).replace("/", "-") for p in parts)
 

@@ -26,6 +26,7 @@ from hotncold.experiment import lock, preflight
 from hotncold.experiment.compute import RunCosts, run_costs
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
+from hotncold.experiment.shares import temperature_shares
 from hotncold.experiment.validate import validate
 from hotncold.hub import upload
 from hotncold.prm import registry
@@ -84,8 +85,13 @@ def _execute(
         try:
             with noting_signals(session):
                 records = _search(cfg, engines, problems, rundir, session)
+                session.record(temperature_shares=temperature_shares(records, cfg.temperature))
                 metrics = metrics_from_records(
-                    records, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed
+                    records,
+                    cfg.n,
+                    cfg.metrics.num_subsets,
+                    cfg.metrics.seed,
+                    finished_only=cfg.approach.finished_only,
                 )
                 metrics["agg_strategy"] = cfg.prm.agg_strategy
                 write_json(rundir.metrics, metrics)
@@ -166,6 +172,8 @@ def _search(
                 prm.reset()
                 for r in records:
                     finished[r["uid"]] = r
+                shares = temperature_shares(finished.values(), cfg.temperature)
+                session.record(temperature_shares=shares)
                 session.progress(len(finished))
                 bar.update(len(batch))
     return [finished[p.uid] for p in problems]

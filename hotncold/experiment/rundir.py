@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from hotncold.config import Config, ConfigError
-from hotncold.experiment.naming import result_config
+from hotncold.experiment.naming import RESULTS_VERSION, result_config
 
 PACKAGES = (
     "hotncold",
@@ -147,6 +147,15 @@ class RunDir:
                 raise ConfigError(
                     f"{self.path} holds a run with a different config ({', '.join(diff[:5])}); "
                     "use another output directory or delete that one"
+                )
+        if self.completions.exists() and self.completions.stat().st_size:
+            # results made by an older hotncold must not be resumed into new semantics
+            version = self.read_info().get("results_version", 1)
+            if version != RESULTS_VERSION:
+                raise ConfigError(
+                    f"{self.path} holds results of results version {version}, computed "
+                    f"differently from this hotncold's {RESULTS_VERSION}; use another output "
+                    "directory or delete that one"
                 )
         write_atomic(self.config, yaml.safe_dump(current, sort_keys=False, allow_unicode=True))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hotncold.config import Config
+from hotncold.experiment.naming import RESULTS_VERSION
 from hotncold.experiment.rundir import RunDir, now, provenance, write_json
 
 log = logging.getLogger("hotncold")
@@ -69,6 +70,7 @@ class Session:
             out_dir=str(rundir.path),
             overrides=list(cfg.overrides),
             problems={"total": total, "done": 0},
+            results_version=RESULTS_VERSION,  # RunDir.prepare refuses to resume another
         )
         self._engine = self._prm = None
         self._base: dict[str, float] = {}
@@ -104,6 +106,10 @@ class Session:
     def add(self, **amounts: float) -> None:
         for key, value in amounts.items():
             self.me[key] += value
+
+    def record(self, **fields: Any) -> None:
+        """Set run-level fields of run.json (written with the next update)."""
+        self.info.update(fields)
 
     def progress(self, done: int) -> None:
         self.info["problems"]["done"] = done

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -24,8 +24,9 @@ class Completion:
     num_tokens: int
     finish_reason: str
     """`eos` (the model ended it), `length` (token limit or full context), `empty_step` (the
-    model wrote nothing but step delimiters), or `partial` (a step-level
-    search stopped growing it: a DVTS sibling of its subtree's final pick)."""
+    model wrote nothing but step delimiters where a step was due), or `partial` (a step-level
+    search stopped growing it: a DVTS sibling of its subtree's final pick). Only `eos` is
+    finished."""
     temperature: float | None = None
     """The temperature every token was sampled at; None when steps used different ones."""
     group: int = 0
@@ -35,7 +36,9 @@ class Completion:
 
     @property
     def finished(self) -> bool:
-        return self.finish_reason in ("eos", "empty_step")
+        """The model ended the solution. An `empty_step` ending is not that: the model only
+        repeated the delimiter, and the candidate added nothing."""
+        return self.finish_reason == "eos"
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -57,6 +60,23 @@ class SearchContext:
     agg_strategy: str = "min"
     """How step scores rank solutions during the search and in its final choice
     (`prm.agg_strategy`)."""
+
+
+def sampling_extra(sampled: Mapping[float, int], allocations: int) -> dict[str, Any]:
+    """The `extra` fields every approach records for a problem, on each of its completions:
+
+    - `sampled_temperatures`: how many samples were drawn at each temperature (`%g` keys):
+      Best-of-N's n completions; every candidate of a search, pruned ones included (one per
+      request: a step, or the rest of a solution at the last iteration; lookahead, always
+      greedy and never kept, is not counted);
+    - `allocations`: how many separate allocations drew them (Best-of-N: 1; beam search: one
+      per iteration; DVTS: one per subtree expansion). Each rounds every value's count by
+      less than one sample, which bounds how far exact shares can drift (`analyze`).
+    """
+    return {
+        "sampled_temperatures": {f"{t:g}": c for t, c in sorted(sampled.items())},
+        "allocations": allocations,
+    }
 
 
 class Approach(Protocol):

@@ -6,20 +6,30 @@ width m, per problem:
 - iteration 0 expands the prompt into n candidates; every later iteration refills to n
   candidates by expanding the surviving beams in rank order, each m times while n // m beams
   survive (with fewer survivors the n expansions are dealt out best beam first, as
-  search-and-learn does);
-- expansion j of a beam expanded c times is sampled at `plan.temperature(j, c, depth)`;
+  search-and-learn does: more samples for the better-scored beams is the search's choice,
+  and ties in that rank are in random order, so it favours no slot or temperature);
+- the temperatures of an iteration's n candidates come from `plan.deal`: over the n, the
+  exact shares of one allocation of n (Best-of-N's rule); per beam, within one of its share;
+  the extra samples of an uneven split (m=4 over three values) rotate across beams, depths
+  and problems (`plan.rotation`), so no beam, depth or value is systematically favoured;
 - a candidate that ends (EOS, an empty step, the token budget or the context) joins the
-  completed pool; if `filter_duplicates`, unfinished candidates repeating an earlier one's text
-  are dropped; the best n // m unfinished candidates by aggregated PRM score (lookahead steps
-  included) survive, ties to the earlier candidate;
+  completed pool; if `filter_duplicates`, unfinished candidates repeating another one's text
+  are dropped (which copy stays is drawn at random: identical text sampled at different
+  temperatures); the best n // m unfinished candidates by aggregated PRM score (lookahead
+  steps included) survive, ties in random order (`steps.ranked`);
 - the last iteration (`num_iterations`) generates every candidate to the end;
 - the result is the n best of the completed pool by `aggregate(step_scores, agg_strategy)`
   (search-and-learn ranks by the last step's score whatever the strategy, or takes the first n
-  to complete); ties keep the earlier completion. With `finished_only` (the default) only
-  finished (EOS) solutions count, repeated in rank order when fewer than n finished (copies
-  carry `extra.copy_of`); truncated ones would otherwise compete, and under `min` a truncated
-  solution whose steps all check out outranks one that ends with an uncheckable answer line.
-  With none finished, the n best as they are (marked `finished: false`).
+  to complete); ties in random order, and a candidate that ended with an empty step (it added
+  nothing, so it kept its parent's score) after every other. With `finished_only` (the
+  default) only finished (EOS) solutions count, repeated in rank order when fewer than n
+  finished (copies carry `extra.copy_of`); truncated ones would otherwise compete, and under
+  `min` a truncated solution whose steps all check out outranks one that ends with an
+  uncheckable answer line. With none finished, the n best as they are (marked
+  `finished: false`; under `finished_only` metrics give them no answer).
+
+Every random choice (ties, which duplicate stays) uses a generator seeded from the run seed,
+the problem, the depth and what is ranked, so a run is reproducible.
 
 Every iteration is one engine call for the candidates of every unfinished problem of the batch
 (plus one per lookahead step and per blank retry round, see `steps`) and one PRM call.
@@ -28,6 +38,7 @@ Every iteration is one engine call for the candidates of every unfinished proble
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,9 +46,18 @@ from tqdm import tqdm
 
 from hotncold.data import Problem
 from hotncold.engine.requests import derive_seed
-from hotncold.prm.base import aggregate
-from hotncold.search.base import Completion, SearchContext
-from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked
+from hotncold.search.base import Completion, SearchContext, sampling_extra
+from hotncold.search.steps import (
+    Expansion,
+    Node,
+    StepTask,
+    distinct,
+    fill,
+    iteration,
+    ranked,
+    ranked_nodes,
+    tie_breaker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +73,8 @@ class _Search:
     search_tokens: int = 0
     lookahead_tokens: int = 0
     iterations: int = 0
+    sampled: Counter[float] = field(default_factory=Counter)
+    """Candidates sampled at each temperature, pruned ones included."""
 
     @property
     def live(self) -> bool:
@@ -60,7 +82,11 @@ class _Search:
 
 
 def expansion_counts(n: int, beams: int) -> list[int]:
-    """How many of the n candidates each of `beams` ranked beams gets (best first)."""
+    """How many of the n candidates each of `beams` ranked beams gets (best first).
+
+    Extra expansions go to the better-ranked beams, as in search-and-learn; ranks break ties at
+    random, and temperatures are dealt over all n candidates (`plan.deal`), so this favours a
+    score, never a slot or a temperature."""
     return [n // beams + (1 if b < n % beams else 0) for b in range(beams)]
 
 
@@ -84,21 +110,26 @@ class BeamSearch:
             tasks, owners = [], []
             for s in live:
                 s.iterations += 1
-                for b, (parent, count) in enumerate(
-                    zip(s.beams, expansion_counts(ctx.n, len(s.beams)))
-                ):
-                    for j in range(count):
+                uid = s.problem.uid
+                dealt = ctx.plan.deal(
+                    expansion_counts(ctx.n, len(s.beams)),
+                    depth,
+                    ctx.plan.rotation(ctx.seed, uid, depth),
+                )
+                for b, (parent, temperatures) in enumerate(zip(s.beams, dealt)):
+                    for j, temperature in enumerate(temperatures):
                         tasks.append(
                             StepTask(
                                 prompt=s.prompt,
                                 parent=parent,
-                                temperature=ctx.plan.temperature(j, count, depth),
-                                seed=derive_seed(ctx.seed, s.problem.uid, self.name, depth, b, j),
+                                temperature=temperature,
+                                seed=derive_seed(ctx.seed, uid, self.name, depth, b, j),
                                 final=final,
                                 account=s.problem.uid,
                             )
                         )
                         owners.append(s)
+                        s.sampled[temperature] += 1
             expansions = iteration(ctx, tasks, [s.problem.problem for s in owners], final)
             by_search: dict[int, list[Expansion]] = {}
             for s, e in zip(owners, expansions):
@@ -106,17 +137,26 @@ class BeamSearch:
                 s.lookahead_tokens += e.lookahead_tokens
                 by_search.setdefault(id(s), []).append(e)
             for s in live:
-                s.beams = self._prune(s, by_search[id(s)], keep, a.filter_duplicates)
+                s.beams = self._prune(
+                    s, by_search[id(s)], keep, a.filter_duplicates, (ctx.seed, depth)
+                )
             log.info(
                 "beam search step %d: %d candidates, %d problems still searching",
                 depth,
                 len(tasks),
                 sum(s.live for s in searches),
             )
-        return [self._result(s, ctx.n, agg, a.finished_only) for s in searches]
+        return [self._result(s, ctx.n, agg, a.finished_only, ctx.seed) for s in searches]
 
-    @staticmethod
-    def _prune(s: _Search, expansions: list[Expansion], keep: int, dedupe: bool) -> list[Node]:
+    def _prune(
+        self,
+        s: _Search,
+        expansions: list[Expansion],
+        keep: int,
+        dedupe: bool,
+        where: tuple[int, int],
+    ) -> list[Node]:
+        seed, depth = where
         active = []
         for e in expansions:
             if e.node.live:
@@ -124,25 +164,22 @@ class BeamSearch:
             else:
                 s.completed.append(e.node)
         if dedupe:
-            seen: set[str] = set()
-            unique = []
-            for e in active:
-                if e.node.text not in seen:
-                    seen.add(e.node.text)
-                    unique.append(e)
-            active = unique
-        return [e.node for e in ranked(active)[:keep]]
+            active = distinct(active, tie_breaker(seed, s.problem.uid, self.name, depth, "dedupe"))
+        order = ranked(active, tie_breaker(seed, s.problem.uid, self.name, depth, "prune"))
+        return [e.node for e in order[:keep]]
 
-    @staticmethod
-    def _result(s: _Search, n: int, agg: str, finished_only: bool) -> list[Completion]:
+    def _result(
+        self, s: _Search, n: int, agg: str, finished_only: bool, seed: int
+    ) -> list[Completion]:
         # Every iteration ends with n candidates and the last one ends them all, so the pool
         # always holds at least n.
-        pool = sorted(s.completed, key=lambda node: -aggregate(node.step_scores, agg))
+        pool = ranked_nodes(s.completed, agg, tie_breaker(seed, s.problem.uid, self.name, "pool"))
         extra = {
             "search_tokens": s.search_tokens,
             "lookahead_tokens": s.lookahead_tokens,
             "iterations": s.iterations,
             "pool": len(pool),
+            **sampling_extra(s.sampled, s.iterations),
         }
         return [
             node.to_completion(group=i, **extra, **more)

@@ -1,13 +1,21 @@
-"""Best-of-N: sample n full solutions per problem, then let the PRM score every step."""
+"""Best-of-N: sample n full solutions per problem, then let the PRM score every step.
+
+`approach.finished_only` applies at metrics time here (`hotncold.evaluation.metrics`): the n
+completions are independent samples, so a truncated one stays in its slot (it cost its tokens
+and is part of every subset it falls in) but has no answer: it never votes and naive selection
+never picks it. Repeating finished samples in its place, as the searches do with their
+candidates, would change what a subset of N independent samples is.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from hotncold.data import Problem
 from hotncold.engine.requests import Generation, GenerationRequest, derive_seed
 from hotncold.prm.base import split_steps
-from hotncold.search.base import Completion, SearchContext
+from hotncold.search.base import Completion, SearchContext, sampling_extra
 
 
 class BestOfN:
@@ -15,17 +23,20 @@ class BestOfN:
 
     A multi-temperature budget becomes one request per (problem, temperature) with that
     temperature's exact share as `n`, so prefix caching reuses each prompt across samples; the
-    samples are then laid out in the plan's interleaved order. Greedy (T=0) samples are all
+    samples are then laid out in the plan's interleaved order. When n does not split exactly
+    (n=8 over three values), which values get the extra samples rotates from problem to
+    problem (`plan.rotation`), so over a run no value is short; metrics read random subsets,
+    never the first slots, so the layout favours no value either. Greedy (T=0) samples are all
     identical, so one is generated and repeated.
     """
 
     def solve(
         self, problems: Sequence[Problem], prompts: Sequence[str], ctx: SearchContext
     ) -> list[list[Completion]]:
-        counts = ctx.plan.counts(ctx.n)
+        firsts = [ctx.plan.rotation(ctx.seed, p.uid) for p in problems]
         requests = []
-        for problem, prompt in zip(problems, prompts):
-            for value, count in zip(ctx.plan.values, counts):
+        for problem, prompt, first in zip(problems, prompts, firsts):
+            for value, count in zip(ctx.plan.values, ctx.plan.counts(ctx.n, first)):
                 if count == 0:
                     continue
                 requests.append(
@@ -40,23 +51,25 @@ class BestOfN:
                     )
                 )
         outputs = iter(ctx.engine.generate(requests))
-        order = ctx.plan.for_slots(ctx.n)
         per_problem: list[list[tuple[float, Generation]]] = []
-        for _ in problems:
+        for first in firsts:
             pools = {}
-            for value, count in zip(ctx.plan.values, counts):
+            for value, count in zip(ctx.plan.values, ctx.plan.counts(ctx.n, first)):
                 if count:
                     samples = next(outputs)
                     pools[value] = samples * count if value == 0 else list(samples)
+            order = ctx.plan.for_slots(ctx.n, first)
             per_problem.append([(value, pools[value].pop(0)) for value in order])
 
-        completions = [
-            [
-                _completion(g, value, ctx.model.step_delimiter, slot)
-                for slot, (value, g) in enumerate(samples)
-            ]
-            for samples in per_problem
-        ]
+        completions = []
+        for samples in per_problem:
+            extra = sampling_extra(Counter(value for value, _ in samples), 1)
+            completions.append(
+                [
+                    _completion(g, value, ctx.model.step_delimiter, slot, extra)
+                    for slot, (value, g) in enumerate(samples)
+                ]
+            )
         pairs = [(p.problem, c.steps) for p, cs in zip(problems, completions) for c in cs]
         scores = iter(ctx.prm.score(pairs))
         for cs in completions:
@@ -66,7 +79,7 @@ class BestOfN:
 
 
 def _completion(
-    generation: Generation, temperature: float, delimiter: str, slot: int
+    generation: Generation, temperature: float, delimiter: str, slot: int, extra: dict
 ) -> Completion:
     steps = split_steps(generation.text, delimiter)
     return Completion(
@@ -78,4 +91,5 @@ def _completion(
         finish_reason="eos" if generation.ended else "length",
         temperature=temperature,
         group=slot,  # independent samples: each is its own unit for subset sampling
+        extra=dict(extra),
     )

@@ -2,20 +2,29 @@
 
 Semantics (search-and-learn's DVTS, with its gaps fixed), for budget n and beam width m, per
 problem: n // m independent subtrees. At every iteration each live subtree expands its current
-node into m candidates (candidate j at `plan.temperature(j, m, depth)`, i.e. `values[j % k]`
-for an equal mix), the PRM scores them and the subtree greedily continues from the best by
-aggregated score (lookahead steps included; ties to the earlier candidate). A subtree ends when
-that best candidate ends (EOS, an empty step, the token budget or the context); the last
+node into m candidates, the PRM scores them and the subtree greedily continues from the best by
+aggregated score (lookahead steps included; ties in random order, and a candidate that ended
+with an empty step, having added nothing, after every other: `steps.ranked`). A subtree ends
+when that best candidate ends (EOS, an empty step, the token budget or the context); the last
 iteration generates every candidate to the end.
 
-Output: m completions per subtree, from its last expansion, sharing the subtree's `group` so
-that metrics' subsets for N < n take whole subtrees (a subset of whole subtrees is exactly a
+Temperatures: at each depth the n // m subtrees' m expansions are dealt together
+(`plan.deal([m] * (n // m), depth, plan.rotation(...))`): over all n candidates, the exact
+shares of one allocation of n; per subtree, within one of its share of m; the extra samples of
+an uneven split (m=4 over three values) rotate across subtrees, depths and problems. Subtree t
+always takes row t of that deal, whether or not the others are still growing, so a subtree's
+samples never depend on its siblings (once some have ended, the live ones' shares are exact
+per subtree, within one, rather than over the iteration).
+
+Output: m completions per subtree, from its last expansion (ranked), sharing the subtree's
+`group` so that metrics' subsets for N < n take whole subtrees (a subset of whole subtrees is a
 DVTS run with fewer subtrees). With `finished_only` (the default) a subtree's m slots hold the
 finished (EOS) candidates of that expansion, best first, repeated in turn (`extra.copy_of` names
 the original's index) so every subtree keeps m slots and equal weight in votes; unfinished
 siblings, which stopped one step after their parent and carry no answer, are dropped
 (`extra.dropped_unfinished` counts them). A subtree without any finished candidate keeps its m
-unfinished ones, marked `finished: false`. search-and-learn returns the last expansion as it is
+unfinished ones, marked `finished: false` (under `finished_only` metrics give them no answer).
+search-and-learn returns the last expansion as it is
 (`finished_only=false`).
 
 Every iteration is one engine call for the candidates of every live subtree of every problem of
@@ -25,6 +34,7 @@ the batch (plus one per lookahead step and per blank retry round, see `steps`) a
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,8 +42,8 @@ from tqdm import tqdm
 
 from hotncold.data import Problem
 from hotncold.engine.requests import derive_seed
-from hotncold.search.base import Completion, SearchContext
-from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked
+from hotncold.search.base import Completion, SearchContext, sampling_extra
+from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked, tie_breaker
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +69,10 @@ class _Search:
     subtrees: list[_Subtree]
     lookahead_tokens: int = 0
     iterations: int = 0
+    sampled: Counter[float] = field(default_factory=Counter)
+    """Candidates sampled at each temperature."""
+    expansions: int = 0
+    """Subtree expansions (allocations of m samples)."""
 
 
 class DVTS:
@@ -80,33 +94,39 @@ class DVTS:
             tasks, owners = [], []
             for s in searches:
                 live = [t for t in s.subtrees if t.live]
-                if live:
-                    s.iterations += 1
+                if not live:
+                    continue
+                s.iterations += 1
+                uid = s.problem.uid
+                rows = ctx.plan.deal(
+                    [m] * len(s.subtrees), depth, ctx.plan.rotation(ctx.seed, uid, depth)
+                )
                 for t in live:
-                    for j in range(m):
+                    s.expansions += 1
+                    for j, temperature in enumerate(rows[t.index]):
                         tasks.append(
                             StepTask(
                                 prompt=s.prompt,
                                 parent=t.node,
-                                temperature=ctx.plan.temperature(j, m, depth),
-                                seed=derive_seed(
-                                    ctx.seed, s.problem.uid, self.name, depth, t.index, j
-                                ),
+                                temperature=temperature,
+                                seed=derive_seed(ctx.seed, uid, self.name, depth, t.index, j),
                                 final=final,
                                 account=s.problem.uid,
                             )
                         )
                         owners.append((s, t))
+                        s.sampled[temperature] += 1
             if not tasks:
                 break
             expansions = iteration(ctx, tasks, [s.problem.problem for s, _ in owners], final)
-            grown: dict[int, tuple[_Subtree, list[Expansion]]] = {}
+            grown: dict[int, tuple[_Search, _Subtree, list[Expansion]]] = {}
             for (s, t), e in zip(owners, expansions):
                 t.tokens += e.tokens + e.lookahead_tokens
                 s.lookahead_tokens += e.lookahead_tokens
-                grown.setdefault(id(t), (t, []))[1].append(e)
-            for t, candidates in grown.values():
-                t.last = ranked(candidates)
+                grown.setdefault(id(t), (s, t, []))[2].append(e)
+            for s, t, candidates in grown.values():
+                rng = tie_breaker(ctx.seed, s.problem.uid, self.name, depth, t.index, "pick")
+                t.last = ranked(candidates, rng)
                 t.node = t.last[0].node
             log.info(
                 "dvts step %d: %d candidates, %d subtrees still growing",
@@ -127,6 +147,7 @@ class DVTS:
                 "search_tokens": search_tokens,
                 "lookahead_tokens": s.lookahead_tokens,
                 "iterations": s.iterations,
+                **sampling_extra(s.sampled, s.expansions),
             }
             first = len(out)
             for node, more in fill([e.node for e in t.last], m, finished_only):

@@ -15,11 +15,24 @@ parent's score, which `min` and `prod` aggregation always prefer to a real new s
 solution there would cut most solutions short. So such a blank chunk is kept in the text and
 the same candidate is asked again, in one more engine call for just those candidates, up to
 `BLANK_RETRIES` times; a candidate still blank then ends with `empty_step`.
+
+A candidate that ends with `empty_step` added nothing, so it keeps its parent's score, which
+`min` and `prod` prefer to any real new step. It is therefore **unfinished** (the model never
+ended the solution: `finished` is false, so `finished_only` never returns or counts it) and
+every ranking puts it after every candidate that added a step, whatever its score: it never
+becomes DVTS's pick or a beam over a real step, and comes last in beam search's final pool.
+
+Ties: every ranking here (`ranked`, `ranked_nodes`, `distinct`) breaks ties uniformly at
+random with a generator seeded from the run seed, the problem, the depth and what is being
+ranked (`tie_breaker`), never by position: candidate 0 of a parent is sampled at the first
+temperature value, so "ties to the earlier candidate" would hand every tie (the rule under
+`min` with a coarse PRM) to one temperature. Runs stay reproducible.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -32,8 +45,9 @@ log = logging.getLogger(__name__)
 BLANK_RETRIES = 2
 """Extra tries for a step that came back as nothing but the delimiter (see the module doc)."""
 
-FINISHED = ("eos", "empty_step")
-"""Finish reasons of a solution the model ended (`Completion.finished`)."""
+FINISHED = ("eos",)
+"""Finish reasons of a solution the model ended (`Completion.finished`); `empty_step` is not
+one (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +78,11 @@ class Node:
     def finished(self) -> bool:
         return self.finish_reason in FINISHED
 
+    @property
+    def added_nothing(self) -> bool:
+        """It ended with nothing but delimiters: no step of its own (ranked last)."""
+        return self.finish_reason == "empty_step"
+
     def to_completion(self, group: int, **extra: object) -> Completion:
         temps = set(self.sampled_at)
         return Completion(
@@ -80,7 +99,8 @@ class Node:
 
 
 def fill(nodes: Sequence[Node], slots: int, finished_only: bool) -> list[tuple[Node, dict]]:
-    """`slots` outputs from `nodes` (best first), each with its extra fields.
+    """`slots` outputs from `nodes` (ranked: best first, ties already in random order), each
+    with its extra fields.
 
     With `finished_only`, the finished nodes only, repeated in turn when fewer than `slots`
     (a copy's `copy_of` is the index of its original among the outputs), and the number of
@@ -278,9 +298,51 @@ def score(prm: PRM, problems: Sequence[str], expansions: Sequence[Expansion], ag
         e.selection_score = aggregate(s, agg)
 
 
-def ranked(expansions: Sequence[Expansion]) -> list[Expansion]:
-    """Best selection score first; ties keep the earlier candidate (a deterministic order)."""
-    return sorted(expansions, key=lambda e: -e.selection_score)
+def tie_breaker(*parts: object) -> random.Random:
+    """The generator that orders ties of one ranking, seeded from what identifies it: (run
+    seed, problem uid, approach, depth or "pool", what is ranked). The same run ranks the same."""
+    return random.Random(derive_seed("ties", *parts))
+
+
+def _score_key(score: float) -> float:
+    # 12 significant digits: scores that differ only by floating-point noise (a mean or a
+    # product of the same step scores summed in another order) tie
+    return float(f"{score:.12g}")
+
+
+def _order(items: Sequence, scores: Sequence[float], blank: Sequence[bool], rng: random.Random):
+    draws = [rng.random() for _ in items]  # one per item in input order: reproducible
+    keys = sorted(range(len(items)), key=lambda i: (blank[i], -_score_key(scores[i]), draws[i]))
+    return [items[i] for i in keys]
+
+
+def ranked(expansions: Sequence[Expansion], rng: random.Random) -> list[Expansion]:
+    """Best selection score first; a candidate that added nothing after every other; ties in
+    a uniformly random order drawn from `rng` (see the module doc)."""
+    return _order(
+        expansions,
+        [e.selection_score for e in expansions],
+        [e.node.added_nothing for e in expansions],
+        rng,
+    )
+
+
+def ranked_nodes(nodes: Sequence[Node], agg: str, rng: random.Random) -> list[Node]:
+    """Complete solutions by `aggregate(step_scores, agg)`, as `ranked` orders candidates."""
+    return _order(
+        nodes, [aggregate(n.step_scores, agg) for n in nodes], [n.added_nothing for n in nodes], rng
+    )
+
+
+def distinct(expansions: Sequence[Expansion], rng: random.Random) -> list[Expansion]:
+    """One candidate per distinct text, in their original order; which of several identical
+    ones stays is drawn uniformly from `rng` (identical text sampled at different
+    temperatures: the survivor decides the temperature its steps are credited to)."""
+    keep: dict[str, int] = {}
+    for i in rng.sample(range(len(expansions)), len(expansions)):
+        keep.setdefault(expansions[i].node.text, i)
+    chosen = set(keep.values())
+    return [e for i, e in enumerate(expansions) if i in chosen]
 
 
 def iteration(

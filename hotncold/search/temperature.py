@@ -1,17 +1,25 @@
 """Temperature schedules: how a budget is spread over temperatures, in which order, at which depth.
 
-Every approach asks one question, `TemperaturePlan.temperature(slot, slots, depth)`: the
-temperature of sampling slot `slot` of `slots` (the n completions of Best-of-N, the m expansions
-of a beam) when generating the step at search depth `depth` (0 for the first step). Two parts
+Every approach asks one question, `TemperaturePlan.deal(sizes, depth, first)`: the temperatures
+of the samples drawn together, one allocation at a time (Best-of-N: the n completions of a
+problem, one parent of n slots; beam search and DVTS: one iteration of a problem, its parents
+expanded `sizes[b]` times each, at search depth `depth`, 0 for the first step). Two parts
 compose by multiplication:
 
-- per slot, `values` in their `ratios` (`for_slots`): allocation is exact (largest remainder)
-  and interleaved, so any first slots (a reader taking the first N completions, a beam whose m
-  expansions are fewer than the mix needs) already mix the temperatures in their target shares;
-  with equal ratios slot j gets `values[j % k]`. hotncold's own metrics at N < n average random
+- per slot, `values` in their `ratios`: the allocation's counts are exact (largest remainder
+  over all its slots, `allocate`), every parent's own counts are within one of its share
+  (`deal`), and each parent's slots are interleaved (`interleave`) so any first slots already
+  mix the temperatures in their target shares. hotncold's own metrics at N < n average random
   subsets, not the first N;
 - per depth, a `schedule` factor (`factor`): 1 for `constant`, else it moves from `start` to
   `end` (`linear`, `cosine` over `horizon` steps; `switch` after `switch_at` steps).
+
+Rounding never favours a value: when a budget does not split exactly (n=8 over three values),
+the values whose remainders tie get the extra samples in cyclic order from `first`, and the
+approaches rotate `first` by a per-problem offset (`rotation`, derived from the run seed and the
+problem) plus the depth. So the extra samples go to each value in turn over consecutive depths,
+to no value in particular across problems, and to each parent (the best-ranked beam included)
+in turn. Without that, the earliest value (usually the coldest) would get every extra sample.
 
 A multiplier (rather than absolute schedule temperatures) keeps the per-beam mix's shape at
 every depth, keeps greedy slots greedy, and with `values=[1.0]` makes `start` and `end` the
@@ -25,49 +33,144 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from hotncold.config import ApproachConfig, ConfigError, TemperatureConfig
+from hotncold.engine.requests import derive_seed
+
+EPS = 1e-9
+"""Slack for floating-point shares (0.1 + 0.2 of 10 is 3, not 2.9999...)."""
 
 
-def allocate(total: int, ratios: Sequence[float]) -> list[int]:
+def _cyclic(i: int, first: int, k: int) -> int:
+    """Position of index i in the cyclic order first, first + 1, ..., first - 1 (mod k)."""
+    return (i - first) % k
+
+
+def allocate(total: int, ratios: Sequence[float], first: int = 0) -> list[int]:
     """Split `total` into integer counts proportional to `ratios` (largest remainder method).
 
-    Ties in the remainder go to the earlier entry, so the result is deterministic.
+    Every count is within one of its exact share and they sum to `total`. Ties in the
+    remainder go to the entries in cyclic order from `first` (0: the earlier entry), so the
+    result is deterministic and a caller that rotates `first` favours no entry.
     """
     if total < 0:
         raise ValueError("total must be >= 0")
     weight = float(sum(ratios))
     if weight <= 0:
         raise ValueError("ratios must have a positive sum")
+    k = len(ratios)
     quotas = [total * r / weight for r in ratios]
-    counts = [math.floor(q + 1e-9) for q in quotas]
+    counts = [math.floor(q + EPS) for q in quotas]
     remainders = [q - c for q, c in zip(quotas, counts)]
-    order = sorted(range(len(ratios)), key=lambda i: (-round(remainders[i], 9), i))
+    order = sorted(range(k), key=lambda i: (-round(remainders[i], 9), _cyclic(i, first, k)))
     for i in order[: total - sum(counts)]:
         counts[i] += 1
     return counts
 
 
-def interleave(counts: Sequence[int]) -> list[int]:
+def interleave(counts: Sequence[int], first: int = 0) -> list[int]:
     """Order `sum(counts)` slots so that every prefix is as close to the final shares as possible.
 
-    At each position the index furthest behind its target share goes next (ties to the earlier
-    index): every prefix of length p holds each index within one of `p * share`.
+    At each position the index furthest behind its target share goes next (ties in cyclic
+    order from `first`): every prefix of length p holds each index within one of `p * share`.
     """
+    k = len(counts)
     total = sum(counts)
-    placed = [0] * len(counts)
+    placed = [0] * k
     order: list[int] = []
     for position in range(1, total + 1):
         deficits = [position * c / total - placed[i] for i, c in enumerate(counts)]
         best = max(
             (i for i, c in enumerate(counts) if placed[i] < c),
-            key=lambda i: (deficits[i], -i),
+            key=lambda i: (round(deficits[i], 9), -_cyclic(i, first, k)),
         )
         placed[best] += 1
         order.append(best)
     return order
+
+
+def deal(sizes: Sequence[int], ratios: Sequence[float], first: int = 0) -> list[list[int]]:
+    """The value index of every slot of parents expanded `sizes[b]` times, drawn together.
+
+    - The counts over all slots are `allocate(sum(sizes), ratios, first)`: exactly what one
+      allocation of that many samples gives (Best-of-N's rule).
+    - Each parent's counts are within one of its own share (floor or ceil of
+      `sizes[b] * ratio`), so a parent expanded m times tries every value whose share of m is
+      at least one, and no parent gets more than one extra sample of any value.
+    - The extra samples (what the floors leave) are handed out value by value in cyclic order
+      from `first`, each to the parent with the most extras still to take, ties to the next
+      parent in turn: parent 0 (the best-ranked beam) gets the first value's extra, the next
+      parents the next values', and rotating `first` rotates who gets which.
+    - Each parent's slots are in `interleave` order.
+
+    Handing out the extras is a small transportation problem (parents x values, at most one
+    extra per pair); when the greedy choice leaves a value with no parent that has room, an
+    augmenting path moves earlier extras to make room (bipartite matching), which finds a
+    solution whenever one exists. tests/test_temperature.py checks every shape the searches
+    produce. Were there none, the rest would go to any parent with room: the totals stay exact
+    and only the per-parent bound loosens.
+    """
+    k, parents = len(ratios), len(sizes)
+    weight = float(sum(ratios))
+    totals = allocate(sum(sizes), ratios, first)
+    exact = [[s * r / weight for r in ratios] for s in sizes]
+    floors = [[math.floor(x + EPS) for x in row] for row in exact]
+    rows = [list(f) for f in floors]
+    extras = [s - sum(f) for s, f in zip(sizes, floors)]
+
+    def open_pair(b: int, v: int) -> bool:  # parent b may take one more of value v
+        return exact[b][v] - floors[b][v] > EPS and rows[b][v] == floors[b][v]
+
+    cursor = 0
+    for v in sorted(range(k), key=lambda i: _cyclic(i, first, k)):
+        for _ in range(totals[v] - sum(f[v] for f in floors)):
+            fits = [b for b in range(parents) if extras[b] > 0 and open_pair(b, v)]
+            if fits:
+                b = max(fits, key=lambda b: (extras[b], -((b - cursor) % parents)))
+                rows[b][v] += 1
+                extras[b] -= 1
+                cursor = (b + 1) % parents
+            elif not _augment(v, rows, floors, extras, open_pair):
+                b = next(b for b in range(parents) if extras[b] > 0)
+                rows[b][v] += 1
+                extras[b] -= 1
+    return [interleave(cs, first) for cs in rows]
+
+
+def _augment(
+    v: int,
+    rows: list[list[int]],
+    floors: list[list[int]],
+    extras: list[int],
+    open_pair: Callable[[int, int], bool],
+) -> bool:
+    """Place one extra of value v by a chain of moves: v goes to a full parent b, which hands
+    one of its extras (value w) to another parent, ... until a parent with room takes one.
+    Breadth first, so the chain is as short as possible. False when no chain exists."""
+    came: dict[int, tuple[int, int] | None] = {v: None}  # value -> (parent, value it came from)
+    queue = [v]
+    for value in queue:
+        for b in range(len(rows)):
+            if not open_pair(b, value):
+                continue
+            if extras[b] > 0:
+                # walk the chain back: b takes `value`; each earlier parent swaps one extra
+                rows[b][value] += 1
+                extras[b] -= 1
+                step = came[value]
+                while step is not None:
+                    parent, before = step
+                    rows[parent][value] -= 1
+                    rows[parent][before] += 1
+                    value, step = before, came[before]
+                return True
+            for w in range(len(rows[b])):
+                if rows[b][w] > floors[b][w] and w not in came:
+                    came[w] = (b, value)
+                    queue.append(w)
+    return False
 
 
 SCHEDULES = ("constant", "linear", "cosine", "switch")
@@ -118,21 +221,33 @@ class TemperaturePlan:
             return self.end + (self.start - self.end) * (1 + math.cos(math.pi * progress)) / 2
         raise ValueError(f"unknown temperature schedule {self.schedule!r}")
 
-    def temperature(self, slot: int, slots: int, depth: int = 0) -> float:
-        """The temperature of slot `slot` of `slots` for the step at search depth `depth`.
+    def rotation(self, seed: int, uid: str, depth: int = 0) -> int:
+        """`first` for problem `uid` at `depth`: a per-problem offset (from the run seed and the
+        problem, so a problem's samples never depend on which problems share its run or shard)
+        plus the depth, so the extra samples of an uneven split go to each value in turn."""
+        k = max(1, len(self.values))
+        return (derive_seed(seed, uid, "temperature rotation") + depth) % k
+
+    def deal(self, sizes: Sequence[int], depth: int = 0, first: int = 0) -> list[list[float]]:
+        """The temperature of every slot of parents expanded `sizes[b]` times together at
+        `depth` (see the module function `deal`), times the schedule's factor.
 
         Rounded to 6 decimals so that a schedule's floating-point noise never makes two
         equal temperatures look different in records or requests.
         """
-        return round(self.for_slots(slots)[slot] * self.factor(depth), 6)
+        f = self.factor(depth)
+        return [
+            [round(self.values[i] * f, 6) for i in row]
+            for row in _dealt(tuple(sizes), self.ratios, first)
+        ]
 
-    def counts(self, slots: int) -> list[int]:
+    def counts(self, slots: int, first: int = 0) -> list[int]:
         """How many of `slots` each value gets."""
-        return allocate(slots, self.ratios)
+        return allocate(slots, self.ratios, first)
 
-    def for_slots(self, slots: int) -> list[float]:
-        """The temperature of each of `slots` slots, exact shares, interleaved."""
-        return [self.values[i] for i in _slot_order(slots, self.ratios)]
+    def for_slots(self, slots: int, first: int = 0) -> list[float]:
+        """The value of each of `slots` slots of one allocation: exact shares, interleaved."""
+        return [self.values[i] for i in _dealt((slots,), self.ratios, first)[0]]
 
     def tag(self) -> str:
         """A short label of the values, shares and schedule, used in run names: `T0.8`,
@@ -153,10 +268,12 @@ class TemperaturePlan:
         return tag
 
 
-@functools.lru_cache(maxsize=256)
-def _slot_order(slots: int, ratios: tuple[float, ...]) -> tuple[int, ...]:
-    # cached: a search asks for the same few slot counts once per candidate
-    return tuple(interleave(allocate(slots, ratios)))
+@functools.lru_cache(maxsize=1024)
+def _dealt(
+    sizes: tuple[int, ...], ratios: tuple[float, ...], first: int
+) -> tuple[tuple[int, ...], ...]:
+    # cached: a search asks for the same few shapes once per problem and iteration
+    return tuple(tuple(row) for row in deal(sizes, ratios, first))
 
 
 def _fmt(x: float) -> str:
@@ -198,23 +315,31 @@ def check_temperature(t: TemperatureConfig, approach: ApproachConfig, n: int) ->
                 f"n={n} is smaller than the {k} temperatures in temperature.values; "
                 f"raise n to at least {k}"
             )
-        counts = allocate(n, t.ratios or [1.0 / k] * k)
-        for value, ratio, count in zip(t.values, t.ratios or [1.0 / k] * k, counts):
-            if ratio > 0 and count == 0:
+        shares = t.ratios or [1.0 / k] * k
+        # every rotation of the remainder ties (`rotation` moves `first` from problem to
+        # problem): a tie between a value at 0.5 and one at 1.5 leaves the first with none for
+        # some problems even when `first=0` gives it one
+        by_first = [allocate(n, shares, first) for first in range(k)]
+        for i, (value, ratio) in enumerate(zip(t.values, shares)):
+            counts = [a[i] for a in by_first]
+            if ratio > 0 and min(counts) == 0:
+                some = " for some problems" if max(counts) > 0 else ""
                 raise ConfigError(
-                    f"temperature {value} (ratio {ratio:g}) gets 0 of n={n} completions; "
-                    "raise n or its ratio"
+                    f"temperature {value} (ratio {ratio:g}) gets 0 of n={n} completions"
+                    f"{some}; raise n or its ratio"
                 )
     elif approach.name in ("beam_search", "dvts") and approach.beam_width >= 1:
-        # every beam's m expansions are split over the values: each must get at least one
+        # every beam's m expansions are split over the values, each parent getting the floor
+        # or the ceiling of its share (`deal`): a share below one would skip some beams
         m = approach.beam_width
         shares = t.ratios or [1.0 / k] * k
-        for value, ratio, count in zip(t.values, shares, allocate(m, shares)):
-            if ratio > 0 and count == 0:
+        for value, ratio in zip(t.values, shares):
+            if ratio > 0 and m * ratio < 1 - EPS:
                 raise ConfigError(
-                    f"temperature {value} (ratio {ratio:g}) gets 0 of the "
-                    f"approach.beam_width={m} expansions of a beam; raise beam_width "
-                    f"(a multiple of {k} tries every temperature) or change temperature.ratios"
+                    f"temperature {value} (ratio {ratio:g}) gets {m * ratio:.3g} of the "
+                    f"approach.beam_width={m} expansions of a beam, less than one; raise "
+                    f"beam_width (a multiple of {k} tries every temperature) or change "
+                    "temperature.ratios"
                 )
 
 

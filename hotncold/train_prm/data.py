@@ -53,6 +53,10 @@ def generate_examples(
     rows = generate(cfg.per_level, seed=cfg.generator_seed, levels=tuple(cfg.levels))
     k = len(cfg.temperatures)
     plan = TemperaturePlan(values=tuple(cfg.temperatures), ratios=tuple([1.0 / k] * k))
+    # Remainder ties go to the first temperature for every problem (no rotation): this is the
+    # mix of a PRM's training data, not a measurement of temperature, and rotating it would
+    # change the data of every existing training config (its run name does not carry the
+    # results version).
     counts = plan.counts(cfg.samples_per_problem)
     requests, owners = [], []
     for row in rows:
