@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from hotncold.config import ConfigError, ModelConfig
+from hotncold.config.errors import check_literal_escapes
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 """What an engine's `dtype` may be (`auto`: float32 on the CPU, the model's dtype on GPUs)."""
@@ -22,6 +23,7 @@ def check_model(m: ModelConfig) -> None:
         raise ConfigError("model.user_template must contain {problem}")
     if not m.step_delimiter:
         raise ConfigError("model.step_delimiter is empty; use e.g. '\\n\\n'")
+    check_literal_escapes("model.step_delimiter", m.step_delimiter)
     if not 0 < m.top_p <= 1:
         raise ConfigError(f"model.top_p={m.top_p} must be in (0, 1]")
     if m.dtype not in DTYPES:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.config.errors import check_literal_escapes
 from hotncold.engine import vllm_engine
 from hotncold.engine.requests import Engine
 from hotncold.engine.rules import DTYPES
@@ -170,6 +171,7 @@ def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
         raise ConfigError("prm.positive_token and prm.negative_token must differ")
     if p.step_separator == "":
         raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
+    check_literal_escapes("prm.step_separator", p.step_separator)
     for rule in KINDS[p.name].rules:
         rule(p)
     if not 0 < p.gpu_memory_utilization <= 1:
