@@ -46,8 +46,10 @@ class ModelConfig:
     """`auto` means float32 on the CPU (no bf16 units here) and bfloat16 on GPUs."""
     gpu_memory_utilization: float = 0.9
     """Share of accelerator memory vLLM may take (GPU only; lower it when a PRM shares it)."""
-    cpu_kv_cache_gib: float = 1.0
-    """KV cache size on the CPU backend, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    cpu_kv_cache_gib: float | None = None
+    """KV cache size on the CPU backend, in GiB; null sizes it from each run's batch (problems x
+    n x (prompt + max_tokens)) within the memory the machine has (hotncold.engine.memory).
+    Changes speed, never results, so it is not part of a run's name."""
     enforce_eager: bool | None = None
     """Skip torch.compile and CUDA graphs; null means true on the CPU (start-up 30 s, not 200 s)."""
     tensor_parallel_size: int = 1

@@ -110,6 +110,23 @@ def parameter_count(config: dict[str, Any]) -> Parameters | None:
     return Parameters(total=body + lm_head + head, embedding=embedding, lm_head=lm_head, tied=tied)
 
 
+def kv_bytes_per_token(config: dict[str, Any], dtype: str) -> int | None:
+    """KV-cache bytes one token takes in a Llama/Mistral/Qwen2 decoder, else None: a key and a
+    value vector of `head_dim` per KV head (grouped-query: num_key_value_heads) in every layer.
+    SmolLM2-135M in float32: 2 x 30 layers x 3 heads x 64 x 4 bytes = 46,080."""
+    arch = (config.get("architectures") or [""])[0]
+    if not arch.startswith(DECODERS) or dtype not in DTYPE_BYTES:
+        return None
+    try:
+        heads = int(config["num_attention_heads"])
+        kv = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+        layers = int(config["num_hidden_layers"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return 2 * layers * kv * head_dim * DTYPE_BYTES[dtype]
+
+
 def weight_bytes(params: Parameters, dtype: str) -> int:
     """Bytes the weights take on the device in `dtype` (float32, float16, bfloat16)."""
     return params.total * DTYPE_BYTES[dtype]

@@ -26,5 +26,10 @@ def check_model(m: ModelConfig) -> None:
     check_literal_escapes("model.step_delimiter", m.step_delimiter)
     if not 0 < m.top_p <= 1:
         raise ConfigError(f"model.top_p={m.top_p} must be in (0, 1]")
+    if m.cpu_kv_cache_gib is not None and m.cpu_kv_cache_gib <= 0:
+        raise ConfigError(
+            f"model.cpu_kv_cache_gib={m.cpu_kv_cache_gib} must be positive, or null to size it "
+            "from the batch"
+        )
     if m.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={m.dtype!r}: use auto, float32, float16 or bfloat16")

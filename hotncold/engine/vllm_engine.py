@@ -12,6 +12,7 @@ where tests replace it with a scripted engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotncold.config import ModelConfig
+from hotncold.engine import memory, model_facts
 from hotncold.engine.embedded import prepare
 from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
 
@@ -30,13 +32,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineKey:
-    """Everything that makes two engines different; prompts and sampling are not in it."""
+    """Everything that makes two engines different; prompts and sampling are not in it, nor the
+    KV cache size (a larger cache gives the same text: see `get_engine`)."""
 
     path: str
     dtype: str
     max_model_len: int
     gpu_memory_utilization: float
-    cpu_kv_cache_gib: float
     enforce_eager: bool | None
     tensor_parallel_size: int
     trust_remote_code: bool
@@ -49,7 +51,6 @@ class EngineKey:
             dtype=cfg.dtype,
             max_model_len=cfg.max_model_len,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
-            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib,
             enforce_eager=cfg.enforce_eager,
             tensor_parallel_size=cfg.tensor_parallel_size,
             trust_remote_code=cfg.trust_remote_code,
@@ -62,14 +63,69 @@ _LOCK = threading.Lock()
 
 
 def get_engine(cfg: ModelConfig) -> VLLMEngine:
-    """The process-wide engine for these weights and settings, started on first use."""
+    """The process-wide engine for these weights and settings, started on first use.
+
+    An engine whose CPU KV cache is at least the one asked for is reused: the cache size changes
+    how fast a batch runs, never what it samples. One with a smaller cache is shut down and
+    started again with the larger one, once, rather than running every later batch preempted
+    (a sweep over n=4,16 on the CPU restarts at most once).
+    """
     key = EngineKey.of(cfg)
+    wanted = cpu_kv_cache_gib(cfg)
     with _LOCK:
-        if key not in _ENGINES:
-            _ENGINES[key] = VLLMEngine(cfg)
-        else:
+        cached = _ENGINES.get(key)
+        if cached is not None and cached.cpu_kv_cache_gib >= wanted:
             log.info("reusing the loaded engine for %s", cfg.path)
+            return cached
+        if cached is not None:
+            log.info(
+                "restarting the engine for %s with a %g GiB KV cache (it had %g GiB)",
+                cfg.path,
+                wanted,
+                cached.cpu_kv_cache_gib,
+            )
+            del _ENGINES[key]
+            cached.close()
+        _ENGINES[key] = VLLMEngine(cfg)
         return _ENGINES[key]
+
+
+def cpu_kv_cache_gib(cfg: ModelConfig) -> float:
+    """The KV cache a CPU engine for `cfg` reserves (GPU engines ignore it)."""
+    return memory.DEFAULT_GIB if cfg.cpu_kv_cache_gib is None else cfg.cpu_kv_cache_gib
+
+
+def sized_for(
+    cfg: ModelConfig, batch: memory.Batch, beside_bytes: int = 0
+) -> tuple[ModelConfig, memory.KVPlan | None]:
+    """`cfg` with the CPU KV cache sized for `batch` when it is unset (null), and the plan.
+
+    On GPUs, or with `cpu_kv_cache_gib` set, or for a model whose config.json hotncold cannot
+    read the shapes of, `cfg` comes back unchanged with no plan.
+    """
+    if cfg.cpu_kv_cache_gib is not None or not on_cpu():
+        return cfg, None
+    config = model_facts.read_config(resolve_model_path(cfg.path))
+    dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+    per_token = model_facts.kv_bytes_per_token(config, dtype) if config else None
+    params = model_facts.parameter_count(config) if config else None
+    if per_token is None or params is None:
+        log.info(
+            "cannot size the KV cache of %s from its config; using %g GiB",
+            cfg.path,
+            memory.DEFAULT_GIB,
+        )
+        return dataclasses.replace(cfg, cpu_kv_cache_gib=memory.DEFAULT_GIB), None
+    chosen = memory.plan(
+        batch,
+        cfg.max_tokens,
+        per_token,
+        available=memory.available_bytes(),
+        engine_bytes=model_facts.weight_bytes(params, dtype) + memory.ENGINE_RUNTIME_BYTES,
+        beside_bytes=beside_bytes,
+        block=int(cfg.engine_kwargs.get("block_size", memory.BLOCK_TOKENS_CPU)),
+    )
+    return dataclasses.replace(cfg, cpu_kv_cache_gib=chosen.gib), chosen
 
 
 def close_engines() -> None:
@@ -114,7 +170,7 @@ def _configure_cpu(cfg: ModelConfig) -> dict[str, Any]:
     # only, and as process state it would also resize every later engine (a PRM beside the
     # generator wants its own, smaller cache).
     os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
-    return {"kv_cache_memory_bytes": int(cfg.cpu_kv_cache_gib * 2**30)}
+    return {"kv_cache_memory_bytes": int(cpu_kv_cache_gib(cfg) * memory.GIB)}
 
 
 @contextlib.contextmanager
@@ -150,6 +206,7 @@ class VLLMEngine:
         from vllm import LLM
 
         self.stats = EngineStats()
+        self.cpu_kv_cache_gib = cpu_kv_cache_gib(cfg)
         self.path = resolve_model_path(cfg.path)
         cpu = on_cpu()
         kwargs: dict[str, Any] = {

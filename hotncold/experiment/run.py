@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from hotncold.config import Config, ConfigError
 from hotncold.data import Problem, load_problems
-from hotncold.engine import vllm_engine
+from hotncold.engine import memory, vllm_engine
 from hotncold.engine.prompts import build_prompt
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
@@ -101,8 +101,14 @@ def _search(cfg: Config, problems: list[Problem], rundir: RunDir, session: Sessi
     if todo:
         preflight(cfg.prm)  # an unreachable PRM server fails here, before the model loads
         started = time.perf_counter()
-        # the generator leaves room for an in-process PRM engine
-        engine = vllm_engine.get_engine(generator_config(cfg.model, cfg.prm))
+        # the generator leaves room for an in-process PRM engine, and its KV cache (CPU) holds
+        # a whole batch
+        batch = memory.Batch(
+            problems=min(cfg.batch_size, len(todo)),
+            n=cfg.n,
+            prompt_tokens=memory.prompt_tokens_bound(cfg.model, [p.problem for p in todo]),
+        )
+        engine = vllm_engine.get_engine(generator_config(cfg.model, cfg.prm, batch))
         prm = build_prm(cfg.prm, engine=engine, model=cfg.model)
         session.add(engine_start_s=time.perf_counter() - started)
         session.watch(engine.stats, prm.stats)

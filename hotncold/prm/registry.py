@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hotncold.config import ConfigError, ModelConfig, PRMConfig
 from hotncold.config.errors import check_literal_escapes
-from hotncold.engine import vllm_engine
+from hotncold.engine import memory, model_facts, vllm_engine
 from hotncold.engine.requests import Engine
 from hotncold.engine.rules import DTYPES
 from hotncold.prm import http_client
 from hotncold.prm.base import AGG_STRATEGIES, PRM
+
+log = logging.getLogger(__name__)
 
 GPU_MEMORY_SHARED = 0.95
 """Most of an accelerator that a generator and an in-process PRM engine take together."""
@@ -102,14 +105,56 @@ def needs_own_engine(cfg: PRMConfig, model: ModelConfig | None) -> bool:
     return cfg.server_url is None and not model_free and not shares_generator(cfg, model)
 
 
-def generator_config(model: ModelConfig, cfg: PRMConfig) -> ModelConfig:
-    """The generator's engine settings, leaving room for a PRM engine in the same process."""
-    if vllm_engine.on_cpu() or not needs_own_engine(cfg, model):
-        return model  # CPU engines size their KV cache in GiB, not as a share
+def generator_config(
+    model: ModelConfig, cfg: PRMConfig, batch: memory.Batch | None = None
+) -> ModelConfig:
+    """The generator's engine settings, leaving room for a PRM engine in the same process.
+
+    On GPUs the two split the accelerator by share. On the CPU the generator's KV cache, when
+    unset, is sized for `batch` within the memory left after the PRM engine's (`memory`).
+    """
+    if vllm_engine.on_cpu():
+        if batch is None:
+            return model
+        sized, plan = vllm_engine.sized_for(model, batch, cpu_bytes_beside(cfg, model))
+        if plan is not None and plan.capped:
+            log.warning(
+                "the batch needs a %.1f GiB KV cache but this machine can spare %.1f GiB: vLLM "
+                "will preempt and recompute (slower, same results); lower batch_size or n",
+                plan.need_bytes / memory.GIB,
+                plan.gib,
+            )
+        elif plan is not None:
+            log.info(
+                "KV cache %g GiB for %d problems x %d samples (they need %.2f GiB)",
+                plan.gib,
+                batch.problems,
+                batch.n,
+                plan.need_bytes / memory.GIB,
+            )
+        return sized
+    if not needs_own_engine(cfg, model):
+        return model
     share = round(GPU_MEMORY_SHARED - cfg.gpu_memory_utilization, 4)
     if model.gpu_memory_utilization <= share:
         return model
     return dataclasses.replace(model, gpu_memory_utilization=share)
+
+
+UNKNOWN_PRM_WEIGHTS = 2 * memory.GIB
+"""Assumed weight bytes of a PRM whose config.json is not on this machine yet."""
+
+
+def cpu_bytes_beside(cfg: PRMConfig, model: ModelConfig) -> int:
+    """CPU memory the PRM's own engine will take beside the generator (0 when it has none):
+    its KV cache, its weights and an engine's runtime."""
+    if not needs_own_engine(cfg, model):
+        return 0
+    config = model_facts.read_config(cfg.model_path) if cfg.model_path else None
+    params = model_facts.parameter_count(config) if config else None
+    dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+    weights = model_facts.weight_bytes(params, dtype) if params else UNKNOWN_PRM_WEIGHTS
+    return int(cfg.cpu_kv_cache_gib * memory.GIB) + weights + memory.ENGINE_RUNTIME_BYTES
 
 
 def build_prm(
