@@ -34,6 +34,9 @@ class ScriptedEngine:
             out.append(samples)
         return out
 
+    def generated_so_far(self) -> int:
+        return self.stats.generated_tokens
+
     def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 

@@ -4,6 +4,7 @@ reused when their cache is big enough and restarted once when it is not."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import pytest
 from conftest import tiny_model_config
@@ -106,7 +107,7 @@ def test_a_prm_engine_of_its_own_is_left_room_and_a_model_free_one_none(on_cpu):
 
 
 class FakeEngine:
-    started: list[float] = []
+    started: ClassVar[list[float]] = []
 
     def __init__(self, cfg: ModelConfig) -> None:
         self.cpu_kv_cache_gib = vllm_engine.cpu_kv_cache_gib(cfg)

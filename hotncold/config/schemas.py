@@ -286,6 +286,9 @@ class Config:
     """Name derived from the resolved config (set by Hydra's resolver; informational here)."""
     sweep_name: str = "default"
     """Folder under `multirun/` that groups the runs of a sweep."""
+    verbose: bool = False
+    """Show vLLM's logs and its processes' output on the terminal; otherwise they go to the
+    run's run.log only (`hotncold.experiment.terminal`)."""
     overrides: list[str] = field(default_factory=list)
     """The command-line overrides that made this config (recorded in run.json)."""
 

@@ -74,6 +74,11 @@ class Engine(Protocol):
         """The prompt text of a chat, ending where the assistant's answer begins."""
         ...
 
+    def generated_so_far(self) -> int:
+        """Tokens generated since the engine started, those of a call in flight included where
+        the engine can tell (read from another thread: a run's progress bar)."""
+        ...
+
 
 def derive_seed(*parts: object) -> int:
     """A stable 63-bit seed from any parts (run seed, problem id, slot, depth)."""

