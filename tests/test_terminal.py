@@ -4,19 +4,21 @@ vLLM's loggers and its processes' output go to run.log instead (the real engine:
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from conftest import run_module
 from fakes import ScriptedEngine, problem_of
 
 import hotncold.engine.vllm_engine
 from hotncold.config import Config, DatasetConfig, TemperatureConfig
 from hotncold.data.arithmetic import generate
 from hotncold.engine import process_output
-from hotncold.engine.requests import EngineStats
+from hotncold.engine.requests import EngineStats, GenerationRequest
 from hotncold.experiment import terminal
 from hotncold.experiment.progress import RunProgress
 from hotncold.experiment.run import execute, run
@@ -254,3 +256,75 @@ def test_resuming_a_finished_run_still_prints_its_table(tmp_path, engine, caplog
 )
 def test_durations_read_as_a_person_says_them(seconds, text):
     assert terminal.duration(seconds) == text
+
+
+# The real path: vLLM on the embedded model, as `make run` drives it (shrunk to seconds).
+TINY = ["dataset.per_level=1", "n=4", "model.max_tokens=32"]  # the mix needs n >= 3
+VLLM_NOISE = re.compile(
+    r"(INFO|WARNING|ERROR|DEBUG) \d\d-\d\d \d\d:|pid=\d+\)|warn|^\[W\d|it/s\]|^Loading",
+    re.IGNORECASE,
+)
+"""What vLLM's own output looks like: its log lines (`WARNING 12-01 13:42:48 [file.py:12]`,
+prefixed with `(EngineCore pid=12)` from its processes), Python and C++ warnings, tqdm bars."""
+
+
+def screen(proc: subprocess.CompletedProcess) -> list[str]:
+    """The lines a terminal shows: a carriage return redraws a line (tqdm), it adds none."""
+    text = proc.stdout + proc.stderr
+    return [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")]
+
+
+@pytest.mark.slow
+def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_run_log(
+    tmp_path,
+):
+    """The two commands of `make run` (the quickstart sweep, then the analyzer): no vLLM line
+    reaches the terminal, everything fits one screen, and it ends with hot against cold."""
+    sweep = tmp_path / "quickstart"
+    proc = run_module("hotncold", "-m", "experiment=quickstart", *TINY, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = screen(proc)
+    noise = [line for line in lines if VLLM_NOISE.search(line) and "[HYDRA]" not in line]
+    assert noise == [], noise
+    assert sum("starting vLLM" in line for line in lines) == 1  # one engine for the three runs
+    done = [line for line in lines if line.startswith("best_of_n ") and " at N=4 (%)" in line]
+    assert [line.split()[1] for line in done] == ["T0.4", "T1.2", "T0.4-0.8-1.2"]
+    assert re.search(r"tok/s, 5/5 problems\]", proc.stderr)  # the bar counted generated tokens
+    runs = sorted(p for p in sweep.iterdir() if (p / "run.log").exists())
+    log = (runs[0] / "run.log").read_text()
+    assert " vllm" in log and "vllm.processes: " in log  # vLLM's loggers and its processes
+
+    report = run_module("hotncold.analyze", str(sweep), "--out", str(sweep / "analysis"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    verdict = screen(report)
+    joined = " ".join(line.strip() for line in verdict)  # the answer wraps at 100 columns
+    assert "hot − cold" in report.stdout
+    assert re.search(r"overall: .*hot \(1\.2\).* cold \(0\.4\).*N=4", joined), joined
+    assert verdict[-1] == f"full report: {sweep / 'analysis' / 'report.md'}"
+    assert len(lines) + len(verdict) < 40, "\n".join(lines + verdict)
+
+
+@pytest.mark.slow
+def test_the_real_engine_counts_tokens_while_a_call_runs(real_engine):
+    """The bar's source: vLLM's token counter, read from another thread during `generate`."""
+    before = real_engine.generated_so_far()
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            seen.append(real_engine.generated_so_far())
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        out = real_engine.generate(
+            [GenerationRequest("Count from 1 to 100: 1, 2,", 1.0, max_tokens=96, n=8)]
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    total = sum(g.num_tokens for g in out[0])
+    assert real_engine.generated_so_far() == before + total
+    assert len({n for n in seen if before < n < before + total}) >= 3, seen
