@@ -1,4 +1,4 @@
-# hotncold: `make run` (set up everything, then run the default CPU experiment) and `make test`.
+# hotncold: `make run` (set up everything, then compare hot and cold on the CPU) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -33,8 +33,12 @@ install-gpu:
 model: install
 	$(BIN)/python -m hotncold.engine.embedded
 
+# The default: cold, hot and their mix on 20 generated problems (one engine, ~4 min), then the
+# analyzer's verdict. One run with the plain defaults: `python -m hotncold`. Rerunning resumes.
+QUICKSTART_DIR ?= multirun/quickstart
 run: model
-	$(BIN)/python -m hotncold $(ARGS)
+	$(BIN)/python -m hotncold -m experiment=quickstart hydra.sweep.dir=$(QUICKSTART_DIR) $(ARGS)
+	$(BIN)/python -m hotncold.analyze $(QUICKSTART_DIR) --out $(QUICKSTART_DIR)/analysis
 
 # The hot-vs-cold study shrunk to this CPU (~12 min), then its report. Rerunning resumes.
 EXPERIMENT ?= hot_vs_cold_cpu

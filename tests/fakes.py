@@ -35,6 +35,9 @@ class ScriptedEngine:
             out.append(samples)
         return out
 
+    def generated_so_far(self) -> int:
+        return self.stats.generated_tokens
+
     def format_chat(
         self,
         messages: list[dict[str, str]],

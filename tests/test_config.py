@@ -14,6 +14,8 @@ import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
 from hotncold.config import Config, ConfigError
 from hotncold.experiment.run import execute, to_config
 from hotncold.experiment.validate import validate
+from hotncold.train_prm.config import TrainPRMConfig
+from hotncold.train_prm.config import validate as validate_training
 
 CONF = ROOT / "hotncold" / "conf"
 GROUPS = ["model", "prm", "approach", "temperature", "dataset", "cluster"]
@@ -181,6 +183,61 @@ def test_validation_names_the_fix(changes, message):
     with pytest.raises(ConfigError, match=re.escape(message)) as info:
         validate(cfg_with(**changes))
     assert "\n" not in str(info.value)
+
+
+# What Hydra receives when a delimiter is typed on the command line with backslash escapes.
+ESCAPED = ["\\n\\n", "\\n", "Step:\\t", "\\r\\n", "\\nStep"]
+
+
+@pytest.mark.parametrize("typed", ESCAPED)
+def test_a_delimiter_typed_with_backslash_escapes_is_refused_with_the_way_to_pass_it(typed):
+    composed = make(f'model.step_delimiter="{typed}"', "approach=beam_search")
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    assert cfg.model.step_delimiter == typed  # Hydra kept the backslashes
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = str(info.value)
+    assert message.startswith(f'model.step_delimiter="{typed}" holds a literal backslash-n')
+    assert f"$'model.step_delimiter=\"{typed}\"' in bash" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "changes"),
+    [
+        ("prm.step_separator", {"prm__name": "trl", "prm__model_path": "/m"}),
+        ("prm.step_separator", {"prm__name": "math_shepherd"}),
+    ],
+)
+def test_a_prm_separator_with_backslash_escapes_is_refused(setting, changes):
+    cfg = cfg_with(prm__step_separator="\\n", **changes)
+    with pytest.raises(ConfigError, match=re.escape(f'{setting}="\\n" holds a literal')):
+        validate(cfg)
+
+
+def test_the_trainer_refuses_a_separator_with_backslash_escapes():
+    cfg = TrainPRMConfig()
+    cfg.train.step_separator = "\\n"
+    with pytest.raises(ConfigError, match=re.escape('train.step_separator="\\n" holds')):
+        validate_training(cfg)
+
+
+@pytest.mark.parametrize("value", ["\n\n", "\n", " ки\n", "\\newline", "\\times", "<extra_0>"])
+def test_real_newlines_and_latex_commands_are_accepted_as_delimiters(value):
+    validate(cfg_with(model__step_delimiter=value, prm__step_separator=value))
+
+
+def test_cli_refuses_a_backslash_delimiter_before_anything_loads(tmp_path):
+    proc = run_module(
+        "hotncold", 'model.step_delimiter="\\n\\n"', f"hydra.run.dir={tmp_path}/run", timeout=120
+    )
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert errors == [
+        'hotncold: error: model.step_delimiter="\\n\\n" holds a literal backslash-n (or -t, -r), '
+        "not a newline: the command line does not unescape it; pass a real one, "
+        '$\'model.step_delimiter="\\n\\n"\' in bash or "\\n\\n" in double quotes in a YAML file'
+    ]
+    assert not (tmp_path / "run" / "run.json").exists()
 
 
 @pytest.mark.parametrize(

@@ -3,14 +3,17 @@
 A run resumes the directory named after its resolved config, so a change to how names or their
 hash are computed (a moved field, a new default, a schema reordered) makes every rerun start
 from scratch beside its old directory. These names must never change unless on purpose, in a
-commit that says so (last: the prompt group, issue 12, moved the prompt out of `model`).
+commit that says so.
 They cover every approach, the temperature options (default, a multi-temperature mix, a ratio
 mix, a linear and a switch schedule, greedy), a shard, a non-default model and PRM, an
 experiment preset, search-and-learn's recipe and prompt, and the PRM trainer's runs.
 
-Changed on purpose since: results version 2 (`naming.RESULTS_VERSION`, issue 12) entered
-the hash of every experiment run's name, since those runs now compute different results for
-the same config; the trainer's names, which it does not concern, stayed.
+Changed on purpose since, each time in a commit that says so: the prompt group (issue 12 item
+6) moved the prompt out of `model`; results version 2 (`naming.RESULTS_VERSION`, issue 12)
+entered the hash of every experiment run's name, since those runs compute different results for
+the same config; the CPU KV cache size (`model.cpu_kv_cache_gib`, issue 16) left the hash of
+every name, the trainer's too, since it changes speed, not results; Qwen2.5-Math-PRM's context
+(issue 13) is its 4096 positions.
 """
 
 from __future__ import annotations
@@ -32,11 +35,11 @@ PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 KNOWN = {
     "default": (
         [],
-        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_c25d829d",
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_3f489dd7",
     ),
     "beam_search_multi": (
         ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
-        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_fd47d7a5",
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_13fbc987",
     ),
     "dvts_ratio_mix": (
         [
@@ -45,23 +48,23 @@ KNOWN = {
             "temperature.ratios=[0.75,0.25]",
             "n=16",
         ],
-        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_a4bf1225",
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_8716ca08",
     ),
     "dvts_anneal": (
         ["approach=dvts", "temperature=anneal", "n=16"],
-        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_19a1f70f",
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_933af1e2",
     ),
     "beam_search_switch": (
         ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
-        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_04fbd49b",
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_f633fb9d",
     ),
     "greedy": (
         ["temperature=greedy", "n=4", "seed=3"],
-        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_f2a7e653",
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_644f0aad",
     ),
     "shard": (
         ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
-        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_01165013",
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_9d8a0ea1",
     ),
     "llama_with_qwen_prm": (
         [
@@ -70,11 +73,11 @@ KNOWN = {
             "prm.agg_strategy=min",
             "approach=beam_search",
         ],
-        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_b8b1b519",
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_d9c89fac",
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_40d21d62",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_9cf4e5d1",
     ),
     "sal_recipe": (
         [
@@ -84,20 +87,20 @@ KNOWN = {
             "n=16",
             "dataset.shard=3",
         ],
-        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_514a3e3d",
+        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_419d7a69",
     ),
     "sal_prompt": (
         ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],
-        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_838fd5d3",
+        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_90d0e53e",
     ),
 }
 SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu", "sal_recipe": "multirun/hot_vs_cold"}
 
 KNOWN_TRAINING = {
-    "default": ([], "arithmetic_smollm2_135m_seed0_356dcc8a"),
+    "default": ([], "arithmetic_smollm2_135m_seed0_4abba35f"),
     "math_shepherd": (
         ["train=math_shepherd", "seed=2"],
-        "math_shepherd_Qwen2.5-Math-1.5B_seed2_11192381",
+        "math_shepherd_Qwen2.5-Math-1.5B_seed2_4cff8561",
     ),
 }
 

@@ -1,4 +1,5 @@
-"""command: `python -m hotncold.analyze <run or sweep dirs...> [--out DIR]`: a study's report."""
+"""command: `python -m hotncold.analyze <run or sweep dirs...> [--out DIR]`: a study's report,
+and its verdict on the terminal."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from hotncold.analyze.collect import AnalysisError
 from hotncold.analyze.pipeline import analyze
+from hotncold.analyze.render import terminal_summary
 from hotncold.analyze.tables import Options
 from hotncold.evaluation.metrics import METHODS
 from hotncold.prm.base import AGG_STRATEGIES
@@ -72,7 +74,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # the terminal gets the verdict (terminal_summary) and warnings (runs skipped, ...)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.bootstrap < 1:
         return _fail("--bootstrap must be at least 1 (2000 is a good default)")
     if not 0 < args.ci < 1:
@@ -95,10 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else (shlex.join(["python", "-m", "hotncold.analyze", *argv]))
     )
     try:
-        analyze(args.paths, out, opts, agg=args.agg, command=command)
+        analysis = analyze(args.paths, out, opts, agg=args.agg, command=command)
     except AnalysisError as error:
         return _fail(str(error))
-    print(out / "report.md")
+    print(terminal_summary(analysis, opts, out / "report.md"))
     return 0
 
 

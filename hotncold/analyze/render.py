@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -670,3 +671,98 @@ def _config_labels(rows: pd.DataFrame) -> dict[str, str]:
         c: (label if counts[label] == 1 else f"{label} [{c.split(':')[0]}]")
         for c, label in base.items()
     }
+
+
+def terminal_summary(a: Analysis, opts: Options, report: Path) -> str:
+    """The verdict on one screen: per setting, the headline accuracy at every N of each
+    temperature schedule (cold, hot, mixes) with its interval and hot minus cold; the answer at
+    the largest N, overall and by level; then where the full report is. The numbers are the
+    report's own (`summary`, `comparisons`)."""
+    blocks = [_terminal_setting(a, opts, s, label) for s, label in a.collection.settings.items()]
+    skipped = len(a.collection.skipped)
+    if skipped:
+        blocks.append(f"{_count(skipped, 'unfinished run')} skipped (listed in the report)")
+    blocks.append(f"full report: {report}")
+    return "\n\n".join(blocks)
+
+
+CELL = 17
+"""Width of one N column of the terminal summary: `+35.0 [-20, 50]*` and a space."""
+WIDTH = 100
+"""Sentences of the terminal summary wrap at this width."""
+
+
+def _cell(mean: float, lo: float, hi: float, signed: bool = False, star: bool = False) -> str:
+    text = f"{_pts(mean, signed)} [{100 * lo:.0f}, {100 * hi:.0f}]" + ("*" if star else " ")
+    return f"{text:>{CELL}}"
+
+
+def _terminal_setting(a: Analysis, opts: Options, setting: str, label: str) -> str:
+    configs = a.configs[a.configs["setting"] == setting]
+    rows = a.summary[
+        (a.summary["setting"] == setting)
+        & (a.summary["scope"] == "overall")
+        & (a.summary["method"] == opts.method)
+    ]
+    ns = sorted(rows["N"].unique())
+    chosen = tables.hot_and_cold(configs, opts)
+    roles = {} if chosen is None else {chosen[1]["config"]: "cold", chosen[0]["config"]: "hot"}
+    names = {
+        c["config"]: f"{c['temperature']} ({roles.get(c['config'], c['temp_kind'])})"
+        for _, c in configs.iterrows()
+    }
+    width = max(len(name) for name in [*names.values(), "hot − cold"]) + 2
+    problems, seeds = int(configs["problems"].max()), int(configs["seeds"].max())
+    lines = [
+        f"{label}: {_count(problems, 'problem')} x {_count(seeds, 'seed')}",
+        f"{opts.method} accuracy (%) with {100 * opts.level:g}% intervals:",
+        " " * width + "".join(f"{'N=' + str(k):>{CELL}}" for k in ns),
+    ]
+    for config, name in names.items():
+        line = rows[rows["config"] == config].set_index("N")
+        cells = [
+            _cell(line.at[k, "mean"], line.at[k, "lo"], line.at[k, "hi"])
+            if k in line.index
+            else f"{'–':>{CELL}}"
+            for k in ns
+        ]
+        lines.append(f"{name:<{width}}" + "".join(cells))
+    if chosen is None:
+        lines.append("(hot vs cold needs two single temperatures)")
+        return "\n".join(lines)
+    hot, cold = chosen
+    cmp = a.comparisons[
+        (a.comparisons["kind"] == "hot_vs_cold")
+        & (a.comparisons["setting"] == setting)
+        & (a.comparisons["method"] == opts.method)
+    ]
+    overall = cmp[cmp["scope"] == "overall"].set_index("N")
+    cells = [
+        _cell(
+            overall.at[k, "mean"],
+            overall.at[k, "lo"],
+            overall.at[k, "hi"],
+            signed=True,
+            star=bool(overall.at[k, "significant"]),
+        )
+        if k in overall.index
+        else f"{'–':>{CELL}}"
+        for k in ns
+    ]
+    lines.append(f"{'hot − cold':<{width}}" + "".join(cells) + "  (*: interval excludes 0)")
+    top = int(cmp["N"].max())
+    at_top = cmp[cmp["N"] == top]
+    lines.append("")
+    for _, row in at_top[at_top["scope"] == "overall"].iterrows():
+        answer = verdict(row, hot["temp_value"], cold["temp_value"], opts.level)
+        lines += textwrap.wrap(answer, WIDTH, subsequent_indent="  ")
+    levels = at_top[at_top["scope"] == "level"]
+    if len(levels):
+        parts = [
+            f"{r['scope_value']}: "
+            + _cell(r["mean"], r["lo"], r["hi"], signed=True, star=bool(r["significant"])).strip()
+            for _, r in levels.iterrows()
+        ]
+        text = f"hot − cold at N={top} by level: " + ", ".join(parts)
+        lines += textwrap.wrap(text, WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+    return "\n".join(lines)

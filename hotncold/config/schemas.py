@@ -55,8 +55,10 @@ class ModelConfig:
     gpu_memory_utilization: float = 0.9
     """Most of the GPU the generator's engine may take (GPU only). Alone it takes this; beside
     an in-process PRM engine both are sized from their weights, the generator up to this."""
-    cpu_kv_cache_gib: float = 1.0
-    """KV cache size on the CPU backend, in GiB (VLLM_CPU_KVCACHE_SPACE)."""
+    cpu_kv_cache_gib: float | None = None
+    """KV cache size on the CPU backend, in GiB; null sizes it from each run's batch (problems x
+    n x (prompt + max_tokens)) within the memory the machine has (hotncold.engine.kv_cache).
+    Changes speed, never results, so it is not part of a run's name."""
     enforce_eager: bool | None = None
     """Skip torch.compile and CUDA graphs; null means true on the CPU (start-up 30 s, not 200 s)."""
     tensor_parallel_size: int = 1
@@ -340,6 +342,9 @@ class Config:
     """Name derived from the resolved config (set by Hydra's resolver; informational here)."""
     sweep_name: str = "default"
     """Folder under `multirun/` that groups the runs of a sweep."""
+    verbose: bool = False
+    """Show vLLM's logs and its processes' output on the terminal; otherwise they go to the
+    run's run.log only (`hotncold.experiment.terminal`)."""
     overrides: list[str] = field(default_factory=list)
     """The command-line overrides that made this config (recorded in run.json)."""
 

@@ -118,6 +118,11 @@ class Engine(Protocol):
         `add_special_tokens` preceded by what the tokenizer adds to a text (its BOS token)."""
         ...
 
+    def generated_so_far(self) -> int:
+        """Tokens generated since the engine started, those of a call in flight included where
+        the engine can tell (read from another thread: a run's progress bar)."""
+        ...
+
 
 def derive_seed(*parts: object) -> int:
     """A stable 63-bit seed from any parts (run seed, problem id, slot, depth)."""

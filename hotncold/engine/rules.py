@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from hotncold.config import ConfigError, ModelConfig, PromptConfig
+from hotncold.config.errors import check_literal_escapes
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 """What an engine's `dtype` may be (`auto`: float32 on the CPU, the model's dtype on GPUs)."""
@@ -33,8 +34,14 @@ def check_model(m: ModelConfig) -> None:
         )
     if not m.step_delimiter:
         raise ConfigError("model.step_delimiter is empty; use e.g. '\\n\\n'")
+    check_literal_escapes("model.step_delimiter", m.step_delimiter)
     if not 0 < m.top_p <= 1:
         raise ConfigError(f"model.top_p={m.top_p} must be in (0, 1]")
+    if m.cpu_kv_cache_gib is not None and m.cpu_kv_cache_gib <= 0:
+        raise ConfigError(
+            f"model.cpu_kv_cache_gib={m.cpu_kv_cache_gib} must be positive, or null to size it "
+            "from the batch"
+        )
     if m.dtype not in DTYPES:
         raise ConfigError(f"model.dtype={m.dtype!r}: use auto, float32, float16 or bfloat16")
 

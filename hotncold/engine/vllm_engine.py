@@ -12,6 +12,7 @@ where tests replace it with a scripted engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hotncold.config import ModelConfig
+from hotncold.engine import kv_cache, model_facts, process_output
 from hotncold.engine.embedded import prepare
 from hotncold.engine.prompts import special_prefix
 from hotncold.engine.requests import EngineStats, Generation, GenerationRequest
@@ -31,13 +33,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineKey:
-    """Everything that makes two engines different; prompts and sampling are not in it."""
+    """Everything that makes two engines different; prompts and sampling are not in it, nor the
+    KV cache size (a larger cache gives the same text: see `get_engine`)."""
 
     path: str
     dtype: str
     max_model_len: int
     gpu_memory_utilization: float
-    cpu_kv_cache_gib: float
     enforce_eager: bool | None
     tensor_parallel_size: int
     trust_remote_code: bool
@@ -50,7 +52,6 @@ class EngineKey:
             dtype=cfg.dtype,
             max_model_len=cfg.max_model_len,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
-            cpu_kv_cache_gib=cfg.cpu_kv_cache_gib,
             enforce_eager=cfg.enforce_eager,
             tensor_parallel_size=cfg.tensor_parallel_size,
             trust_remote_code=cfg.trust_remote_code,
@@ -63,14 +64,75 @@ _LOCK = threading.Lock()
 
 
 def get_engine(cfg: ModelConfig) -> VLLMEngine:
-    """The process-wide engine for these weights and settings, started on first use."""
+    """The process-wide engine for these weights and settings, started on first use.
+
+    An engine whose CPU KV cache is at least the one asked for is reused: the cache size changes
+    how fast a batch runs, never what it samples. One with a smaller cache is shut down and
+    started again with the larger one, once, rather than running every later batch preempted
+    (a sweep over n=4,16 on the CPU restarts at most once).
+    """
     key = EngineKey.of(cfg)
+    wanted = cpu_kv_cache_gib(cfg)
     with _LOCK:
-        if key not in _ENGINES:
-            _ENGINES[key] = VLLMEngine(cfg)
-        else:
+        cached = _ENGINES.get(key)
+        if has_engine(cfg):
             log.info("reusing the loaded engine for %s", cfg.path)
+            return _ENGINES[key]
+        if cached is not None:
+            log.info(
+                "restarting the engine for %s with a %g GiB KV cache (it had %g GiB)",
+                cfg.path,
+                wanted,
+                cached.cpu_kv_cache_gib,
+            )
+            del _ENGINES[key]
+            cached.close()
+        _ENGINES[key] = VLLMEngine(cfg)
         return _ENGINES[key]
+
+
+def has_engine(cfg: ModelConfig) -> bool:
+    """`get_engine(cfg)` would return a loaded engine rather than start one."""
+    cached = _ENGINES.get(EngineKey.of(cfg))
+    return cached is not None and cached.cpu_kv_cache_gib >= cpu_kv_cache_gib(cfg)
+
+
+def cpu_kv_cache_gib(cfg: ModelConfig) -> float:
+    """The KV cache a CPU engine for `cfg` reserves (GPU engines ignore it)."""
+    return kv_cache.DEFAULT_GIB if cfg.cpu_kv_cache_gib is None else cfg.cpu_kv_cache_gib
+
+
+def sized_for(
+    cfg: ModelConfig, batch: kv_cache.Batch, beside_bytes: int = 0
+) -> tuple[ModelConfig, kv_cache.KVPlan | None]:
+    """`cfg` with the CPU KV cache sized for `batch` when it is unset (null), and the plan.
+
+    On GPUs, or with `cpu_kv_cache_gib` set, or for a model whose config.json hotncold cannot
+    read the shapes of, `cfg` comes back unchanged with no plan.
+    """
+    if cfg.cpu_kv_cache_gib is not None or not on_cpu():
+        return cfg, None
+    config = model_facts.read_config(resolve_model_path(cfg.path))
+    dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+    per_token = model_facts.kv_bytes_per_token(config, dtype) if config else None
+    params = model_facts.parameter_count(config) if config else None
+    if per_token is None or params is None:
+        log.info(
+            "cannot size the KV cache of %s from its config; using %g GiB",
+            cfg.path,
+            kv_cache.DEFAULT_GIB,
+        )
+        return dataclasses.replace(cfg, cpu_kv_cache_gib=kv_cache.DEFAULT_GIB), None
+    chosen = kv_cache.plan(
+        batch,
+        cfg.max_tokens,
+        per_token,
+        available=kv_cache.available_bytes(),
+        engine_bytes=model_facts.weight_bytes(params, dtype) + kv_cache.ENGINE_RUNTIME_BYTES,
+        beside_bytes=beside_bytes,
+        block=int(cfg.engine_kwargs.get("block_size", kv_cache.BLOCK_TOKENS_CPU)),
+    )
+    return dataclasses.replace(cfg, cpu_kv_cache_gib=chosen.gib), chosen
 
 
 def close_engines() -> None:
@@ -99,7 +161,28 @@ def resolve_model_path(path: str) -> str:
     return path
 
 
+_IMPORTED = False
+
+
+def _import_vllm() -> None:
+    """Import vLLM once, its import-time output going to the logs (`process_output`)."""
+    global _IMPORTED
+    if _IMPORTED:
+        return
+    # INFO: run.log gets vLLM's start-up story (KV cache, weights, timings), the terminal none
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO")
+    with process_output.captured():
+        # vLLM configures its loggers, checks Triton and imports the engine: all of it prints
+        from vllm import LLM  # noqa: F401
+        from vllm.platforms import current_platform
+
+        current_platform.is_cpu()
+    process_output.route_vllm_loggers()
+    _IMPORTED = True
+
+
 def on_cpu() -> bool:
+    _import_vllm()
     from vllm.platforms import current_platform
 
     return current_platform.is_cpu()
@@ -115,7 +198,7 @@ def _configure_cpu(cfg: ModelConfig) -> dict[str, Any]:
     # only, and as process state it would also resize every later engine (a PRM beside the
     # generator wants its own, smaller cache).
     os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
-    return {"kv_cache_memory_bytes": int(cfg.cpu_kv_cache_gib * 2**30)}
+    return {"kv_cache_memory_bytes": int(cpu_kv_cache_gib(cfg) * kv_cache.GIB)}
 
 
 @contextlib.contextmanager
@@ -147,10 +230,11 @@ class VLLMEngine:
     """`vllm.LLM` behind the Engine protocol; works with CUDA `vllm` and `vllm-cpu` alike."""
 
     def __init__(self, cfg: ModelConfig) -> None:
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        _import_vllm()
         from vllm import LLM
 
         self.stats = EngineStats()
+        self.cpu_kv_cache_gib = cpu_kv_cache_gib(cfg)
         self.path = resolve_model_path(cfg.path)
         cpu = on_cpu()
         kwargs: dict[str, Any] = {
@@ -162,6 +246,11 @@ class VLLMEngine:
             "tensor_parallel_size": cfg.tensor_parallel_size,
             "trust_remote_code": cfg.trust_remote_code,
             "seed": 0,
+            # per-step statistics: vLLM's metrics count generated tokens as they are sampled,
+            # which moves a run's progress bar within an engine call (`generated_so_far`), and
+            # its periodic throughput lines go to run.log (PRM engines turn them off: vLLM keeps
+            # one set of metrics per process, the last engine's, so only generators keep them)
+            "disable_log_stats": False,
         }
         if cpu:
             kwargs.update(_configure_cpu(cfg))
@@ -177,10 +266,39 @@ class VLLMEngine:
 
             kwargs["pooler_config"] = PoolerConfig(**kwargs["pooler_config"])
         log.info("starting vLLM on %s (%s, %s)", self.path, "cpu" if cpu else "gpu", self.runner)
-        with _preemption_signal_blocked():  # the engine's processes inherit the mask
+        # the engine's processes inherit the signal mask, and stdout and stderr: a pipe into
+        # the logs unless verbose (process_output)
+        with _preemption_signal_blocked(), process_output.captured():
             self.llm = LLM(**kwargs)
+        process_output.route_vllm_loggers()  # LLM() configures vLLM's loggers again
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
+        self._metrics = kwargs["disable_log_stats"] is False
+        self._call_started_at: int | None = None
+        """vLLM's generated-token counter when the call in flight began (None between calls)."""
+
+    def generated_so_far(self) -> int:
+        """Tokens this engine has generated, those of the `generate` call in flight included:
+        read from vLLM's metrics, so another thread (a progress bar) sees them grow while the
+        call runs. Without metrics (turned off, or replaced by a later engine's) it counts
+        finished calls only."""
+        started = self._call_started_at
+        if started is None:
+            return self.stats.generated_tokens
+        now = self._token_counter()
+        return self.stats.generated_tokens + (0 if now is None else max(0, now - started))
+
+    def _token_counter(self) -> int | None:
+        from vllm.v1.metrics.reader import Counter
+
+        if self.llm is None or not self._metrics:
+            return None
+        values = [
+            m.value
+            for m in self.llm.get_metrics()
+            if isinstance(m, Counter) and m.name == "vllm:generation_tokens"
+        ]
+        return int(sum(values)) if values else None
 
     def format_chat(
         self,
@@ -235,7 +353,11 @@ class VLLMEngine:
                     )
                 )
         started = time.perf_counter()
-        outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
+        self._call_started_at = self._token_counter()
+        try:
+            outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
+        finally:
+            self._call_started_at = None
         self.stats.seconds += time.perf_counter() - started
         results = []
         for request, ids, is_full in zip(requests, encoded["input_ids"], full):

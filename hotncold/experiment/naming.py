@@ -42,6 +42,9 @@ NON_RESULT_KEYS = (
     "cluster",
     "batch_size",
     "output",
+    "verbose",
+    # How big the generator's KV cache is: a smaller one preempts and recomputes, the same text.
+    "model.cpu_kv_cache_gib",
     # Where and how the PRM runs; its scores are the same in-process, served, or recomputed.
     "prm.server_url",
     "prm.incremental",

@@ -10,20 +10,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
 from hotncold.config import Config, ConfigError
 from hotncold.data import Problem, load_problems
-from hotncold.engine import vllm_engine
+from hotncold.engine import kv_cache, vllm_engine
 from hotncold.engine.prompts import build_prompt
 from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.grading import Grader, extract_answer
 from hotncold.evaluation.metrics import metrics_from_records
-from hotncold.experiment import lock, preflight
+from hotncold.experiment import lock, preflight, terminal
 from hotncold.experiment.compute import RunCosts, run_costs
+from hotncold.experiment.naming import approach_label
+from hotncold.experiment.progress import RunProgress
 from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.shares import temperature_shares
@@ -37,14 +39,26 @@ from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
 
 log = logging.getLogger("hotncold")
+"""The run's own voice: what it says reaches the terminal (`terminal.TerminalFilter`)."""
+detail = logging.getLogger(__name__)
+"""What only run.log needs."""
 
 
-def run(cfg: Any) -> dict[str, Any]:
-    """Run one experiment; a configuration mistake exits with one line naming the fix."""
+def run(cfg: Any, in_sweep: bool = False) -> dict[str, Any]:
+    """Run one experiment from the command line: what the terminal shows is `terminal`'s (vLLM's
+    output in run.log unless `verbose`), and the run ends with its results table (one line per
+    job `in_sweep`, whose analysis has the tables). A configuration mistake exits with one line
+    naming the fix."""
     try:
-        return execute(cfg)
+        cfg = to_config(cfg)
+        terminal.set_verbose(cfg.verbose)
+        metrics = execute(cfg)
     except ConfigError as error:
         raise SystemExit(f"hotncold: error: {error}") from None
+    info = RunDir(cfg.out_dir).read_info()
+    show = terminal.results_line if in_sweep else terminal.results_table
+    log.info("%s", show(cfg, metrics, info))
+    return metrics
 
 
 def to_config(cfg: Any) -> Config:
@@ -99,14 +113,7 @@ def _execute(
         except BaseException as error:
             session.close("failed", error)
             raise
-        overall = metrics["overall"]
-        log.info(
-            "done: %d problems; at n=%d naive %.3f weighted %.3f majority %.3f pass %.3f -> %s",
-            len(records),
-            cfg.n,
-            *(overall[m][str(cfg.n)] for m in ("naive", "weighted", "majority", "pass")),
-            rundir.path,
-        )
+        detail.info("done:\n%s", terminal.results_table(cfg, metrics, rundir.read_info()))
         if cfg.output.push_to_hub:
             upload.push_and_record(rundir, cfg.output)  # a failure is recorded, the run stays
         return metrics
@@ -128,9 +135,27 @@ def _search(
     if todo:
         registry.preflight(cfg.prm)  # an unreachable PRM server fails here, before loading
         started = time.perf_counter()
-        engine = vllm_engine.get_engine(engines.model)
+        # on the CPU the generator's KV cache holds a whole batch (GPU shares: the plan's)
+        batch = kv_cache.Batch(
+            problems=min(cfg.batch_size, len(todo)),
+            n=cfg.n,
+            prompt_tokens=kv_cache.prompt_tokens_bound(cfg.prompt, [p.problem for p in todo]),
+        )
+        engine_cfg = registry.sized_for_batch(engines.model, engines.prm, batch)
+        fresh = not vllm_engine.has_engine(engine_cfg)
+        if fresh:
+            kv = engine_cfg.cpu_kv_cache_gib
+            log.info(
+                "starting vLLM for %s%s; its output goes to %s",
+                cfg.model.name,
+                f" (KV cache {kv:g} GiB)" if kv is not None else "",
+                rundir.log,
+            )
+        engine = vllm_engine.get_engine(engine_cfg)
         prm = build_prm(engines.prm, engine=engine, model=engines.model, prompt=cfg.prompt)
         session.add(engine_start_s=time.perf_counter() - started)
+        if fresh:
+            log.info("engine ready in %s", terminal.duration(time.perf_counter() - started))
         session.watch(engine.stats, prm.stats)
         engine.stats.accounts.clear()  # a reused engine: nothing of an earlier run is charged
         costs = run_costs(cfg, engine, prm)
@@ -147,12 +172,12 @@ def _search(
             agg_strategy=cfg.prm.agg_strategy,
         )
         grader = Grader()
-        with tqdm(
-            total=len(problems),
-            initial=len(finished),
-            desc=cfg.approach.name,
-            unit="problem",
-            dynamic_ncols=True,
+        with RunProgress(
+            engine,
+            label=f"{approach_label(asdict(cfg))} {ctx.plan.tag()}",
+            problems=len(problems),
+            done=len(finished),
+            budget_per_problem=cfg.n * cfg.model.max_tokens,
         ) as bar:
             for batch in _chunks(todo, cfg.batch_size):
                 prompts = [build_prompt(engine, cfg.prompt, cfg.model, p.problem) for p in batch]
@@ -175,7 +200,7 @@ def _search(
                 shares = temperature_shares(finished.values(), cfg.temperature)
                 session.record(temperature_shares=shares)
                 session.progress(len(finished))
-                bar.update(len(batch))
+                bar.batch_done(len(batch))
     return [finished[p.uid] for p in problems]
 
 

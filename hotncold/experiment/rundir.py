@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from hotncold.config import Config, ConfigError
+from hotncold.engine import process_output
 from hotncold.experiment.naming import RESULTS_VERSION, result_config
 
 PACKAGES = (
@@ -177,17 +178,22 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 @contextlib.contextmanager
 def log_to(path: Path) -> Iterator[None]:
-    """Send the `hotncold` loggers' records to a run's log file for the duration."""
+    """Send every log record to a run's log file for the duration: hotncold's, vLLM's (their
+    loggers propagate to the root logger, see `hotncold.engine.process_output`), what vLLM's
+    processes print, Python warnings."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
     logger = logging.getLogger("hotncold")
-    logger.addHandler(handler)
+    logging.getLogger().addHandler(handler)
+    process_output.sinks.append(handler)
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        process_output.sinks.remove(handler)
+        logging.getLogger().removeHandler(handler)
         handler.close()
 
 

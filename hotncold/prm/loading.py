@@ -18,6 +18,9 @@ def prm_model_config(
 ) -> ModelConfig:
     """The engine settings of a PRM whose weights are at `path`."""
     kwargs: dict[str, Any] = dict(cfg.engine_kwargs)
+    # vLLM keeps the metrics of one engine per process, the last one started: the generator's
+    # drive the run's progress bar, so a PRM engine keeps none (VLLMEngine)
+    kwargs.setdefault("disable_log_stats", True)
     if runner != "generate":
         kwargs["runner"] = runner
     if pooler is not None:

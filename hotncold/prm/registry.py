@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hotncold.config import ConfigError, ModelConfig, PRMConfig, PromptConfig
-from hotncold.engine import hf_cache, memory, model_facts
+from hotncold.config.errors import check_literal_escapes
+from hotncold.engine import hf_cache, kv_cache, memory, model_facts, vllm_engine
 from hotncold.engine.context import allowed_length
 from hotncold.engine.memory import GPU_MEMORY_SHARED, EngineNeed, Split, gib
 from hotncold.engine.requests import Engine
@@ -324,6 +325,47 @@ def _does_not_fit(error: memory.DoesNotFit, cfg: PRMConfig, card: int, own: bool
     return f"the engines do not fit the {gib(card)} GPU: {error.why} (needs: {parts}); {fixes}"
 
 
+def sized_for_batch(model: ModelConfig, cfg: PRMConfig, batch: kv_cache.Batch) -> ModelConfig:
+    """The generator's settings with its CPU KV cache, when unset, sized for `batch` within the
+    memory left after the PRM engine's (`hotncold.engine.kv_cache`); unchanged on GPUs, where
+    `plan_engines` sized the shares of the card."""
+    if vllm_engine.on_cpu():
+        sized, plan = vllm_engine.sized_for(model, batch, cpu_bytes_beside(cfg, model))
+        if plan is not None and plan.capped:
+            log.warning(
+                "the batch needs a %.1f GiB KV cache but this machine can spare %.1f GiB: vLLM "
+                "will preempt and recompute (slower, same results); lower batch_size or n",
+                plan.need_bytes / kv_cache.GIB,
+                plan.gib,
+            )
+        elif plan is not None:
+            log.info(
+                "KV cache %g GiB for %d problems x %d samples (they need %.2f GiB)",
+                plan.gib,
+                batch.problems,
+                batch.n,
+                plan.need_bytes / kv_cache.GIB,
+            )
+        return sized
+    return model
+
+
+UNKNOWN_PRM_WEIGHTS = 2 * kv_cache.GIB
+"""Assumed weight bytes of a PRM whose config.json is not on this machine yet."""
+
+
+def cpu_bytes_beside(cfg: PRMConfig, model: ModelConfig) -> int:
+    """CPU memory the PRM's own engine will take beside the generator (0 when it has none):
+    its KV cache, its weights and an engine's runtime."""
+    if not needs_own_engine(cfg, model):
+        return 0
+    config = model_facts.read_config(cfg.model_path) if cfg.model_path else None
+    params = model_facts.parameter_count(config) if config else None
+    dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+    weights = model_facts.weight_bytes(params, dtype) if params else UNKNOWN_PRM_WEIGHTS
+    return int(cfg.cpu_kv_cache_gib * kv_cache.GIB) + weights + kv_cache.ENGINE_RUNTIME_BYTES
+
+
 def build_prm(
     cfg: PRMConfig,
     engine: Engine | None = None,
@@ -398,6 +440,7 @@ def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
         raise ConfigError("prm.positive_token and prm.negative_token must differ")
     if p.step_separator == "":
         raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
+    check_literal_escapes("prm.step_separator", p.step_separator)
     for rule in KINDS[p.name].rules:
         rule(p)
     if p.gpu_memory_utilization is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hotncold.config import ClusterConfig, ConfigError, ModelConfig, PromptConfig
+from hotncold.config.errors import check_literal_escapes
 
 DATA_SOURCES = ("generate", "hub", "file")
 
@@ -127,6 +128,7 @@ def validate(cfg: TrainPRMConfig) -> None:
             raise ConfigError(f"train.data.levels={list(d.levels)}: arithmetic levels are 1-5")
     if not t.step_separator:
         raise ConfigError("train.step_separator is empty; TRL's default is '\\n'")
+    check_literal_escapes("train.step_separator", t.step_separator)
     for key in ("learning_rate", "batch_size", "max_length", "save_steps", "logging_steps"):
         if getattr(t, key) <= 0:
             raise ConfigError(f"train.{key}={getattr(t, key)} must be positive")

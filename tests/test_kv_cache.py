@@ -1,0 +1,136 @@
+"""The CPU engine's KV cache is sized from the batch, within what the machine has; engines are
+reused when their cache is big enough and restarted once when it is not."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import pytest
+from conftest import tiny_model_config
+
+import hotncold.engine.vllm_engine as vllm_engine
+from hotncold.config import ModelConfig, PRMConfig, PromptConfig
+from hotncold.engine import kv_cache
+from hotncold.engine.embedded import prepare
+from hotncold.engine.kv_cache import GIB, Batch
+from hotncold.engine.model_facts import kv_bytes_per_token, read_config
+from hotncold.prm.registry import cpu_bytes_beside, sized_for_batch
+
+SMOLLM2_FP32 = 46_080
+"""KV bytes per token of SmolLM2-135M in float32: 2 x 30 layers x 3 KV heads x 64 x 4 bytes."""
+PLENTY = 20 * GIB
+
+
+def test_kv_bytes_per_token_of_the_embedded_model():
+    config = read_config(prepare())
+    assert kv_bytes_per_token(config, "float32") == SMOLLM2_FP32
+    assert kv_bytes_per_token(config, "bfloat16") == SMOLLM2_FP32 // 2
+    assert kv_bytes_per_token({"architectures": ["GPT2LMHeadModel"]}, "float32") is None
+
+
+def test_a_batch_needs_one_shared_prompt_and_n_samples_per_problem():
+    batch = Batch(problems=20, n=8, prompt_tokens=224)
+    # each sample: max_tokens plus at most one partly used block; the prompt once per problem
+    assert kv_cache.batch_tokens(batch, max_tokens=128, block=128) == 20 * (224 + 8 * 256)
+
+
+def test_the_default_run_batch_gets_the_cache_it_needs_where_memory_allows():
+    batch = Batch(problems=32, n=8, prompt_tokens=224)  # the defaults: batch_size 32, n=8
+    chosen = kv_cache.plan(batch, 256, SMOLLM2_FP32, available=PLENTY, engine_bytes=3 * GIB)
+    need = 32 * (224 + 8 * (256 + 128)) * SMOLLM2_FP32
+    assert chosen.need_bytes == need
+    assert chosen.gib == 5.0 and chosen.gib * GIB >= need > (chosen.gib - 0.5) * GIB
+    assert not chosen.capped
+
+
+def test_a_small_batch_keeps_the_one_gib_default():
+    chosen = kv_cache.plan(Batch(2, 4, 100), 96, SMOLLM2_FP32, PLENTY, engine_bytes=3 * GIB)
+    assert chosen.gib == kv_cache.DEFAULT_GIB and not chosen.capped
+
+
+def test_the_cache_takes_at_most_half_of_what_is_left_after_the_os_engine_and_prm():
+    batch = Batch(problems=32, n=8, prompt_tokens=224)
+    # 10 GiB available: 1 for the OS, 3 for this engine, 2 for a PRM engine: 4 left, half is 2
+    chosen = kv_cache.plan(
+        batch, 256, SMOLLM2_FP32, 10 * GIB, engine_bytes=3 * GIB, beside_bytes=2 * GIB
+    )
+    assert chosen.gib == 2.0 and chosen.cap_bytes == 2 * GIB and chosen.capped
+    alone = kv_cache.plan(batch, 256, SMOLLM2_FP32, 10 * GIB, engine_bytes=3 * GIB)
+    assert alone.gib == 3.0  # without the PRM engine: (10 - 1 - 3) / 2
+
+
+def test_a_machine_with_almost_nothing_left_still_gets_a_minimal_cache():
+    chosen = kv_cache.plan(Batch(32, 8, 224), 256, SMOLLM2_FP32, 2 * GIB, engine_bytes=3 * GIB)
+    assert chosen.gib == kv_cache.STEP_GIB and chosen.capped
+
+
+def test_the_prompt_estimate_errs_on_the_side_of_room():
+    from transformers import AutoTokenizer
+
+    prompt = PromptConfig()
+    problems = ["What is 12 + 30 * 4?", "A farmer has 17 sheep and buys 25 more. How many? " * 3]
+    tokenizer = AutoTokenizer.from_pretrained(prepare())
+    chats = [
+        [{"role": "system", "content": prompt.system_prompt}, {"role": "user", "content": p}]
+        for p in problems
+    ]
+    texts = [
+        tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats
+    ]
+    real = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    estimate = kv_cache.prompt_tokens_bound(prompt, problems)
+    assert real < estimate < 2 * real
+
+
+@pytest.fixture
+def on_cpu(monkeypatch):
+    monkeypatch.setattr(vllm_engine, "on_cpu", lambda: True)
+    monkeypatch.setattr(kv_cache, "available_bytes", lambda: PLENTY)
+
+
+def test_an_unset_cache_is_sized_for_the_run_batch_and_a_set_one_is_kept(on_cpu):
+    model = tiny_model_config(ModelConfig)
+    assert model.cpu_kv_cache_gib is None
+    batch = Batch(problems=32, n=8, prompt_tokens=224)
+    sized = sized_for_batch(dataclasses.replace(model, max_tokens=256), PRMConfig(), batch)
+    assert sized.cpu_kv_cache_gib == 5.0
+    fixed = dataclasses.replace(model, cpu_kv_cache_gib=1.0)
+    assert sized_for_batch(fixed, PRMConfig(), batch) == fixed
+
+
+def test_a_prm_engine_of_its_own_is_left_room_and_a_model_free_one_none(on_cpu):
+    model = tiny_model_config(ModelConfig)
+    assert cpu_bytes_beside(PRMConfig(name="equation_checker"), model) == 0
+    prm = PRMConfig(name="trl", model_path="/nowhere", cpu_kv_cache_gib=0.5)
+    assert cpu_bytes_beside(prm, model) == int(0.5 * GIB) + 2 * GIB + kv_cache.ENGINE_RUNTIME_BYTES
+
+
+class FakeEngine:
+    started: ClassVar[list[float]] = []
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cpu_kv_cache_gib = vllm_engine.cpu_kv_cache_gib(cfg)
+        self.closed = False
+        FakeEngine.started.append(self.cpu_kv_cache_gib)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_engine_is_reused_when_its_cache_is_big_enough_and_restarted_once_when_not(
+    monkeypatch,
+):
+    monkeypatch.setattr(vllm_engine, "VLLMEngine", FakeEngine)
+    monkeypatch.setattr(vllm_engine, "_ENGINES", {})
+    FakeEngine.started = []
+    model = tiny_model_config(ModelConfig)
+    small = vllm_engine.get_engine(dataclasses.replace(model, cpu_kv_cache_gib=1.0))
+    assert vllm_engine.get_engine(model) is small  # unset: 1 GiB outside a run
+    bigger = vllm_engine.get_engine(dataclasses.replace(model, cpu_kv_cache_gib=2.5))
+    assert bigger is not small and small.closed
+    for gib in (1.0, 2.0, 2.5):  # a bigger cache serves every smaller request
+        assert vllm_engine.get_engine(dataclasses.replace(model, cpu_kv_cache_gib=gib)) is bigger
+    other = vllm_engine.get_engine(dataclasses.replace(model, max_model_len=2048))
+    assert other is not bigger and not bigger.closed  # other settings: another engine
+    assert FakeEngine.started == [1.0, 2.5, 1.0]
