@@ -26,7 +26,7 @@ from tokenize import TokenError
 import sympy
 from sympy.parsing.sympy_parser import parse_expr
 
-from hotncold.config import PRMConfig
+from hotncold.config import EquationCheckerConfig
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 
 _LATEX = [
@@ -188,7 +188,7 @@ class EquationChecker(PRM):
     name = "equation_checker"
 
     def __init__(
-        self, cfg: PRMConfig, engine: object | None = None, model: object | None = None
+        self, cfg: EquationCheckerConfig, engine: object | None = None, model: object | None = None
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.neutral = cfg.neutral_score

@@ -30,7 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.config import (
+    ConfigError,
+    HeadPRMConfig,
+    ModelConfig,
+    ModelPRMConfig,
+    QwenMathPRMConfig,
+)
 from hotncold.engine import vllm_engine
 from hotncold.engine.embedded import cache_root
 from hotncold.prm.base import PRM, ItemScores, PendingScore
@@ -57,7 +63,7 @@ class PoolingPRM(PRM):
     """Column of the positive class in a 2-class head; a 1-output head is read with a sigmoid."""
 
     def __init__(
-        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+        self, cfg: ModelPRMConfig, engine: Any = None, model: ModelConfig | None = None
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         self.name = cfg.name
@@ -69,11 +75,11 @@ class PoolingPRM(PRM):
         self.model = model
         self.format = self.make_format(cfg, path)
 
-    def weights(self, cfg: PRMConfig) -> str:
+    def weights(self, cfg: ModelPRMConfig) -> str:
         """The folder or hub id vLLM loads."""
         return str(cfg.model_path)
 
-    def make_format(self, cfg: PRMConfig, path: str) -> Any:
+    def make_format(self, cfg: ModelPRMConfig, path: str) -> Any:
         raise NotImplementedError
 
     def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
@@ -100,19 +106,19 @@ class PoolingPRM(PRM):
 class QwenMathPRM(PoolingPRM):
     """Qwen/Qwen2.5-Math-PRM-7B: steps joined by <extra_0>, positive-class probability there."""
 
-    def make_format(self, cfg: PRMConfig, path: str) -> QwenMathPRMFormat:
+    def make_format(self, cfg: QwenMathPRMConfig, path: str) -> QwenMathPRMFormat:  # type: ignore[override]
         return QwenMathPRMFormat(self.tokenizer, cfg.system_prompt)
 
 
 class SkyworkPRM(PoolingPRM):
     """Skywork-o1-Open-PRM-Qwen-2.5: sigmoid of the value head at each step's separator."""
 
-    def weights(self, cfg: PRMConfig) -> str:
+    def weights(self, cfg: ModelPRMConfig) -> str:
         return str(token_classification_folder(str(cfg.model_path)))
 
     reads_step_delimiter = True
 
-    def make_format(self, cfg: PRMConfig, path: str) -> SkyworkFormat:
+    def make_format(self, cfg: HeadPRMConfig, path: str) -> SkyworkFormat:  # type: ignore[override]
         # The reference reads the generator's whole text line by line: the steps joined by the
         # delimiter the generator wrote between them.
         joiner = self.model.step_delimiter if self.model is not None else "\n\n"
@@ -122,7 +128,7 @@ class SkyworkPRM(PoolingPRM):
 class TRLPRM(PoolingPRM):
     """A PRM trained with TRL's PRMTrainer: token classification at each step's separator."""
 
-    def weights(self, cfg: PRMConfig) -> str:
+    def weights(self, cfg: ModelPRMConfig) -> str:
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(
@@ -137,7 +143,7 @@ class TRLPRM(PoolingPRM):
             )
         return str(cfg.model_path)
 
-    def make_format(self, cfg: PRMConfig, path: str) -> TRLFormat:
+    def make_format(self, cfg: HeadPRMConfig, path: str) -> TRLFormat:  # type: ignore[override]
         separator = cfg.step_separator
         folder = Path(local_or_hub(path))
         for name in TRL_SETTINGS_FILES:

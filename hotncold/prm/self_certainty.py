@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig
+from hotncold.config import ModelConfig, SelfCertaintyConfig
 from hotncold.engine.prompts import build_prompt
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.loading import check_length, load_tokenizer
@@ -25,7 +25,7 @@ from hotncold.prm.loading import check_length, load_tokenizer
 
 class SelfCertainty(PRM):
     def __init__(
-        self, cfg: PRMConfig, engine: Any = None, model: ModelConfig | None = None
+        self, cfg: SelfCertaintyConfig, engine: Any = None, model: ModelConfig | None = None
     ) -> None:
         super().__init__(batch_size=cfg.batch_size, incremental=cfg.incremental)
         if engine is None or model is None:
