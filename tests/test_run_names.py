@@ -28,11 +28,11 @@ PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 KNOWN = {
     "default": (
         [],
-        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_93fa2a08",
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_61aa7a19",
     ),
     "beam_search_multi": (
         ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
-        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_0b5010e8",
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_97ee68b3",
     ),
     "dvts_ratio_mix": (
         [
@@ -41,23 +41,23 @@ KNOWN = {
             "temperature.ratios=[0.75,0.25]",
             "n=16",
         ],
-        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_d4e4544a",
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_81487351",
     ),
     "dvts_anneal": (
         ["approach=dvts", "temperature=anneal", "n=16"],
-        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_42411d2c",
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_ce7ee40f",
     ),
     "beam_search_switch": (
         ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
-        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_1cc26a03",
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_d2469abb",
     ),
     "greedy": (
         ["temperature=greedy", "n=4", "seed=3"],
-        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_813acdd4",
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_58e3dece",
     ),
     "shard": (
         ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
-        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_6b588934",
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_0db37cd9",
     ),
     "llama_with_qwen_prm": (
         [
@@ -66,11 +66,11 @@ KNOWN = {
             "prm.agg_strategy=min",
             "approach=beam_search",
         ],
-        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_9a6682e5",
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_a7f74265",
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_1879d954",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_7b07b2fd",
     ),
 }
 SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu"}
