@@ -16,7 +16,7 @@ import dataclasses
 import statistics
 import time
 
-from hotncold.config import DatasetConfig, ModelConfig, PRMConfig, PromptConfig
+from hotncold.config import DatasetConfig, EquationCheckerConfig, ModelConfig, PromptConfig
 from hotncold.data import load_problems
 from hotncold.engine import kv_cache
 from hotncold.engine.prompts import build_prompt
@@ -35,7 +35,7 @@ def main(problems: int = 32, n: int = 8, max_tokens: int = 128, repeats: int = 2
     batch = kv_cache.Batch(
         problems=len(texts), n=n, prompt_tokens=kv_cache.prompt_tokens_bound(prompt, texts)
     )
-    sized = sized_for_batch(model, PRMConfig(), batch)  # what a default run starts
+    sized = sized_for_batch(model, EquationCheckerConfig(), batch)  # what a default run starts
     quiet = {**sized.engine_kwargs, "disable_log_stats": True}
     sides = {
         "fixed 1 GiB": dataclasses.replace(model, cpu_kv_cache_gib=kv_cache.DEFAULT_GIB),

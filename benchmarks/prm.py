@@ -36,7 +36,7 @@ from pathlib import Path
 from hotncold.config import DatasetConfig, PRMConfig
 from hotncold.data import load_problems
 from hotncold.engine.vllm_engine import close_engine
-from hotncold.prm.registry import build_prm
+from hotncold.prm.registry import build_prm, prm_config
 from hotncold.testing import tiny_models as tiny
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,8 +112,8 @@ def growth(prm, trace, depths: tuple[int, ...]) -> dict[int, int]:
 
 
 def prm_settings(name: str, path: str, **extra) -> PRMConfig:
-    return PRMConfig(
-        name=name,
+    return prm_config(
+        name,
         model_path=path,
         max_model_len=4096,
         # room for every live beam's prefix (about 140 kB per token for these models): a cache
@@ -161,7 +161,7 @@ def server_jobs(path: Path, tmp: Path, problems: int, width: int, depth: int) ->
                 break
             except OSError:
                 time.sleep(1)
-        cfg = PRMConfig(name="qwen_math_prm_7b", model_path=str(path), server_url=url)
+        cfg = prm_config("qwen_math_prm_7b", model_path=str(path), server_url=url)
         traces = [beams(problems, width, depth, seed=s) for s in (0, 1)]
         # warm-up: the first request pays one-off costs
         build_prm(cfg).score([(traces[0][0][0], traces[0][0][1][:1])])

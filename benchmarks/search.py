@@ -16,8 +16,8 @@ from collections import Counter
 from hotncold.config import (
     ApproachConfig,
     DatasetConfig,
+    EquationCheckerConfig,
     ModelConfig,
-    PRMConfig,
     PromptConfig,
     TemperatureConfig,
 )
@@ -44,7 +44,7 @@ MODEL = ModelConfig(
 
 def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
     engine = get_engine(MODEL)
-    prm = build_prm(PRMConfig(), engine=engine)
+    prm = build_prm(EquationCheckerConfig(), engine=engine)
     problems = load_problems(DatasetConfig(per_level=per_level))
     prompts = [build_prompt(engine, PromptConfig(), MODEL, p.problem) for p in problems]
     grader = Grader()
@@ -58,7 +58,7 @@ def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
             approach=ApproachConfig(name=name, beam_width=4, num_iterations=iterations),
             n=n,
             seed=0,
-            agg_strategy=PRMConfig().agg_strategy,
+            agg_strategy=EquationCheckerConfig().agg_strategy,
         )
         approach = build_approach(name)
 

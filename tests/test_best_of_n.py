@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from fakes import ScriptedEngine, problem_of
 
-from hotncold.config import ApproachConfig, ModelConfig, PRMConfig, TemperatureConfig
+from hotncold.config import (
+    ApproachConfig,
+    EquationCheckerConfig,
+    ModelConfig,
+    TemperatureConfig,
+)
 from hotncold.data import Problem
 from hotncold.engine.requests import Generation
 from hotncold.prm.equation_checker import EquationChecker
@@ -16,7 +21,7 @@ from hotncold.search.temperature import TemperaturePlan
 def context(engine, values, n, ratios=None, delimiter="\n"):
     return SearchContext(
         engine=engine,
-        prm=EquationChecker(PRMConfig()),
+        prm=EquationChecker(EquationCheckerConfig()),
         plan=TemperaturePlan.from_config(TemperatureConfig(values=values, ratios=ratios)),
         model=ModelConfig(max_tokens=50, step_delimiter=delimiter),
         approach=ApproachConfig(),

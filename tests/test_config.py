@@ -14,6 +14,7 @@ import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
 from hotncold.config import Config, ConfigError
 from hotncold.experiment.run import execute, to_config
 from hotncold.experiment.validate import validate
+from hotncold.prm.registry import prm_config
 from hotncold.train_prm.config import TrainPRMConfig
 from hotncold.train_prm.config import validate as validate_training
 
@@ -202,15 +203,16 @@ def test_a_delimiter_typed_with_backslash_escapes_is_refused_with_the_way_to_pas
 
 
 @pytest.mark.parametrize(
-    ("setting", "changes"),
+    "prm",
     [
-        ("prm.step_separator", {"prm__name": "trl", "prm__model_path": "/m"}),
-        ("prm.step_separator", {"prm__name": "math_shepherd"}),
+        prm_config("trl", model_path="/m", step_separator="\\n"),
+        prm_config("math_shepherd", step_separator="\\n"),
     ],
+    ids=["trl", "math_shepherd"],
 )
-def test_a_prm_separator_with_backslash_escapes_is_refused(setting, changes):
-    cfg = cfg_with(prm__step_separator="\\n", **changes)
-    with pytest.raises(ConfigError, match=re.escape(f'{setting}="\\n" holds a literal')):
+def test_a_prm_separator_with_backslash_escapes_is_refused(prm):
+    cfg = Config(out_dir="/tmp/unused", prm=prm)
+    with pytest.raises(ConfigError, match=re.escape('prm.step_separator="\\n" holds a literal')):
         validate(cfg)
 
 
@@ -223,7 +225,9 @@ def test_the_trainer_refuses_a_separator_with_backslash_escapes():
 
 @pytest.mark.parametrize("value", ["\n\n", "\n", " ки\n", "\\newline", "\\times", "<extra_0>"])
 def test_real_newlines_and_latex_commands_are_accepted_as_delimiters(value):
-    validate(cfg_with(model__step_delimiter=value, prm__step_separator=value))
+    cfg = cfg_with(model__step_delimiter=value)
+    cfg.prm = prm_config("trl", model_path="/m", step_separator=value)
+    validate(cfg)
 
 
 def test_cli_refuses_a_backslash_delimiter_before_anything_loads(tmp_path):
@@ -379,3 +383,95 @@ def test_cli_launcher_typo_fails_before_anything_is_queued(tmp_path):
     assert proc.returncode != 0
     assert "Key 'partitoin' not in 'SlurmQueueConf'" in proc.stderr
     assert not (tmp_path / "sweep").exists()  # no sweep folder, no job script, no sbatch
+
+
+# --- one schema per PRM kind (`hotncold.config.schemas`, issue 15 item 6) ---------------------
+
+PRM_OPTIONS = sorted(p.stem for p in (CONF / "prm").glob("*.yaml"))
+# What each option's settings hold beyond the ones every PRM shares, written out by hand (not
+# read from the schemas under test): a field added to the wrong kind fails here.
+SHARED = {"name", "agg_strategy", "server_url", "incremental", "batch_size"}
+ENGINE = {
+    "model_path",
+    "dtype",
+    "max_model_len",
+    "gpu_memory_utilization",
+    "cpu_kv_cache_gib",
+    "block_size",
+    "tensor_parallel_size",
+    "trust_remote_code",
+    "engine_kwargs",
+}
+OWN_SETTINGS = {
+    "equation_checker": {"neutral_score", "correct_score", "wrong_score"},
+    "self_certainty": set(),
+    "judge": ENGINE | {"positive_token", "negative_token", "system_prompt", "judge_template"},
+    "rlhflow_8b": ENGINE | {"positive_token", "negative_token"},
+    "math_shepherd": ENGINE | {"positive_token", "negative_token", "step_separator"},
+    "qwen_math_prm_7b": ENGINE | {"system_prompt"},
+    "skywork_1.5b": ENGINE | {"step_separator"},
+    "skywork_7b": ENGINE | {"step_separator"},
+    "trl": ENGINE | {"step_separator"},
+}
+
+
+def test_every_prm_option_has_its_expected_settings():
+    assert sorted(OWN_SETTINGS) == PRM_OPTIONS
+
+
+@pytest.mark.parametrize("option", PRM_OPTIONS)
+def test_a_prm_option_holds_only_the_settings_its_kind_reads(option):
+    from hotncold.prm.registry import KINDS
+
+    composed = make(f"prm={option}")
+    assert set(composed.prm) == SHARED | OWN_SETTINGS[option]
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    assert type(cfg.prm) is KINDS[option].schema
+    # a stored config.yaml (plain values, as a resumed run, merge or prefetch reads it) is
+    # typed the same way
+    stored = OmegaConf.to_container(composed, resolve=False)
+    stored = {k: v for k, v in stored.items() if k != "hydra"}
+    assert type(to_config(stored).prm) is KINDS[option].schema
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["prm=equation_checker", "prm.model_path=/some/prm"],
+        ["prm=self_certainty", "prm.dtype=float16"],
+        ["prm=rlhflow_8b", "prm.neutral_score=0.2"],
+        ["prm=qwen_math_prm_7b", "prm.positive_token=Yes"],
+        ["prm=skywork_1.5b", "prm.judge_template=judge"],
+    ],
+    ids=lambda o: " ".join(o),
+)
+def test_a_setting_of_another_prm_kind_fails_at_composition(overrides):
+    from hydra.errors import ConfigCompositionException
+
+    key = overrides[1].split("=")[0]
+    with pytest.raises(ConfigCompositionException, match=f"Could not override '{key}'"):
+        make(*overrides)
+
+
+def test_renaming_a_prm_option_to_another_kind_is_refused_in_one_line():
+    composed = make("prm=rlhflow_8b", "prm.name=judge")
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert str(info.value) == (
+        "prm.name='judge' has GenerativePRMConfig's settings, not JudgePRMConfig's; choose the "
+        "option with prm=judge instead of overriding prm.name"
+    )
+
+
+def test_a_stored_config_with_an_unknown_prm_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"^prm\.name='nope' is unknown; use one of"):
+        to_config({"prm": {"name": "nope"}})
+
+
+def test_cfg_job_shows_only_the_settings_of_the_chosen_prm():
+    shown = run_module("hotncold", "prm=equation_checker", "--cfg", "job", "--package", "prm")
+    assert shown.returncode == 0, shown.stderr
+    keys = {line.split(":")[0] for line in shown.stdout.splitlines() if line and line[0] != " "}
+    keys.discard("# @package prm")
+    assert keys == SHARED | OWN_SETTINGS["equation_checker"]

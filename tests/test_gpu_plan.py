@@ -18,11 +18,17 @@ import pytest
 from conftest import ROOT
 
 import hotncold.engine.vllm_engine
-from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig, PRMConfig
+from hotncold.config import (
+    Config,
+    ConfigError,
+    DatasetConfig,
+    EquationCheckerConfig,
+    ModelConfig,
+)
 from hotncold.engine import machine, memory, vllm_versions
 from hotncold.engine.memory import EngineNeed, GiB
 from hotncold.experiment.run import execute
-from hotncold.prm.registry import plan_engines
+from hotncold.prm.registry import plan_engines, prm_config
 
 LLAMA_1B = {
     "architectures": ["LlamaForCausalLM"],
@@ -79,7 +85,7 @@ CONFIGS = {
     "nvidia/AceMath-7B-Instruct": ACEMATH_7B,
 }
 LLAMA = ModelConfig(path="meta-llama/Llama-3.2-1B-Instruct", max_tokens=2048, max_model_len=4096)
-RLHFLOW = PRMConfig(name="rlhflow_8b", model_path="RLHFlow/Llama3.1-8B-PRM-Deepseek-Data")
+RLHFLOW = prm_config("rlhflow_8b", model_path="RLHFlow/Llama3.1-8B-PRM-Deepseek-Data")
 OLD_SPLIT = dataclasses.replace(RLHFLOW, gpu_memory_utilization=0.40)  # before sizing: 0.55/0.40
 
 
@@ -135,13 +141,13 @@ def test_a_pair_too_large_for_the_card_is_refused_naming_the_fixes():
 
 def test_two_7b_models_share_a_40_gib_card_and_a_generator_too_big_alone_is_refused():
     acemath = ModelConfig(path="nvidia/AceMath-7B-Instruct", max_tokens=2048, max_model_len=4096)
-    qwen = PRMConfig(name="qwen_math_prm_7b", model_path="Qwen/Qwen2.5-Math-PRM-7B")
+    qwen = prm_config("qwen_math_prm_7b", model_path="Qwen/Qwen2.5-Math-PRM-7B")
     fitted = plan(acemath, qwen, 40)
     assert sum(fitted.split.shares) <= memory.GPU_MEMORY_SHARED
     with pytest.raises(ConfigError, match="split the model over more GPUs"):
-        plan(acemath, PRMConfig(), 16)  # alone (the equation checker loads nothing)
+        plan(acemath, EquationCheckerConfig(), 16)  # alone (the equation checker loads nothing)
     # over two GPUs each holds half
-    halves = plan(dataclasses.replace(acemath, tensor_parallel_size=2), PRMConfig(), 16)
+    halves = plan(dataclasses.replace(acemath, tensor_parallel_size=2), EquationCheckerConfig(), 16)
     assert halves.needs[0].weight_bytes == fitted.needs[0].weight_bytes // 2
 
 
@@ -178,7 +184,7 @@ def test_engines_of_unknown_size_keep_the_fixed_split(caplog):
 
 
 def test_a_prm_asking_more_context_than_its_model_has_is_clamped_with_a_note(caplog):
-    qwen = PRMConfig(name="qwen_math_prm_7b", model_path="Qwen/Qwen2.5-Math-PRM-7B")
+    qwen = prm_config("qwen_math_prm_7b", model_path="Qwen/Qwen2.5-Math-PRM-7B")
     asked = dataclasses.replace(qwen, max_model_len=8192)  # the shipped option before the fix
     with caplog.at_level(logging.WARNING, logger="hotncold"):
         fitted = plan(LLAMA, asked, 80)
@@ -192,10 +198,10 @@ def test_a_prm_asking_more_context_than_its_model_has_is_clamped_with_a_note(cap
 
 def test_a_generator_is_clamped_while_max_tokens_fits_and_refused_when_it_cannot():
     acemath = ModelConfig(path="nvidia/AceMath-7B-Instruct", max_tokens=2048, max_model_len=8192)
-    assert plan(acemath, PRMConfig(), 80).model.max_model_len == 4096
+    assert plan(acemath, EquationCheckerConfig(), 80).model.max_model_len == 4096
     too_long = dataclasses.replace(acemath, max_tokens=4096)
     with pytest.raises(ConfigError) as refused:
-        plan(too_long, PRMConfig(), 80)
+        plan(too_long, EquationCheckerConfig(), 80)
     assert str(refused.value) == (
         "model.max_tokens=4096 cannot fit nvidia/AceMath-7B-Instruct, whose context is 4096 "
         "tokens (max_position_embeddings in its config.json); lower model.max_tokens below "
@@ -205,7 +211,7 @@ def test_a_generator_is_clamped_while_max_tokens_fits_and_refused_when_it_cannot
 
 def test_vllms_own_override_passes_a_longer_context_through(monkeypatch):
     monkeypatch.setenv("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "1")
-    asked = PRMConfig(name="qwen_math_prm_7b", model_path="Qwen/Qwen2.5-Math-PRM-7B")
+    asked = prm_config("qwen_math_prm_7b", model_path="Qwen/Qwen2.5-Math-PRM-7B")
     assert plan(LLAMA, dataclasses.replace(asked, max_model_len=8192), 80).prm.max_model_len == 8192
 
 

@@ -10,12 +10,12 @@ import pytest
 from conftest import tiny_model_config
 
 import hotncold.engine.vllm_engine as vllm_engine
-from hotncold.config import ModelConfig, PRMConfig, PromptConfig
+from hotncold.config import EquationCheckerConfig, ModelConfig, PromptConfig
 from hotncold.engine import kv_cache
 from hotncold.engine.embedded import prepare
 from hotncold.engine.kv_cache import GIB, Batch
 from hotncold.engine.model_facts import kv_bytes_per_token, read_config
-from hotncold.prm.registry import cpu_bytes_beside, sized_for_batch
+from hotncold.prm.registry import cpu_bytes_beside, prm_config, sized_for_batch
 
 SMOLLM2_FP32 = 46_080
 """KV bytes per token of SmolLM2-135M in float32: 2 x 30 layers x 3 KV heads x 64 x 4 bytes."""
@@ -93,16 +93,18 @@ def test_an_unset_cache_is_sized_for_the_run_batch_and_a_set_one_is_kept(on_cpu)
     model = tiny_model_config(ModelConfig)
     assert model.cpu_kv_cache_gib is None
     batch = Batch(problems=32, n=8, prompt_tokens=224)
-    sized = sized_for_batch(dataclasses.replace(model, max_tokens=256), PRMConfig(), batch)
+    sized = sized_for_batch(
+        dataclasses.replace(model, max_tokens=256), EquationCheckerConfig(), batch
+    )
     assert sized.cpu_kv_cache_gib == 5.0
     fixed = dataclasses.replace(model, cpu_kv_cache_gib=1.0)
-    assert sized_for_batch(fixed, PRMConfig(), batch) == fixed
+    assert sized_for_batch(fixed, EquationCheckerConfig(), batch) == fixed
 
 
 def test_a_prm_engine_of_its_own_is_left_room_and_a_model_free_one_none(on_cpu):
     model = tiny_model_config(ModelConfig)
-    assert cpu_bytes_beside(PRMConfig(name="equation_checker"), model) == 0
-    prm = PRMConfig(name="trl", model_path="/nowhere", cpu_kv_cache_gib=0.5)
+    assert cpu_bytes_beside(EquationCheckerConfig(), model) == 0
+    prm = prm_config("trl", model_path="/nowhere", cpu_kv_cache_gib=0.5)
     assert cpu_bytes_beside(prm, model) == int(0.5 * GIB) + 2 * GIB + kv_cache.ENGINE_RUNTIME_BYTES
 
 

@@ -22,6 +22,7 @@ from hotncold.diagnostics import checks
 from hotncold.engine import hf_cache
 from hotncold.engine.hf_cache import Need
 from hotncold.experiment.run import execute
+from hotncold.prm.registry import prm_config
 
 LLAMA, RLHFLOW, QWEN_PRM = (
     "meta-llama/Llama-3.2-1B-Instruct",
@@ -106,7 +107,7 @@ def test_an_offline_run_missing_its_models_names_the_prefetch_command(tmp_path, 
         dataset=DatasetConfig(per_level=1),
         overrides=overrides,
     )
-    cfg.prm.name, cfg.prm.model_path = "rlhflow_8b", RLHFLOW
+    cfg.prm = prm_config("rlhflow_8b", model_path=RLHFLOW)
     with pytest.raises(ConfigError) as refused:
         execute(cfg)
     message = str(refused.value)
@@ -233,7 +234,7 @@ def test_doctor_memory_check_on_the_declared_card(hub_cache):
     for repo in (LLAMA, RLHFLOW):
         cached_repo(hub_cache, repo, model_files(repo))
     cfg = Config(model=ModelConfig(path=LLAMA, max_tokens=2048, max_model_len=4096))
-    cfg.prm.name, cfg.prm.model_path = "rlhflow_8b", RLHFLOW
+    cfg.prm = prm_config("rlhflow_8b", model_path=RLHFLOW)
     cfg.cluster.name, cfg.cluster.gpu_memory_gib = "slurm_a100", 40
     [fit] = checks.memory_checks(cfg)
     assert (

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from hotncold.config import PRMConfig
+from hotncold.config import EquationCheckerConfig
 from hotncold.prm.base import PRM, ItemScores, aggregate, prefix_digests, split_steps
 from hotncold.prm.equation_checker import EquationChecker, find_claims
-from hotncold.prm.registry import build_prm
+from hotncold.prm.registry import build_prm, prm_config
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,7 @@ def test_claims(text, expected):
 
 
 def test_step_scores():
-    checker = EquationChecker(PRMConfig())
+    checker = EquationChecker(EquationCheckerConfig())
     assert checker.score_step("12 + 7 = 19") == 1.0
     assert checker.score_step("nothing to check") == 0.5
     assert checker.score_step("12 + 7 = 20") == 0.0
@@ -48,7 +48,7 @@ def test_step_scores():
 
 def test_words_in_parentheses_are_no_crash_and_no_error():
     # they leave an empty "()" next to a number, which sympy parses as a tuple
-    checker = EquationChecker(PRMConfig())
+    checker = EquationChecker(EquationCheckerConfig())
     assert checker.score_step("5 + 3 = 8 (apples)") in (0.5, 1.0)
     assert checker.score_step("(apples) = 2 + 3 and 2 + 3 = 5") == 1.0
 
@@ -111,7 +111,7 @@ def test_split_steps():
 
 
 def test_build_prm_by_name():
-    assert isinstance(build_prm(PRMConfig(name="equation_checker")), EquationChecker)
+    assert isinstance(build_prm(prm_config("equation_checker")), EquationChecker)
 
 
 def test_non_incremental_mode_rescores_every_step():

@@ -14,6 +14,7 @@ from hotncold.prm.formats import (
     TRLFormat,
     label_id,
 )
+from hotncold.prm.registry import prm_config
 from hotncold.testing import tiny_models as tiny
 
 PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have?"
@@ -213,19 +214,18 @@ def test_judge_asks_about_the_last_step_and_shares_prefixes(tok):
 
 
 def test_math_shepherd_ids_are_checked_against_its_model_card(tok):
-    from hotncold.config import PRMConfig
     from hotncold.prm.generative import MATH_SHEPHERD_IDS, check_card_ids
 
-    card = PRMConfig(name="math_shepherd", model_path="peiyi9979/math-shepherd-mistral-7b-prm")
+    card = prm_config("math_shepherd", model_path="peiyi9979/math-shepherd-mistral-7b-prm")
     # the card: candidate_tokens [648, 387], step_tag_id 12902
     assert MATH_SHEPHERD_IDS == {"+": 648, "-": 387, "ки": 12902}
     check_card_ids(card, tok, [648, 387], 12902)  # the card's ids pass
     with pytest.raises(FormatError, match=r"gives token ids \{'\+': 10, '-': 387, 'ки': 12902\}"):
         check_card_ids(card, tok, [10, 387], 12902)
-    other = PRMConfig(name="math_shepherd", model_path="/my/retrained-shepherd")
+    other = prm_config("math_shepherd", model_path="/my/retrained-shepherd")
     check_card_ids(other, tok, [10, 11], 12)  # another checkpoint: its own ids are fine
-    yes_no = PRMConfig(
-        name="math_shepherd",
+    yes_no = prm_config(
+        "math_shepherd",
         model_path="peiyi9979/math-shepherd-mistral-7b-prm",
         positive_token="Yes",
         negative_token="No",
@@ -239,7 +239,6 @@ def test_a_math_shepherd_tokenizer_that_disagrees_with_its_card_stops_before_loa
     from fake_hub import cached_repo
 
     import hotncold.engine.vllm_engine
-    from hotncold.config import PRMConfig
     from hotncold.prm.registry import build_prm
 
     tiny.tokenizer(tmp_path / "tok")  # not the card's tokenizer: other ids
@@ -248,6 +247,4 @@ def test_a_math_shepherd_tokenizer_that_disagrees_with_its_card_stops_before_loa
     cached_repo(hub_cache, "peiyi9979/math-shepherd-mistral-7b-prm", files)
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", pytest.fail)
     with pytest.raises(FormatError, match="but its model card reads"):
-        build_prm(
-            PRMConfig(name="math_shepherd", model_path="peiyi9979/math-shepherd-mistral-7b-prm")
-        )
+        build_prm(prm_config("math_shepherd", model_path="peiyi9979/math-shepherd-mistral-7b-prm"))

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import tiny_model_config
 
-from hotncold.config import Config, DatasetConfig, ModelConfig, PRMConfig, PromptConfig
+from hotncold.config import Config, DatasetConfig, ModelConfig, PromptConfig
 from hotncold.engine import vllm_engine as engine_module
 from hotncold.experiment.run import execute
-from hotncold.prm.registry import build_prm
+from hotncold.prm.registry import build_prm, prm_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_self_certainty_is_the_generators_own_token_probability(real_engine):
 
     model = tiny_model_config(ModelConfig)
     prm = build_prm(
-        PRMConfig(name="self_certainty"), engine=real_engine, model=model, prompt=PromptConfig()
+        prm_config("self_certainty"), engine=real_engine, model=model, prompt=PromptConfig()
     )
     assert prm.engine is real_engine
     real_engine.reset_prefix_cache()
@@ -67,7 +67,7 @@ def test_a_run_with_a_prm_on_the_generator(real_engine, tmp_path, name, agg):
         n=2,
         model=tiny_model_config(ModelConfig),
         dataset=DatasetConfig(per_level=1, levels=[1, 2]),
-        prm=PRMConfig(name=name, agg_strategy=agg),
+        prm=prm_config(name, agg_strategy=agg),
     )
     execute(cfg)
     assert len(engine_module._ENGINES) == engines  # no second model was loaded

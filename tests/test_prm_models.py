@@ -16,7 +16,7 @@ import torch
 
 from hotncold.config import PRMConfig
 from hotncold.engine.vllm_engine import close_engine
-from hotncold.prm.registry import build_prm
+from hotncold.prm.registry import build_prm, prm_config
 from hotncold.testing import tiny_models as tiny
 
 BLOCK = 32
@@ -29,9 +29,9 @@ SOLUTIONS = [
 ]
 
 
-def prm_config(name: str, path, **extra) -> PRMConfig:
-    return PRMConfig(
-        name=name,
+def settings_at(name: str, path, **extra) -> PRMConfig:
+    return prm_config(
+        name,
         model_path=str(path),
         max_model_len=1024,
         cpu_kv_cache_gib=0.25,
@@ -133,7 +133,7 @@ def causal_reference(path, prm):
 @pytest.mark.parametrize(("name", "arch"), [("rlhflow_8b", "llama"), ("math_shepherd", "mistral")])
 def test_generative_prm(name, arch, tmp_path_factory, fresh):
     path = tiny.causal_lm(tmp_path_factory.mktemp(arch), arch)
-    prm = build_prm(prm_config(name, path))
+    prm = build_prm(settings_at(name, path))
     try:
         assert prm.engine.runner == "generate"
         check_prm(prm, causal_reference(path, prm), fresh)
@@ -151,7 +151,7 @@ def test_qwen_math_prm(tmp_path_factory, fresh):
 
     path = tiny.qwen_process_reward(tmp_path_factory.mktemp("qwen_prm"))
     prm = build_prm(
-        prm_config("qwen_math_prm_7b", path, system_prompt="Please reason step by step.")
+        settings_at("qwen_math_prm_7b", path, system_prompt="Please reason step by step.")
     )
     weights = load_file(str(path / "model.safetensors"))
     body = Qwen2Model(AutoConfig.from_pretrained(path)).eval()
@@ -181,7 +181,7 @@ def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
     # the converted folder goes to a fresh cache (set after the build, which reads the
     # embedded tokenizer from the real one)
     monkeypatch.setenv("HOTNCOLD_CACHE", str(tmp_path_factory.mktemp("cache")))
-    prm = build_prm(prm_config("skywork_1.5b", path))
+    prm = build_prm(settings_at("skywork_1.5b", path))
     weights = load_file(str(path / "model.safetensors"))
     lm = Qwen2ForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
@@ -195,7 +195,7 @@ def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
     try:
         check_prm(prm, reference, fresh)
         # converted once into the cache: a second PRM reuses the folder (and the engine)
-        again = build_prm(prm_config("skywork_1.5b", path))
+        again = build_prm(settings_at("skywork_1.5b", path))
         assert again.engine is prm.engine
     finally:
         close_engine(prm.engine)
@@ -206,7 +206,7 @@ def test_trl_token_classification(tmp_path_factory, fresh):
     from transformers import AutoModelForTokenClassification
 
     path = tiny.token_classification(tmp_path_factory.mktemp("trl"), "llama", separator="\n\n")
-    prm = build_prm(prm_config("trl", path))
+    prm = build_prm(settings_at("trl", path))
     assert prm.format.separator_ids == prm.tokenizer.encode("\n\n", add_special_tokens=False)
     model = AutoModelForTokenClassification.from_pretrained(path, dtype=torch.float32).eval()
 
@@ -225,7 +225,7 @@ def test_trl_token_classification(tmp_path_factory, fresh):
 def test_trl_refuses_a_causal_lm(tmp_path_factory):
     path = tiny.causal_lm(tmp_path_factory.mktemp("not_trl"), "llama")
     with pytest.raises(ValueError, match="not a token-classification PRM"):
-        build_prm(prm_config("trl", path))
+        build_prm(settings_at("trl", path))
 
 
 def test_skywork_conversion_renames_the_value_head_and_links_other_shards(tmp_path, monkeypatch):

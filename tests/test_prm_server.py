@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_module, tiny_model_config
 
-from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig, PRMConfig
+from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig
 from hotncold.experiment.run import execute
 from hotncold.prm.base import PRM, ItemScores
 from hotncold.prm.http_client import RemotePRM
 from hotncold.prm.http_server import PRMServer
-from hotncold.prm.registry import build_prm
+from hotncold.prm.registry import build_prm, prm_config
 
 
 def free_port() -> int:
@@ -51,7 +51,7 @@ class LengthPRM(PRM):
 
 @pytest.fixture
 def served():
-    cfg = PRMConfig(name="equation_checker")
+    cfg = prm_config("equation_checker")
     prm = LengthPRM()
     server = PRMServer(prm, cfg, "127.0.0.1", free_port(), batch_wait_ms=200)
     server.start()
@@ -60,7 +60,7 @@ def served():
 
 
 def client(server: PRMServer, **extra) -> RemotePRM:
-    return RemotePRM(PRMConfig(name="equation_checker", server_url=server.url, **extra))
+    return RemotePRM(prm_config("equation_checker", server_url=server.url, **extra))
 
 
 def test_remote_scores_only_new_steps_and_counts_tokens(served):
@@ -104,22 +104,22 @@ def test_scoring_errors_reach_the_client(served):
 def test_a_server_of_another_prm_is_refused(served):
     server, _ = served
     with pytest.raises(ConfigError, match="serves prm=equation_checker, but this run asks"):
-        RemotePRM(PRMConfig(name="rlhflow_8b", server_url=server.url))
+        RemotePRM(prm_config("rlhflow_8b", server_url=server.url))
 
 
 def test_a_prm_reading_the_generators_text_needs_a_server_of_the_same_generator():
     class LinesPRM(LengthPRM):
         reads_step_delimiter = True  # as Skywork's: its input is the generator's text
 
-    cfg = PRMConfig(name="equation_checker")
+    cfg = prm_config("equation_checker")
     server = PRMServer(LinesPRM(), cfg, "127.0.0.1", free_port(), step_delimiter="\n\n")
     server.start()
     try:
         same = ModelConfig(step_delimiter="\n\n")
-        RemotePRM(PRMConfig(name="equation_checker", server_url=server.url), model=same)
+        RemotePRM(prm_config("equation_checker", server_url=server.url), model=same)
         with pytest.raises(ConfigError, match=r"joins steps with '\\n\\n'.*writes '\\n'"):
             RemotePRM(
-                PRMConfig(name="equation_checker", server_url=server.url),
+                prm_config("equation_checker", server_url=server.url),
                 model=ModelConfig(step_delimiter="\n"),
             )
     finally:
@@ -139,7 +139,7 @@ def test_unreachable_server_fails_before_the_model_loads(tmp_path, monkeypatch):
     cfg = Config(
         out_dir=str(tmp_path / "run"),
         dataset=DatasetConfig(per_level=1, levels=[1]),
-        prm=PRMConfig(name="rlhflow_8b", server_url=url),
+        prm=prm_config("rlhflow_8b", server_url=url),
     )
     with pytest.raises(ConfigError, match="no PRM server answers") as info:
         execute(cfg)
@@ -171,13 +171,13 @@ def test_generator_leaves_room_for_an_in_process_prm_of_unknown_size():
         return plan_engines(model, prm, card_bytes=80 * 2**30, read=lambda path: None)
 
     model = ModelConfig(path="some/generator", gpu_memory_utilization=0.9)
-    own = PRMConfig(name="rlhflow_8b", model_path="RLHFlow/x", gpu_memory_utilization=0.4)
+    own = prm_config("rlhflow_8b", model_path="RLHFlow/x", gpu_memory_utilization=0.4)
     assert plan(model, own).model.gpu_memory_utilization == pytest.approx(0.55)
-    unset = PRMConfig(name="rlhflow_8b", model_path="RLHFlow/x")
+    unset = prm_config("rlhflow_8b", model_path="RLHFlow/x")
     assert plan(model, unset).prm.gpu_memory_utilization == pytest.approx(0.4)
-    shared = PRMConfig(name="rlhflow_8b", model_path="some/generator")  # the generator itself
+    shared = prm_config("rlhflow_8b", model_path="some/generator")  # the generator itself
     assert plan(model, shared).model == model
-    remote = PRMConfig(name="rlhflow_8b", server_url="http://x:1")
+    remote = prm_config("rlhflow_8b", server_url="http://x:1")
     assert plan(model, remote).model == model
     small = ModelConfig(path="g", gpu_memory_utilization=0.3)
     assert plan(small, own).model == small
@@ -225,8 +225,8 @@ def test_a_real_run_scores_through_the_server(real_engine, tmp_path):
                 assert time.monotonic() < deadline, "the PRM server did not come up"
                 time.sleep(1)
 
-        prm = PRMConfig(
-            name="qwen_math_prm_7b", model_path=str(path), server_url=url, agg_strategy="last"
+        prm = prm_config(
+            "qwen_math_prm_7b", model_path=str(path), server_url=url, agg_strategy="last"
         )
         cfg = Config(
             out_dir=str(tmp_path / "run"),

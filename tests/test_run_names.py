@@ -13,7 +13,8 @@ Changed on purpose since, each time in a commit that says so: the prompt group (
 entered the hash of every experiment run's name, since those runs compute different results for
 the same config; the CPU KV cache size (`model.cpu_kv_cache_gib`, issue 16) left the hash of
 every name, the trainer's too, since it changes speed, not results; Qwen2.5-Math-PRM's context
-(issue 13) is its 4096 positions.
+(issue 13) is its 4096 positions; one schema per PRM kind (issue 15) dropped the settings a kind
+never read from every experiment config.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 KNOWN = {
     "default": (
         [],
-        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_3f489dd7",
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_bdd7420b",
     ),
     "beam_search_multi": (
         ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
-        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_13fbc987",
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_843a6e26",
     ),
     "dvts_ratio_mix": (
         [
@@ -48,23 +49,23 @@ KNOWN = {
             "temperature.ratios=[0.75,0.25]",
             "n=16",
         ],
-        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_8716ca08",
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_df727289",
     ),
     "dvts_anneal": (
         ["approach=dvts", "temperature=anneal", "n=16"],
-        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_933af1e2",
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_830635c1",
     ),
     "beam_search_switch": (
         ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
-        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_f633fb9d",
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_86217cb4",
     ),
     "greedy": (
         ["temperature=greedy", "n=4", "seed=3"],
-        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_644f0aad",
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_b28d55a4",
     ),
     "shard": (
         ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
-        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_9d8a0ea1",
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_c3aa091d",
     ),
     "llama_with_qwen_prm": (
         [
@@ -73,11 +74,11 @@ KNOWN = {
             "prm.agg_strategy=min",
             "approach=beam_search",
         ],
-        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_d9c89fac",
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_b22e6a33",
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_9cf4e5d1",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_d6fe7dbf",
     ),
     "sal_recipe": (
         [
@@ -87,11 +88,11 @@ KNOWN = {
             "n=16",
             "dataset.shard=3",
         ],
-        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_419d7a69",
+        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_47386fc4",
     ),
     "sal_prompt": (
         ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],
-        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_90d0e53e",
+        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_921c763f",
     ),
 }
 SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu", "sal_recipe": "multirun/hot_vs_cold"}

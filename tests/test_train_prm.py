@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hotncold.config import ConfigError, ModelConfig
+from hotncold.prm.registry import prm_config
 from hotncold.train_prm.config import TrainConfig, TrainDataConfig, TrainPRMConfig, validate
 from hotncold.train_prm.data import label_steps, split
 from hotncold.train_prm.evaluate import first_error, score
@@ -285,7 +286,7 @@ def search_with_the_trained_prm(checkpoint: Path, out: Path) -> None:
     from conftest import tiny_model_config
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from hotncold.config import ApproachConfig, Config, DatasetConfig, PRMConfig
+    from hotncold.config import ApproachConfig, Config, DatasetConfig
     from hotncold.engine.vllm_engine import close_engine
     from hotncold.experiment.run import execute
     from hotncold.prm.registry import build_prm
@@ -298,7 +299,7 @@ def search_with_the_trained_prm(checkpoint: Path, out: Path) -> None:
         model=model,
         approach=ApproachConfig(name="beam_search", beam_width=2, num_iterations=3),
         dataset=DatasetConfig(per_level=1, levels=[1, 2]),
-        prm=PRMConfig(name="trl", model_path=str(checkpoint), max_model_len=1024),
+        prm=prm_config("trl", model_path=str(checkpoint), max_model_len=1024),
     )
     execute(cfg)
     info = json.loads((out / "run.json").read_text())

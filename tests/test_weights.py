@@ -7,10 +7,16 @@ import json
 import pytest
 
 import hotncold.engine.vllm_engine
-from hotncold.config import Config, ConfigError, DatasetConfig, ModelConfig, PRMConfig
+from hotncold.config import (
+    Config,
+    ConfigError,
+    DatasetConfig,
+    EquationCheckerConfig,
+    ModelConfig,
+)
 from hotncold.engine.weights import check_model_path
 from hotncold.experiment.run import execute
-from hotncold.prm.registry import check_prm_weights
+from hotncold.prm.registry import check_prm_weights, prm_config
 
 
 @pytest.mark.parametrize(
@@ -66,15 +72,13 @@ def test_only_weights_the_prm_loads_itself_are_checked():
     model = ModelConfig()
     missing = "/nonexistent/prm"
     with pytest.raises(ConfigError, match=r"prm\.model_path=./nonexistent/prm.: no such folder"):
-        check_prm_weights(PRMConfig(name="rlhflow_8b", model_path=missing), model)
+        check_prm_weights(prm_config("rlhflow_8b", model_path=missing), model)
     with pytest.raises(ConfigError, match=r"prm=math_shepherd needs prm\.model_path"):
-        check_prm_weights(PRMConfig(name="math_shepherd", model_path=None), model)
+        check_prm_weights(prm_config("math_shepherd", model_path=None), model)
     # served elsewhere, written in Python, or read from the generator: nothing to load here
-    check_prm_weights(
-        PRMConfig(name="rlhflow_8b", model_path=missing, server_url="http://x"), model
-    )
-    check_prm_weights(PRMConfig(name="equation_checker", model_path=missing), model)
-    check_prm_weights(PRMConfig(name="judge", model_path=None), model)
+    check_prm_weights(prm_config("rlhflow_8b", model_path=missing, server_url="http://x"), model)
+    check_prm_weights(prm_config("equation_checker"), model)
+    check_prm_weights(prm_config("judge", model_path=None), model)
 
 
 def test_a_bad_model_path_fails_before_anything_loads_or_is_written(tmp_path, monkeypatch):
@@ -83,8 +87,8 @@ def test_a_bad_model_path_fails_before_anything_loads_or_is_written(tmp_path, mo
 
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", no_engine)
     for model, prm in (
-        (ModelConfig(path="/nonexistent/model"), PRMConfig()),
-        (ModelConfig(), PRMConfig(name="trl", model_path="./no-such-checkpoint")),
+        (ModelConfig(path="/nonexistent/model"), EquationCheckerConfig()),
+        (ModelConfig(), prm_config("trl", model_path="./no-such-checkpoint")),
     ):
         cfg = Config(out_dir=str(tmp_path / "run"), model=model, prm=prm)
         cfg.dataset = DatasetConfig(per_level=1)
@@ -101,9 +105,9 @@ def test_the_prm_server_checks_the_weights_it_would_serve_before_loading(monkeyp
         raise AssertionError("a model was loaded")
 
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", no_engine)
-    cfg = PRMServerConfig(prm=PRMConfig(name="rlhflow_8b", model_path="/nonexistent/prm"))
+    cfg = PRMServerConfig(prm=prm_config("rlhflow_8b", model_path="/nonexistent/prm"))
     with pytest.raises(ConfigError, match="no such folder"):
         serve(cfg)
-    judge = PRMServerConfig(prm=PRMConfig(name="judge"), model=ModelConfig(path="bad id"))
+    judge = PRMServerConfig(prm=prm_config("judge"), model=ModelConfig(path="bad id"))
     with pytest.raises(ConfigError, match="neither an existing folder nor a valid hub id"):
         serve(judge)

@@ -32,7 +32,7 @@ from hotncold.engine.memory import GiB
 from hotncold.experiment.preflight import hub_needs
 from hotncold.experiment.run import to_config
 from hotncold.experiment.validate import validate
-from hotncold.prm.registry import plan_engines
+from hotncold.prm.registry import model_path, plan_engines
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def check_fit(configs: Sequence[Config]) -> list[str]:
     lines: dict[tuple, str] = {}
     for cfg in configs:
         card = cfg.cluster.gpu_memory_gib
-        key = (cfg.model.path, cfg.prm.name, cfg.prm.model_path, card)
+        key = (cfg.model.path, cfg.prm.name, model_path(cfg.prm), card)
         if card is None or key in lines:
             continue
         label = f"{cfg.model.path} + prm={cfg.prm.name} on a {card:g} GiB card"

@@ -12,7 +12,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from hotncold.config import Config, PRMServerConfig
+from hotncold.config import PRM_SCHEMAS, Config, PRMConfig, PRMServerConfig
 from hotncold.experiment.naming import config_hash, run_name
 from hotncold.train_prm.config import TrainPRMConfig
 
@@ -48,9 +48,14 @@ def _train_run_name(*, _root_: Any) -> str:
 
 def register() -> None:
     store = ConfigStore.instance()
-    store.store(name=SCHEMA_NAME, node=Config)
+    # The top-level schemas type `prm` as the shared base, so that any kind's option (typed by
+    # its own schema, a subclass) can merge into it; their Python default is the equation
+    # checker's schema, which no other kind's would merge into.
+    store.store(name=SCHEMA_NAME, node=Config(prm=PRMConfig()))
     store.store(name=TRAIN_SCHEMA_NAME, node=TrainPRMConfig)
-    store.store(name=SERVER_SCHEMA_NAME, node=PRMServerConfig)
+    store.store(name=SERVER_SCHEMA_NAME, node=PRMServerConfig(prm=PRMConfig()))
+    for name, schema in PRM_SCHEMAS.items():  # conf/prm/<option>.yaml: defaults [schema_<name>]
+        store.store(group="prm", name=f"schema_{name}", node=schema)
     if not OmegaConf.has_resolver("hnc.run_name"):
         OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
     if not OmegaConf.has_resolver("hnc.train_run_name"):

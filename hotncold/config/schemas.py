@@ -104,45 +104,54 @@ class PromptConfig:
 
 @dataclass
 class PRMConfig:
-    """The process reward model that scores every step of a solution.
+    """The process reward model that scores every step of a solution: what every kind shares.
 
-    `name` picks the implementation (see `hotncold.prm.registry.KINDS`); the fields after it
-    say which weights, which input format details and where it runs. Each
-    `hotncold/conf/prm/<name>.yaml` sets the published model's values, so `prm=<name>` alone is
-    right for that model.
+    `name` picks the implementation (see `hotncold.prm.registry.KINDS`); each kind has a schema
+    of its own below, extending this one with only the settings it reads (the equation
+    checker's scores, a model's weights and engine, a generative PRM's label tokens, ...), so
+    `--cfg job` shows what applies and a setting of another kind fails at composition. Each
+    `hotncold/conf/prm/<name>.yaml` names its schema and sets the published model's values, so
+    `prm=<name>` alone is right for that model.
     """
 
     name: str = "equation_checker"
     """Which PRM scores the steps (`hotncold.prm.registry.KINDS`; several names share a class)."""
     agg_strategy: str = "min"
     """How step scores become one solution score: last, min, prod or mean."""
+    server_url: str | None = None
+    """Score through a PRM server (`python -m hotncold.prm_server prm=...`) at this URL instead
+    of scoring here, e.g. http://gpu-node-3:8088."""
+    incremental: bool = True
+    """Score only new steps and let the engine reuse cached prefixes. false re-reads every full
+    prefix at every call, as search-and-learn does (for comparisons; scores are the same)."""
+    batch_size: int = 256
+    """Most (problem, steps) pairs per scoring call."""
+
+
+@dataclass
+class EquationCheckerConfig(PRMConfig):
+    """`prm=equation_checker`: checks the arithmetic claims of each step; loads no model."""
+
     neutral_score: float = 0.5
-    """Score of a step with nothing to check (equation_checker)."""
+    """Score of a step with nothing to check."""
     correct_score: float = 1.0
-    """Score of a step whose every claim checks out (equation_checker)."""
+    """Score of a step whose every claim checks out."""
     wrong_score: float = 0.0
-    """Score of a step where every claim is false (equation_checker)."""
+    """Score of a step where every claim is false."""
+
+
+@dataclass
+class SelfCertaintyConfig(PRMConfig):
+    """`prm=self_certainty`: the generator's own confidence in each step, read from its prompt
+    log-probabilities on the generator's engine; no settings beyond the shared ones."""
+
+
+@dataclass
+class ModelPRMConfig(PRMConfig):
+    """A PRM with weights of its own, run by a vLLM engine (in this process or a PRM server)."""
+
     model_path: str | None = None
-    """Weights of model-based PRMs (hub id or folder). judge: null judges with the generator."""
-    step_separator: str | None = None
-    """Text the format puts after each step; null means the model's documented one
-    (math_shepherd "\\n" between tagged steps, skywork "\\n", trl "\\n" or the checkpoint's
-    prm_config.json)."""
-    positive_token: str = "+"
-    """Generative PRMs (rlhflow, math_shepherd, judge): the token that means a correct step."""
-    negative_token: str = "-"
-    """Generative PRMs: the token that means a wrong step; the score is P(+) / (P(+) + P(-))."""
-    system_prompt: str | None = None
-    """System message of chat formats (qwen_math_prm: the card's; judge: optional)."""
-    judge_template: str = (
-        "Here is a math problem and a solution written one step per line.\n\n"
-        "Problem:\n{problem}\n\nSolution:\n{steps}\n\n"
-        "Is the last step of the solution correct? Answer with a single character: "
-        "{positive} if it is correct, {negative} if it is wrong."
-    )
-    """judge: the user message; {problem}, {steps} (steps so far, one per line, the judged one
-    last), {positive} and {negative} are filled in. Keep {steps} before the question so that
-    the requests for successive steps share their prefix."""
+    """Weights of the PRM (hub id or folder)."""
     dtype: str = "auto"
     """PRM engine dtype; `auto` means float32 on the CPU and the model's dtype on GPUs."""
     max_model_len: int = 8192
@@ -164,14 +173,75 @@ class PRMConfig:
     """Allow model code from the hub when loading the PRM."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments passed verbatim to the PRM's `vllm.LLM`."""
-    server_url: str | None = None
-    """Score through a PRM server (`python -m hotncold.prm_server prm=...`) at this URL instead
-    of loading the PRM here, e.g. http://gpu-node-3:8088."""
-    incremental: bool = True
-    """Score only new steps and let the engine reuse cached prefixes. false re-reads every full
-    prefix at every call, as search-and-learn does (for comparisons; scores are the same)."""
-    batch_size: int = 256
-    """Most (problem, steps) pairs per scoring call."""
+
+
+@dataclass
+class GenerativePRMConfig(ModelPRMConfig):
+    """`prm=rlhflow_8b`: a PRM read from the next-token probabilities of two label tokens."""
+
+    positive_token: str = "+"
+    """The token that means a correct step."""
+    negative_token: str = "-"
+    """The token that means a wrong step; the score is P(+) / (P(+) + P(-))."""
+
+
+@dataclass
+class MathShepherdConfig(GenerativePRMConfig):
+    """`prm=math_shepherd`: steps tagged with its step tag, read at each tag."""
+
+    step_separator: str | None = None
+    """Text put between tagged steps; null means the card's "\n"."""
+
+
+@dataclass
+class JudgePRMConfig(GenerativePRMConfig):
+    """`prm=judge`: any chat model asked whether the last step so far is correct."""
+
+    model_path: str | None = None
+    """The judge's weights (hub id or folder); null judges with the generator itself, on the
+    generator's engine."""
+    system_prompt: str | None = None
+    """System message of the judge's chat; null sends the user message alone."""
+    judge_template: str = (
+        "Here is a math problem and a solution written one step per line.\n\n"
+        "Problem:\n{problem}\n\nSolution:\n{steps}\n\n"
+        "Is the last step of the solution correct? Answer with a single character: "
+        "{positive} if it is correct, {negative} if it is wrong."
+    )
+    """The user message; {problem}, {steps} (steps so far, one per line, the judged one last),
+    {positive} and {negative} are filled in. Keep {steps} before the question so that the
+    requests for successive steps share their prefix."""
+
+
+@dataclass
+class QwenMathPRMConfig(ModelPRMConfig):
+    """`prm=qwen_math_prm_7b`: Qwen2.5-Math-PRM's chat, a reward read at each `<extra_0>`."""
+
+    system_prompt: str | None = None
+    """System message of its chat (the option sets the card's)."""
+
+
+@dataclass
+class HeadPRMConfig(ModelPRMConfig):
+    """`prm=skywork_*`, `prm=trl`: a value or token-classification head read at each step's
+    last token."""
+
+    step_separator: str | None = None
+    """Text the format puts after each step; null means the model's documented one (skywork
+    "\n"; trl the checkpoint's prm_config.json, else "\n")."""
+
+
+PRM_SCHEMAS: dict[str, type[PRMConfig]] = {
+    "equation_checker": EquationCheckerConfig,
+    "self_certainty": SelfCertaintyConfig,
+    "generative": GenerativePRMConfig,
+    "math_shepherd": MathShepherdConfig,
+    "judge": JudgePRMConfig,
+    "qwen_math_prm": QwenMathPRMConfig,
+    "head": HeadPRMConfig,
+}
+"""Each PRM schema by the name its options use (`defaults: [schema_<name>]` in
+hotncold/conf/prm/*.yaml; registered by `hotncold.config.hydra`)."""
 
 
 @dataclass
@@ -323,7 +393,8 @@ class Config:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
-    prm: PRMConfig = field(default_factory=PRMConfig)
+    prm: PRMConfig = field(default_factory=EquationCheckerConfig)
+    """Its type is the kind's own schema (`PRM_SCHEMAS`); the default is the equation checker."""
     approach: ApproachConfig = field(default_factory=ApproachConfig)
     temperature: TemperatureConfig = field(default_factory=TemperatureConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -353,7 +424,7 @@ class Config:
 class PRMServerConfig:
     """`python -m hotncold.prm_server`: one PRM served over HTTP to many runs."""
 
-    prm: PRMConfig = field(default_factory=PRMConfig)
+    prm: PRMConfig = field(default_factory=EquationCheckerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     """The generator, for PRMs that read it (self_certainty, judge without prm.model_path)."""
     prompt: PromptConfig = field(default_factory=PromptConfig)

@@ -11,7 +11,7 @@ import platform
 import sys
 from dataclasses import dataclass
 
-from hotncold.config import Config, ConfigError
+from hotncold.config import Config, ConfigError, ModelPRMConfig
 from hotncold.engine import hf_cache, machine, model_facts, vllm_versions
 from hotncold.engine.memory import GiB, gib
 from hotncold.experiment.preflight import hub_needs, prefetch_command
@@ -220,6 +220,7 @@ def _cpu_memory(cfg: Config) -> Check:
     """CPU engines: float32 weights (dtype auto) plus their KV caches in this memory."""
     engines = [(cfg.model.path, cfg.model.dtype, cfg.model.cpu_kv_cache_gib)]
     if needs_own_engine(cfg.prm, cfg.model):
+        assert isinstance(cfg.prm, ModelPRMConfig)  # a PRM with an engine of its own
         engines.append((str(cfg.prm.model_path), cfg.prm.dtype, cfg.prm.cpu_kv_cache_gib))
     total = 0.0
     for path, dtype, kv in engines:

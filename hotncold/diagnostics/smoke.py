@@ -20,7 +20,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.config import (
+    ConfigError,
+    JudgePRMConfig,
+    ModelConfig,
+    PRMConfig,
+    QwenMathPRMConfig,
+    SelfCertaintyConfig,
+)
 from hotncold.diagnostics.checks import FAIL, PASS, SKIP, Check
 from hotncold.engine import vllm_engine
 from hotncold.engine.requests import GenerationRequest
@@ -93,7 +100,7 @@ def run(workdir: Path | None = None) -> list[Check]:
             cpu_kv_cache_gib=0.25,
             engine_kwargs={"block_size": BLOCK},
         )
-        pooling = PRMConfig(
+        pooling = QwenMathPRMConfig(
             name="qwen_math_prm_7b",
             model_path=str(built["prm"]),
             max_model_len=512,
@@ -136,7 +143,7 @@ def _generation(model: ModelConfig, state: dict) -> str:
 
 def _judge(model: ModelConfig, state: dict) -> str:
     prm = build_prm(
-        PRMConfig(name="judge", agg_strategy="min"), engine=state["engine"], model=model
+        JudgePRMConfig(name="judge", agg_strategy="min"), engine=state["engine"], model=model
     )
     [scores] = prm.score([(PROBLEM, STEPS)])
     _in_unit_interval(scores, len(STEPS))
@@ -167,9 +174,9 @@ def _warm_and_cold(warm: PRM, cold: PRM, reset: Callable[[], None]) -> str:
 
 def _certainty(model: ModelConfig, state: dict) -> str:
     engine = state["engine"]
-    warm = build_prm(PRMConfig(name="self_certainty"), engine=engine, model=model)
+    warm = build_prm(SelfCertaintyConfig(name="self_certainty"), engine=engine, model=model)
     cold = build_prm(
-        PRMConfig(name="self_certainty", incremental=False), engine=engine, model=model
+        SelfCertaintyConfig(name="self_certainty", incremental=False), engine=engine, model=model
     )
     return _warm_and_cold(warm, cold, engine.reset_prefix_cache)
 

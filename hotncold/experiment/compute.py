@@ -33,7 +33,7 @@ from hotncold.engine import vllm_engine
 from hotncold.engine.model_facts import parameter_count, read_config, token_cost
 from hotncold.engine.requests import Charge
 from hotncold.prm.base import PRM, PRMCharge
-from hotncold.prm.registry import KINDS, shares_generator
+from hotncold.prm.registry import KINDS, model_path, shares_generator
 
 log = logging.getLogger("hotncold")
 
@@ -131,7 +131,7 @@ def run_costs(cfg: Config, engine: Any, prm: PRM) -> RunCosts:
             prm_cost = generator
         else:
             prm_engine = getattr(prm, "engine", None)  # the weights it really runs
-            prm_cost = model_cost(getattr(prm_engine, "path", None) or cfg.prm.model_path)
+            prm_cost = model_cost(getattr(prm_engine, "path", None) or model_path(cfg.prm))
     return RunCosts(
         generator=generator,
         prm=prm_cost,

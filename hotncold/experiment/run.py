@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from hotncold.config import Config, ConfigError
+from hotncold.config import Config, ConfigError, PRMConfig
 from hotncold.data import Problem, load_problems
 from hotncold.engine import kv_cache, vllm_engine
 from hotncold.engine.prompts import build_prompt
@@ -67,8 +67,7 @@ def to_config(cfg: Any) -> Config:
         return cfg
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
-    merged = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-    return OmegaConf.to_object(merged)
+    return OmegaConf.to_object(registry.typed_merge(Config(prm=PRMConfig()), cfg))
 
 
 def execute(cfg: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from tokenize import TokenError
 import sympy
 from sympy.parsing.sympy_parser import parse_expr
 
-from hotncold.config import PRMConfig
+from hotncold.config import EquationCheckerConfig
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 
 _LATEX = [
@@ -189,7 +189,7 @@ class EquationChecker(PRM):
 
     def __init__(
         self,
-        cfg: PRMConfig,
+        cfg: EquationCheckerConfig,
         engine: object | None = None,
         model: object | None = None,
         prompt: object | None = None,

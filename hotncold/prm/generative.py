@@ -16,7 +16,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig, PromptConfig
+from hotncold.config import (
+    GenerativePRMConfig,
+    JudgePRMConfig,
+    MathShepherdConfig,
+    ModelConfig,
+    PromptConfig,
+)
 from hotncold.engine import vllm_engine
 from hotncold.engine.prompts import chat_template_for
 from hotncold.prm.base import PRM, ItemScores, PendingScore
@@ -40,7 +46,7 @@ class GenerativePRM(PRM):
 
     def __init__(
         self,
-        cfg: PRMConfig,
+        cfg: GenerativePRMConfig,
         engine: Any = None,
         model: ModelConfig | None = None,
         prompt: PromptConfig | None = None,
@@ -61,7 +67,7 @@ class GenerativePRM(PRM):
         if self.engine is None:
             self.engine = vllm_engine.get_engine(prm_model_config(cfg, str(cfg.model_path)))
 
-    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> Any:
+    def make_format(self, cfg: GenerativePRMConfig, model: ModelConfig | None) -> Any:
         raise NotImplementedError
 
     def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
@@ -89,14 +95,16 @@ class GenerativePRM(PRM):
 class RLHFlowPRM(GenerativePRM):
     """RLHFlow/Llama3.1-8B-PRM-*: each step a user turn, answered "+" or "-"."""
 
-    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> RLHFlowFormat:
+    def make_format(self, cfg: GenerativePRMConfig, model: ModelConfig | None) -> RLHFlowFormat:
         return RLHFlowFormat(self.tokenizer, cfg.positive_token)
 
 
 class MathShepherdPRM(GenerativePRM):
     """peiyi9979/math-shepherd-mistral-7b-prm: "+" or "-" predicted at each step's "ки" tag."""
 
-    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> MathShepherdFormat:
+    def make_format(  # type: ignore[override]
+        self, cfg: MathShepherdConfig, model: ModelConfig | None
+    ) -> MathShepherdFormat:
         fmt = MathShepherdFormat(self.tokenizer, cfg.step_separator or "\n")
         check_card_ids(cfg, self.tokenizer, self.labels, fmt.tag_id)
         return fmt
@@ -109,14 +117,16 @@ MATH_SHEPHERD_IDS = {"+": 648, "-": 387, "ки": 12902}
 (search-and-learn hard-codes the same numbers)."""
 
 
-def is_card_tokenizer(cfg: PRMConfig, tokenizer: Any) -> bool:
+def is_card_tokenizer(cfg: GenerativePRMConfig, tokenizer: Any) -> bool:
     """The PRM's tokenizer is the Math-Shepherd checkpoint's own (by hub id or cached folder)."""
     names = (str(cfg.model_path or ""), str(getattr(tokenizer, "name_or_path", "")))
     cached = "models--" + MATH_SHEPHERD_CARD.replace("/", "--")
     return any(n.rstrip("/").endswith(MATH_SHEPHERD_CARD) or cached in n for n in names)
 
 
-def check_card_ids(cfg: PRMConfig, tokenizer: Any, labels: list[int], tag_id: int) -> None:
+def check_card_ids(
+    cfg: GenerativePRMConfig, tokenizer: Any, labels: list[int], tag_id: int
+) -> None:
     """With the card's own tokenizer and labels, the label and tag ids must be the card's: a
     tokenizer that splits them differently would read the wrong logits, silently."""
     if not is_card_tokenizer(cfg, tokenizer) or (cfg.positive_token, cfg.negative_token) != (
@@ -136,7 +146,9 @@ def check_card_ids(cfg: PRMConfig, tokenizer: Any, labels: list[int], tag_id: in
 class JudgePRM(GenerativePRM):
     """Any chat model asked whether the last step is correct (the generator when no path)."""
 
-    def make_format(self, cfg: PRMConfig, model: ModelConfig | None) -> JudgeFormat:
+    def make_format(  # type: ignore[override]
+        self, cfg: JudgePRMConfig, model: ModelConfig | None
+    ) -> JudgeFormat:
         on_generator = (
             self.engine is not None
             and model is not None

@@ -30,7 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hotncold.config import ConfigError, ModelConfig, PRMConfig
+from hotncold.config import (
+    ConfigError,
+    HeadPRMConfig,
+    ModelConfig,
+    ModelPRMConfig,
+    QwenMathPRMConfig,
+)
 from hotncold.engine import vllm_engine
 from hotncold.engine.embedded import cache_root
 from hotncold.prm.base import PRM, ItemScores, PendingScore
@@ -58,7 +64,7 @@ class PoolingPRM(PRM):
 
     def __init__(
         self,
-        cfg: PRMConfig,
+        cfg: ModelPRMConfig,
         engine: Any = None,
         model: ModelConfig | None = None,
         prompt: Any = None,
@@ -73,11 +79,11 @@ class PoolingPRM(PRM):
         self.model = model
         self.format = self.make_format(cfg, path)
 
-    def weights(self, cfg: PRMConfig) -> str:
+    def weights(self, cfg: ModelPRMConfig) -> str:
         """The folder or hub id vLLM loads."""
         return str(cfg.model_path)
 
-    def make_format(self, cfg: PRMConfig, path: str) -> Any:
+    def make_format(self, cfg: ModelPRMConfig, path: str) -> Any:
         raise NotImplementedError
 
     def _score_new(self, items: Sequence[PendingScore]) -> list[ItemScores]:
@@ -104,19 +110,19 @@ class PoolingPRM(PRM):
 class QwenMathPRM(PoolingPRM):
     """Qwen/Qwen2.5-Math-PRM-7B: steps joined by <extra_0>, positive-class probability there."""
 
-    def make_format(self, cfg: PRMConfig, path: str) -> QwenMathPRMFormat:
+    def make_format(self, cfg: QwenMathPRMConfig, path: str) -> QwenMathPRMFormat:  # type: ignore[override]
         return QwenMathPRMFormat(self.tokenizer, cfg.system_prompt)
 
 
 class SkyworkPRM(PoolingPRM):
     """Skywork-o1-Open-PRM-Qwen-2.5: sigmoid of the value head at each step's separator."""
 
-    def weights(self, cfg: PRMConfig) -> str:
+    def weights(self, cfg: ModelPRMConfig) -> str:
         return str(token_classification_folder(str(cfg.model_path)))
 
     reads_step_delimiter = True
 
-    def make_format(self, cfg: PRMConfig, path: str) -> SkyworkFormat:
+    def make_format(self, cfg: HeadPRMConfig, path: str) -> SkyworkFormat:  # type: ignore[override]
         # The reference reads the generator's whole text line by line: the steps joined by the
         # delimiter the generator wrote between them.
         joiner = self.model.step_delimiter if self.model is not None else "\n\n"
@@ -126,7 +132,7 @@ class SkyworkPRM(PoolingPRM):
 class TRLPRM(PoolingPRM):
     """A PRM trained with TRL's PRMTrainer: token classification at each step's separator."""
 
-    def weights(self, cfg: PRMConfig) -> str:
+    def weights(self, cfg: ModelPRMConfig) -> str:
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(
@@ -141,7 +147,7 @@ class TRLPRM(PoolingPRM):
             )
         return str(cfg.model_path)
 
-    def make_format(self, cfg: PRMConfig, path: str) -> TRLFormat:
+    def make_format(self, cfg: HeadPRMConfig, path: str) -> TRLFormat:  # type: ignore[override]
         separator = cfg.step_separator
         folder = Path(local_or_hub(path))
         for name in TRL_SETTINGS_FILES:

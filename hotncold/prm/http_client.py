@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ConfigError, PRMConfig
+from hotncold.config import ConfigError, ModelPRMConfig, PRMConfig
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 
 HEALTH_TIMEOUT_S = 10.0
@@ -57,10 +57,11 @@ def check_server(cfg: PRMConfig) -> dict[str, Any]:
             f"prm.server_url={url} serves prm={served.get('name')}, but this run asks for "
             f"prm={cfg.name}; point it at a server of prm={cfg.name}"
         )
-    if cfg.model_path and served.get("model_path") != cfg.model_path:
+    path = cfg.model_path if isinstance(cfg, ModelPRMConfig) else None
+    if path and served.get("model_path") != path:
         raise ConfigError(
             f"prm.server_url={url} serves weights {served.get('model_path')}, but this run asks "
-            f"for prm.model_path={cfg.model_path}"
+            f"for prm.model_path={path}"
         )
     return health
 

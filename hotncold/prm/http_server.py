@@ -41,8 +41,10 @@ from hotncold.prm.registry import (
     check_prm,
     check_prm_weights,
     hub_needs,
+    model_path,
     plan_engines,
     shares_generator,
+    typed_merge,
 )
 
 log = logging.getLogger(__name__)
@@ -243,8 +245,7 @@ def validate_server(cfg: PRMServerConfig) -> None:
 def serve(cfg: Any) -> None:
     """Load the PRM `cfg` names and serve it until interrupted."""
     if not isinstance(cfg, PRMServerConfig):
-        merged = OmegaConf.merge(OmegaConf.structured(PRMServerConfig), cfg)
-        cfg = OmegaConf.to_object(merged)
+        cfg = OmegaConf.to_object(typed_merge(PRMServerConfig(prm=PRMConfig()), cfg))
     validate_server(cfg)
     logging.getLogger("hotncold").setLevel(logging.INFO)
     machine.check_vllm()
@@ -253,7 +254,7 @@ def serve(cfg: Any) -> None:
     if on_generator and hf_cache.is_hub_id(cfg.model.path):
         needs.append(hf_cache.Need(cfg.model.path, "model", "model.path"))
     overrides = [f"prm={cfg.prm.name}"] + (
-        [f"prm.model_path={cfg.prm.model_path}"] if cfg.prm.model_path else []
+        [f"prm.model_path={model_path(cfg.prm)}"] if model_path(cfg.prm) else []
     )
     hf_cache.check_cached(needs, "python -m hotncold.prefetch " + " ".join(overrides))
     if on_generator:  # bad weights fail in one line before anything loads

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig
+from hotncold.config import ModelConfig, ModelPRMConfig
 from hotncold.engine.vllm_engine import resolve_model_path
 
 
 def prm_model_config(
-    cfg: PRMConfig, path: str, runner: str = "generate", pooler: dict[str, Any] | None = None
+    cfg: ModelPRMConfig, path: str, runner: str = "generate", pooler: dict[str, Any] | None = None
 ) -> ModelConfig:
     """The engine settings of a PRM whose weights are at `path`."""
     kwargs: dict[str, Any] = dict(cfg.engine_kwargs)

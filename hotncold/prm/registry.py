@@ -16,7 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hotncold.config import ConfigError, ModelConfig, PRMConfig, PromptConfig
+from omegaconf import OmegaConf
+
+from hotncold.config import (
+    ConfigError,
+    EquationCheckerConfig,
+    GenerativePRMConfig,
+    HeadPRMConfig,
+    JudgePRMConfig,
+    MathShepherdConfig,
+    ModelConfig,
+    ModelPRMConfig,
+    PRMConfig,
+    PromptConfig,
+    QwenMathPRMConfig,
+    SelfCertaintyConfig,
+)
 from hotncold.config.errors import check_literal_escapes
 from hotncold.engine import hf_cache, kv_cache, memory, model_facts, vllm_engine
 from hotncold.engine.context import allowed_length
@@ -38,13 +53,14 @@ LONE_SHARE = 0.9
 
 
 def _needs_model_path(p: PRMConfig) -> None:
-    if not p.model_path:
+    if not model_path(p):
         raise ConfigError(
             f"prm={p.name} needs prm.model_path (the trained checkpoint: a folder or hub id)"
         )
 
 
 def _judge_template_names_what_it_judges(p: PRMConfig) -> None:
+    assert isinstance(p, JudgePRMConfig)  # checked against the kind's schema first
     for key in ("{problem}", "{steps}"):
         if key not in p.judge_template:
             raise ConfigError(f"prm.judge_template must contain {key}")
@@ -57,6 +73,8 @@ class PRMKind:
     target: str
     """"module:class" of the implementation, built as
     cls(cfg, engine=..., model=..., prompt=...)."""
+    schema: type[PRMConfig]
+    """Its settings' schema (`hotncold.config.schemas`): the option's YAML names it."""
     model_free: bool = False
     """Loads no model at all (a verifier written in Python)."""
     generative: bool = False
@@ -81,30 +99,83 @@ class PRMKind:
 
 
 KINDS: dict[str, PRMKind] = {
-    "equation_checker": PRMKind("hotncold.prm.equation_checker:EquationChecker", model_free=True),
+    "equation_checker": PRMKind(
+        "hotncold.prm.equation_checker:EquationChecker", EquationCheckerConfig, model_free=True
+    ),
     "self_certainty": PRMKind(
-        "hotncold.prm.self_certainty:SelfCertainty", reads_generator=True, logits="token"
+        "hotncold.prm.self_certainty:SelfCertainty",
+        SelfCertaintyConfig,
+        reads_generator=True,
+        logits="token",
     ),
     "judge": PRMKind(
         "hotncold.prm.generative:JudgePRM",
+        JudgePRMConfig,
         generative=True,
         generator_without_path=True,
         rules=(_judge_template_names_what_it_judges,),
         logits="step",
     ),
-    "rlhflow_8b": PRMKind("hotncold.prm.generative:RLHFlowPRM", generative=True, logits="step"),
-    "math_shepherd": PRMKind(
-        "hotncold.prm.generative:MathShepherdPRM", generative=True, logits="step"
+    "rlhflow_8b": PRMKind(
+        "hotncold.prm.generative:RLHFlowPRM", GenerativePRMConfig, generative=True, logits="step"
     ),
-    "skywork_1.5b": PRMKind("hotncold.prm.heads:SkyworkPRM", runner="pooling", converts=True),
-    "skywork_7b": PRMKind("hotncold.prm.heads:SkyworkPRM", runner="pooling", converts=True),
-    "qwen_math_prm_7b": PRMKind("hotncold.prm.heads:QwenMathPRM", runner="pooling"),
+    "math_shepherd": PRMKind(
+        "hotncold.prm.generative:MathShepherdPRM",
+        MathShepherdConfig,
+        generative=True,
+        logits="step",
+    ),
+    "skywork_1.5b": PRMKind(
+        "hotncold.prm.heads:SkyworkPRM", HeadPRMConfig, runner="pooling", converts=True
+    ),
+    "skywork_7b": PRMKind(
+        "hotncold.prm.heads:SkyworkPRM", HeadPRMConfig, runner="pooling", converts=True
+    ),
+    "qwen_math_prm_7b": PRMKind(
+        "hotncold.prm.heads:QwenMathPRM", QwenMathPRMConfig, runner="pooling"
+    ),
     # no published weights: the user names the checkpoint
-    "trl": PRMKind("hotncold.prm.heads:TRLPRM", rules=(_needs_model_path,), runner="pooling"),
+    "trl": PRMKind(
+        "hotncold.prm.heads:TRLPRM", HeadPRMConfig, rules=(_needs_model_path,), runner="pooling"
+    ),
 }
 REGISTRY: dict[str, str] = {name: kind.target for name, kind in KINDS.items()}
 """name -> "module:class"."""
 PRM_NAMES = tuple(KINDS)
+
+
+def model_path(cfg: PRMConfig) -> str | None:
+    """The PRM's own weights; None for kinds that have none (the equation checker, and
+    self-certainty, which reads the generator)."""
+    return cfg.model_path if isinstance(cfg, ModelPRMConfig) else None
+
+
+def schema_for(name: str) -> type[PRMConfig]:
+    """The schema of `prm.name=name`'s settings; ConfigError for an unknown name."""
+    if name not in KINDS:
+        raise ConfigError(f"prm.name={name!r} is unknown; use one of {', '.join(PRM_NAMES)}")
+    return KINDS[name].schema
+
+
+def typed_merge(schema: Any, cfg: Any) -> Any:
+    """`cfg` merged into `schema` (a Config or PRMServerConfig whose `prm` is the shared base)
+    with its `prm` typed by its kind's schema, as `prm=<name>` types it: a plain dict (a stored
+    config.yaml) gets the same types and checks as a composed config."""
+    if not OmegaConf.is_config(cfg):
+        cfg = OmegaConf.create(cfg)
+    typed = OmegaConf.get_type(cfg, "prm") if "prm" in cfg else None
+    if not (isinstance(typed, type) and issubclass(typed, PRMConfig) and typed is not PRMConfig):
+        # plain values: typed by their name, as `prm=<name>` types them (a composed config
+        # keeps its option's schema even when prm.name was overridden: check_prm refuses that)
+        typed = schema_for(str(OmegaConf.select(cfg, "prm.name", default=PRMConfig.name)))
+    kind = OmegaConf.structured(typed)
+    return OmegaConf.merge(OmegaConf.structured(schema), {"prm": kind}, cfg)
+
+
+def prm_config(name: str, **settings: Any) -> PRMConfig:
+    """The settings of `prm.name=name` in its kind's schema (`settings` are its fields): what
+    `prm=<name>` composes, for code and tests that build a PRM without Hydra."""
+    return schema_for(name)(name=name, **settings)
 
 
 def shares_generator(cfg: PRMConfig, model: ModelConfig | None) -> bool:
@@ -112,14 +183,10 @@ def shares_generator(cfg: PRMConfig, model: ModelConfig | None) -> bool:
     kind = KINDS.get(cfg.name)
     if kind is None:
         return False
-    if kind.reads_generator or (kind.generator_without_path and cfg.model_path is None):
+    path = model_path(cfg)
+    if kind.reads_generator or (kind.generator_without_path and path is None):
         return True
-    return (
-        kind.generative
-        and model is not None
-        and cfg.model_path is not None
-        and cfg.model_path == model.path
-    )
+    return kind.generative and model is not None and path is not None and path == model.path
 
 
 def needs_own_engine(cfg: PRMConfig, model: ModelConfig | None) -> bool:
@@ -132,9 +199,10 @@ def needs_own_engine(cfg: PRMConfig, model: ModelConfig | None) -> bool:
 def hub_needs(cfg: PRMConfig, model: ModelConfig | None) -> list[hf_cache.Need]:
     """The hub repositories this PRM loads in this process (none when it is served, model-free
     or reads the generator's own weights)."""
-    if not needs_own_engine(cfg, model) or not hf_cache.is_hub_id(cfg.model_path):
+    path = model_path(cfg)
+    if not needs_own_engine(cfg, model) or not hf_cache.is_hub_id(path):
         return []
-    return [hf_cache.Need(str(cfg.model_path), "model", "prm.model_path")]
+    return [hf_cache.Need(str(path), "model", "prm.model_path")]
 
 
 @dataclass(frozen=True)
@@ -181,6 +249,7 @@ def plan_engines(
     own = needs_own_engine(cfg, model if with_generator else None)
     prm_config = None
     if own:
+        assert isinstance(cfg, ModelPRMConfig)  # every kind with an engine of its own is one
         kind = KINDS[cfg.name]
         found = read(str(cfg.model_path))
         prm_config = as_loaded_by_vllm(found) if found is not None and kind.converts else found
@@ -296,6 +365,7 @@ def gpu_dtype(dtype: str, config: dict[str, Any]) -> str:
 def _fixed_split(model: ModelConfig, cfg: PRMConfig, own: bool, with_generator: bool) -> EnginePlan:
     """Sizes unknown: the fixed shares of old (the PRM's, and the generator the rest)."""
     if own:
+        assert isinstance(cfg, ModelPRMConfig)
         share = cfg.gpu_memory_utilization
         if share is None:
             share = FALLBACK_PRM_SHARE if with_generator else LONE_SHARE
@@ -318,7 +388,7 @@ def _does_not_fit(error: memory.DoesNotFit, cfg: PRMConfig, card: int, own: bool
             "there, then prm.server_url=http://<its node>:8088), or use a smaller PRM "
             "(e.g. prm=skywork_1.5b)"
         )
-        if cfg.gpu_memory_utilization is not None:
+        if isinstance(cfg, ModelPRMConfig) and cfg.gpu_memory_utilization is not None:
             fixes += ", or drop prm.gpu_memory_utilization (null sizes it from the weights)"
     else:
         fixes += " or split the model over more GPUs (tensor_parallel_size)"
@@ -359,6 +429,7 @@ def cpu_bytes_beside(cfg: PRMConfig, model: ModelConfig) -> int:
     its KV cache, its weights and an engine's runtime."""
     if not needs_own_engine(cfg, model):
         return 0
+    assert isinstance(cfg, ModelPRMConfig)  # a PRM with an engine of its own
     config = model_facts.read_config(cfg.model_path) if cfg.model_path else None
     params = model_facts.parameter_count(config) if config else None
     dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
@@ -396,6 +467,7 @@ def check_prm_weights(cfg: PRMConfig, model: ModelConfig | None) -> None:
     server) and `prm.model_path` names none this machine can load (see engine/weights.py)."""
     if not needs_own_engine(cfg, model):
         return
+    assert isinstance(cfg, ModelPRMConfig)
     if not cfg.model_path:
         raise ConfigError(f"prm={cfg.name} needs prm.model_path (a folder or hub id)")
     download_dir = cfg.engine_kwargs.get("download_dir")
@@ -414,6 +486,12 @@ def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
     (None: the PRM runs alone, as in a PRM server)."""
     if p.name not in PRM_NAMES:
         raise ConfigError(f"prm.name={p.name!r} is unknown; use one of {', '.join(PRM_NAMES)}")
+    kind = KINDS[p.name]
+    if type(p) is not kind.schema:  # e.g. prm=rlhflow_8b prm.name=judge
+        raise ConfigError(
+            f"prm.name={p.name!r} has {type(p).__name__}'s settings, not {kind.schema.__name__}'s; "
+            f"choose the option with prm={p.name} instead of overriding prm.name"
+        )
     if p.agg_strategy not in AGG_STRATEGIES:
         raise ConfigError(
             f"prm.agg_strategy={p.agg_strategy!r} is unknown; "
@@ -428,6 +506,20 @@ def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
                 "use e.g. prm.server_url=http://localhost:8088"
             )
         return  # the server validated its own PRM settings when it started
+    for rule in kind.rules:
+        rule(p)
+    if isinstance(p, GenerativePRMConfig) and p.positive_token == p.negative_token:
+        raise ConfigError("prm.positive_token and prm.negative_token must differ")
+    if isinstance(p, MathShepherdConfig | HeadPRMConfig):
+        if p.step_separator == "":
+            raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
+        check_literal_escapes("prm.step_separator", p.step_separator)
+    if isinstance(p, ModelPRMConfig):
+        _check_engine(p, model)
+
+
+def _check_engine(p: ModelPRMConfig, model: ModelConfig | None) -> None:
+    """The rules of a PRM's own engine settings."""
     if p.dtype not in DTYPES:
         raise ConfigError(f"prm.dtype={p.dtype!r}: use auto, float32, float16 or bfloat16")
     if p.max_model_len < 16:
@@ -436,13 +528,6 @@ def check_prm(p: PRMConfig, model: ModelConfig | None = None) -> None:
         raise ConfigError("prm.cpu_kv_cache_gib must be positive (e.g. 0.5)")
     if p.block_size is not None and (p.block_size < 1 or p.block_size % 16):
         raise ConfigError(f"prm.block_size={p.block_size}: use a multiple of 16 (32 on CPUs)")
-    if p.positive_token == p.negative_token:
-        raise ConfigError("prm.positive_token and prm.negative_token must differ")
-    if p.step_separator == "":
-        raise ConfigError("prm.step_separator is empty; use null for the model's own separator")
-    check_literal_escapes("prm.step_separator", p.step_separator)
-    for rule in KINDS[p.name].rules:
-        rule(p)
     if p.gpu_memory_utilization is None:
         return  # sized from the weights when the engines are planned
     if not 0 < p.gpu_memory_utilization <= 1:

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from hotncold.config import ModelConfig, PRMConfig, PromptConfig
+from hotncold.config import ModelConfig, PromptConfig, SelfCertaintyConfig
 from hotncold.engine.prompts import build_prompt
 from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.loading import check_length, load_tokenizer
@@ -26,7 +26,7 @@ from hotncold.prm.loading import check_length, load_tokenizer
 class SelfCertainty(PRM):
     def __init__(
         self,
-        cfg: PRMConfig,
+        cfg: SelfCertaintyConfig,
         engine: Any = None,
         model: ModelConfig | None = None,
         prompt: PromptConfig | None = None,
