@@ -253,7 +253,12 @@ def test_skywork_conversion_renames_the_value_head_and_links_other_shards(tmp_pa
     assert token_classification_folder(str(source)) == folder  # converted once
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForTokenClassification"]
-    assert config["num_labels"] == 1 or len(config["id2label"]) == 1
+    # one label, said both ways transformers reads it (num_labels, id2label); vLLM sizes the
+    # score head from what transformers' config reports
+    assert (config["num_labels"], config["id2label"]) == (1, {"0": "LABEL_0"})
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(folder).num_labels == 1
     assert (folder / "model-00001-of-00002.safetensors").is_symlink()
     converted = load_file(str(folder / "model-00002-of-00002.safetensors"))
     assert set(converted) == {"score.weight", "score.bias"}
