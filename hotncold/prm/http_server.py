@@ -98,11 +98,15 @@ class PRMServer:
     def shutdown(self) -> None:
         self.httpd.shutdown()
 
+    def pending(self) -> int:
+        """Requests queued for the batcher and not yet taken into a batch."""
+        return self._queue.qsize()
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "prm": asdict(self.cfg),
-            "stats": {**asdict(self.prm.stats), **asdict(self.stats)},
+            "stats": {**asdict(self.prm.stats), **asdict(self.stats), "pending": self.pending()},
         }
 
     def score(self, items: list[PendingScore]) -> list[ItemScores]:
