@@ -159,3 +159,44 @@ def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):
         assert metrics["overall"]["num_problems"] == 3 and len(metrics["per_problem"]) == 3
         config = yaml.safe_load((merged / "config.yaml").read_text())
         assert (config["dataset"]["num_shards"], config["dataset"]["shard"]) == (1, 0)
+
+
+def test_engine_kwargs_reach_vllm(real_engine):
+    """`model.engine_kwargs={block_size:64,max_num_seqs:3}` from the command line to vLLM: the
+    engine runs with them (its config says so), and the block size shows in what the prefix
+    cache can reuse: a repeated 100-token prompt is served its first whole blocks from the
+    cache, 64 tokens with blocks of 64, a different number with the default blocks."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import hotncold.config.hydra  # noqa: F401  (the schema)
+    from hotncold.engine.vllm_engine import close_engine, get_engine
+    from hotncold.experiment.run import to_config
+
+    overrides = [
+        "out_dir=/tmp/unused",
+        "overrides=[]",
+        "model.engine_kwargs={block_size:64,max_num_seqs:3}",
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
+        composed = compose("config", overrides=overrides, return_hydra_config=True)
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    assert cfg.model.engine_kwargs == {"block_size": 64, "max_num_seqs": 3}
+    engine = get_engine(cfg.model)
+    try:
+        assert engine is not real_engine  # other settings, another engine
+        vllm_config = engine.llm.llm_engine.vllm_config
+        assert vllm_config.cache_config.block_size == 64
+        assert vllm_config.scheduler_config.max_num_seqs == 3
+        default = real_engine.llm.llm_engine.vllm_config.cache_config.block_size
+        assert default != 64
+
+        prompt = list(range(1000, 1100))  # 100 tokens
+        labels = [1, 2]
+        for e, block in ((engine, 64), (real_engine, default)):
+            e.reset_prefix_cache()
+            assert e.label_logprobs([prompt], labels)[0][1] == 100  # computed in full
+            cached = (100 - 1) // block * block  # whole blocks, the last token recomputed
+            assert e.label_logprobs([prompt], labels)[0][1] == 100 - cached
+    finally:
+        close_engine(engine)
