@@ -290,6 +290,65 @@ def test_trl_token_classification(tmp_path_factory, fresh):
         close_engine(prm.engine)
 
 
+@pytest.mark.slow
+def test_judge_with_its_own_model_scores_a_real_run(real_engine, tmp_path_factory, tmp_path):
+    """prm=judge prm.model_path=<checkpoint>: the judge is that model, on an engine of its own
+    beside the generator's, asked the template's question after every step; the run's step
+    scores are P(+) / (P(+) + P(-)) of its next token, as transformers computes them."""
+    from conftest import tiny_model_config
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hotncold.config import Config, DatasetConfig, ModelConfig
+    from hotncold.experiment.run import execute
+
+    path = tiny.causal_lm(tmp_path_factory.mktemp("judge"), "llama")
+    cfg = Config(
+        out_dir=str(tmp_path / "run"),
+        n=2,
+        model=tiny_model_config(ModelConfig),
+        dataset=DatasetConfig(per_level=1, levels=[1, 2]),
+        prm=prm_config("judge", path, agg_strategy="min"),
+    )
+    execute(cfg)
+    judge = build_prm(cfg.prm)  # the run's judge: its engine is cached
+    try:
+        assert judge.engine is not real_engine and judge.engine.path == str(path)
+        records = [
+            json.loads(x) for x in (tmp_path / "run" / "completions.jsonl").read_text().splitlines()
+        ]
+        info = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert info["status"] == "finished" and info["totals"]["prm_tokens"] > 0
+
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        tok = AutoTokenizer.from_pretrained(path)
+        labels = [tok.encode(t, add_special_tokens=False)[-1] for t in ("+", "-")]
+        checked = 0
+        for record in records:
+            problem = record["problem"]["problem"]
+            for c in record["completions"]:
+                assert len(c["step_scores"]) == len(c["steps"])
+                expected = []
+                for k in range(len(c["steps"])):
+                    question = (
+                        cfg.prm.judge_template.replace("{problem}", problem)
+                        .replace("{steps}", "\n".join(c["steps"][: k + 1]))
+                        .replace("{positive}", "+")
+                        .replace("{negative}", "-")
+                    )
+                    ids = tok.apply_chat_template(
+                        [{"role": "user", "content": question}], add_generation_prompt=True
+                    )["input_ids"]
+                    with torch.no_grad():
+                        logits = model(torch.tensor([ids])).logits[0, -1, labels]
+                    expected.append(logits.softmax(-1)[0].item())
+                assert c["step_scores"] == pytest.approx(expected, abs=2e-4)
+                assert c["score"] == pytest.approx(min(expected) if expected else 0.0, abs=2e-4)
+                checked += len(expected)
+        assert checked > 0
+    finally:
+        close_engine(judge.engine)
+
+
 def test_trl_refuses_a_causal_lm(tmp_path_factory):
     path = tiny.causal_lm(tmp_path_factory.mktemp("not_trl"), "llama")
     with pytest.raises(ValueError, match="not a token-classification PRM"):
