@@ -638,9 +638,47 @@ def test_real_sweep_on_the_embedded_model_then_its_report(tmp_path):
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 4 * 10 * 3 * 4  # runs x problems x N in 1, 2, 4 x methods
     assert set(results["temperature"]) == {"T0.4", "T1.2"}
+    # each level's verdict is the one its numbers imply: the paired mean difference (computed
+    # here from the per-problem table), and whether comparisons.csv's interval excludes 0
+    comparisons = pd.read_csv(out / "comparisons.csv", keep_default_na=False)
+    weighted = results[(results["method"] == "weighted") & (results["N"] == 4)]
     for level in range(1, 6):
-        line = next(x for x in text.splitlines() if x.startswith(f"- level {level}: "))
-        assert " beats " in line or "no significant difference" in line, line
+        cells = weighted[weighted["level"] == level].pivot_table(
+            index=["seed", "uid"], columns="temperature", values="accuracy"
+        )
+        mean = (cells["T1.2"] - cells["T0.4"]).mean()
+        row = comparisons[
+            (comparisons["kind"] == "hot_vs_cold")
+            & (comparisons["scope"] == "level")
+            & (comparisons["scope_value"].astype(str) == str(level))
+            & (comparisons["method"] == "weighted")
+            & (comparisons["N"] == 4)
+        ].iloc[0]
+        assert row["mean"] == pytest.approx(mean) and row["lo"] <= mean <= row["hi"]
+        assert bool(row["significant"]) == (row["lo"] > 0 or row["hi"] < 0)
+        problems = cells.index.get_level_values("uid").nunique()
+        assert problems == 2  # dataset.per_level=2
+        sample = "2 problems × 2 seeds, weighted"
+        lo, hi = (f"{100 * row[k]:.1f}" for k in ("lo", "hi"))
+        signed = f"{100 * row['mean']:+.1f}"
+        if not row["significant"]:
+            expected = (
+                f"- level {level}: no significant difference between hot (1.2) and cold (0.4) "
+                f"at N=4 (hot − cold {signed} points, 95% CI [{lo}, {hi}]; {sample})"
+            )
+        elif mean > 0:
+            expected = (
+                f"- level {level}: hot (1.2) beats cold (0.4) by {signed} points at N=4, "
+                f"95% CI [{lo}, {hi}] ({sample})"
+            )
+        else:
+            flipped = [f"{-100 * row[k]:.1f}" for k in ("hi", "lo")]
+            expected = (
+                f"- level {level}: cold (0.4) beats hot (1.2) by {-100 * row['mean']:+.1f} "
+                f"points at N=4, 95% CI [{flipped[0]}, {flipped[1]}] ({sample})"
+            )
+        lines = [x for x in text.splitlines() if x.startswith(f"- level {level}: ")]
+        assert lines[0] == expected  # the Answers section (the setting's section repeats it)
     # the tidy table reproduces every run's own metrics.json and run.json
     runs = pd.read_csv(out / "runs.csv")
     for _, run in runs.iterrows():
