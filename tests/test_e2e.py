@@ -162,7 +162,7 @@ def test_cli_sweep_over_two_temperatures_reuses_the_engine(tmp_path):
 
 
 def test_engine_kwargs_reach_vllm(real_engine):
-    """`model.engine_kwargs={block_size:64,max_num_seqs:3}` from the command line to vLLM: the
+    """`+model.engine_kwargs.block_size=64 ...` from the command line to vLLM: the
     engine runs with them (its config says so), and the block size shows in what the prefix
     cache can reuse: a repeated 100-token prompt is served its first whole blocks from the
     cache, 64 tokens with blocks of 64, a different number with the default blocks."""
@@ -176,7 +176,10 @@ def test_engine_kwargs_reach_vllm(real_engine):
     overrides = [
         "out_dir=/tmp/unused",
         "overrides=[]",
-        "model.engine_kwargs={block_size:64,max_num_seqs:3}",
+        # `+`: the keys are new to the (empty) dict; `model.engine_kwargs={...}` is refused by
+        # Hydra ("Could not override"), as the README says
+        "+model.engine_kwargs.block_size=64",
+        "+model.engine_kwargs.max_num_seqs=3",
     ]
     with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
         composed = compose("config", overrides=overrides, return_hydra_config=True)
