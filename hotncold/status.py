@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         help="with --resubmit: launcher settings for the new jobs (hydra.launcher.timeout_min=600)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
+    # intermixed: `<sweep dir> --resubmit hydra.launcher.k=v` (overrides after the flag) parses
+    args = parser.parse_intermixed_args(argv)
     if args.overrides and not args.resubmit:
         parser.error("overrides are only for --resubmit")
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,26 @@ def run_module(
 def tiny_model_config(cls):
     """The embedded model with the settings of the option hotncold/conf/model/smollm2_135m.yaml."""
     return cls(path="embedded:smollm2_135m", max_tokens=96, max_model_len=1024, step_delimiter="\n")
+
+
+def solved_by_level(records: list[dict]) -> dict[int, int]:
+    """Problems with a right completion, per level, after checking the grader's verdict on every
+    completion whose extracted answer is an integer, independently of hotncold's grader: right
+    exactly when it equals the generated problem's (integer) answer. Fails when no completion
+    has an integer answer (nothing would have been checked)."""
+    solved: dict[int, int] = {}
+    checked = 0
+    for rec in records:
+        for c in rec["completions"]:
+            if re.fullmatch(r"-?\d+", c["answer"] or ""):
+                assert c["correct"] == (int(c["answer"]) == int(rec["problem"]["answer"])), c
+                checked += 1
+            elif not c["answer"]:
+                assert not c["correct"], c  # no answer is never right
+        level = rec["problem"]["level"]
+        solved[level] = solved.get(level, 0) + any(c["correct"] for c in rec["completions"])
+    assert checked > 0, "no completion has an integer answer: nothing was checked"
+    return solved
 
 
 def slurm_missing() -> str | None:

@@ -465,6 +465,64 @@ def test_cli_prints_the_verdict_on_one_screen(study, tmp_path, capsys):
     ]
 
 
+def cli_report(study, out, *options: str) -> str:
+    """`python -m hotncold.analyze <sweep> --out <out> <options>`'s report.md."""
+    assert main([str(study / "sweep"), "--out", str(out), *options]) == 0
+    return (out / "report.md").read_text()
+
+
+def verdict_line(text: str, scope: str) -> str:
+    return next(x for x in text.splitlines() if x.startswith(f"- {scope}: "))
+
+
+def test_cli_ci_sets_the_interval_level(study, tmp_path):
+    # level 4's per-problem differences are 0, 0, +1, +1 (both seeds): resampled, the mean is
+    # k/4 with k ~ Binomial(4, 1/2), so the 50% interval is [25, 75] (excludes 0) while the
+    # 95% one is [0, 100] (does not)
+    at_95 = cli_report(study, tmp_path / "r95", "--bootstrap", "2000")
+    at_50 = cli_report(study, tmp_path / "r50", "--bootstrap", "2000", "--ci", "0.5")
+    assert verdict_line(at_95, "level 4") == (
+        "- level 4: no significant difference between hot (1.2) and cold (0.4) at N=4 "
+        "(hot − cold +50.0 points, 95% CI [0.0, 100.0]; 4 problems × 2 seeds, weighted)"
+    )
+    assert verdict_line(at_50, "level 4") == (
+        "- level 4: hot (1.2) beats cold (0.4) by +50.0 points at N=4, 50% CI [25.0, 75.0] "
+        "(4 problems × 2 seeds, weighted)"
+    )
+    wide = pd.read_csv(tmp_path / "r95" / "summary.csv")
+    narrow = pd.read_csv(tmp_path / "r50" / "summary.csv")
+    assert (narrow["mean"] == wide["mean"]).all()
+    assert ((wide["lo"] <= narrow["lo"]) & (narrow["hi"] <= wide["hi"])).all()
+    assert (narrow["hi"] - narrow["lo"] < wide["hi"] - wide["lo"]).any()
+
+
+def test_cli_point_sets_the_tolerance_of_the_mix(study, tmp_path):
+    # overall at N=1 the mix is 65, the best single temperature (hot) 70: within 10 points,
+    # not within 1
+    def within(out) -> pd.DataFrame:
+        table = pd.read_csv(out / "mix_within_point.csv", keep_default_na=False)
+        return table.set_index(["scope", "scope_value", "N"])
+
+    default = cli_report(study, tmp_path / "r1", "--bootstrap", "100")
+    loose = cli_report(study, tmp_path / "r10", "--bootstrap", "100", "--point", "10")
+    assert not within(tmp_path / "r1").loc[("overall", "", 1), "within"]
+    assert within(tmp_path / "r10").loc[("overall", "", 1), "within"]
+    assert within(tmp_path / "r1")["within"].sum() < within(tmp_path / "r10")["within"].sum()
+    assert "within 1 point of the best single temperature" in default
+    assert "within 10 points of the best single temperature" in loose
+
+
+def test_cli_seed_sets_the_bootstrap_resamples(study, tmp_path):
+    cli_report(study, tmp_path / "s0", "--bootstrap", "300")
+    text = cli_report(study, tmp_path / "s1", "--bootstrap", "300", "--seed", "1")
+    cli_report(study, tmp_path / "s1again", "--bootstrap", "300", "--seed", "1")
+    s0, s1, again = (pd.read_csv(tmp_path / d / "summary.csv") for d in ("s0", "s1", "s1again"))
+    assert s1.equals(again)  # one seed, one set of resamples
+    assert (s1["mean"] == s0["mean"]).all()  # the estimates do not depend on it...
+    assert ((s1["lo"] != s0["lo"]) | (s1["hi"] != s0["hi"])).any()  # ...the intervals do
+    assert "(300 resamples, seed 1)" in text
+
+
 def test_hot_and_cold_can_be_chosen(study, tmp_path):
     a = analyze(
         [study / "sweep"], tmp_path / "r", Options(resamples=200, hot=COLD, cold=HOT)
@@ -661,9 +719,47 @@ def test_real_sweep_on_the_embedded_model_then_its_report(tmp_path):
     results = pd.read_parquet(out / "results.parquet")
     assert len(results) == 4 * 10 * 3 * 4  # runs x problems x N in 1, 2, 4 x methods
     assert set(results["temperature"]) == {"T0.4", "T1.2"}
+    # each level's verdict is the one its numbers imply: the paired mean difference (computed
+    # here from the per-problem table), and whether comparisons.csv's interval excludes 0
+    comparisons = pd.read_csv(out / "comparisons.csv", keep_default_na=False)
+    weighted = results[(results["method"] == "weighted") & (results["N"] == 4)]
     for level in range(1, 6):
-        line = next(x for x in text.splitlines() if x.startswith(f"- level {level}: "))
-        assert " beats " in line or "no significant difference" in line, line
+        cells = weighted[weighted["level"] == level].pivot_table(
+            index=["seed", "uid"], columns="temperature", values="accuracy"
+        )
+        mean = (cells["T1.2"] - cells["T0.4"]).mean()
+        row = comparisons[
+            (comparisons["kind"] == "hot_vs_cold")
+            & (comparisons["scope"] == "level")
+            & (comparisons["scope_value"].astype(str) == str(level))
+            & (comparisons["method"] == "weighted")
+            & (comparisons["N"] == 4)
+        ].iloc[0]
+        assert row["mean"] == pytest.approx(mean) and row["lo"] <= mean <= row["hi"]
+        assert bool(row["significant"]) == (row["lo"] > 0 or row["hi"] < 0)
+        problems = cells.index.get_level_values("uid").nunique()
+        assert problems == 2  # dataset.per_level=2
+        sample = "2 problems × 2 seeds, weighted"
+        lo, hi = (f"{100 * row[k]:.1f}" for k in ("lo", "hi"))
+        signed = f"{100 * row['mean']:+.1f}"
+        if not row["significant"]:
+            expected = (
+                f"- level {level}: no significant difference between hot (1.2) and cold (0.4) "
+                f"at N=4 (hot − cold {signed} points, 95% CI [{lo}, {hi}]; {sample})"
+            )
+        elif mean > 0:
+            expected = (
+                f"- level {level}: hot (1.2) beats cold (0.4) by {signed} points at N=4, "
+                f"95% CI [{lo}, {hi}] ({sample})"
+            )
+        else:
+            flipped = [f"{-100 * row[k]:.1f}" for k in ("hi", "lo")]
+            expected = (
+                f"- level {level}: cold (0.4) beats hot (1.2) by {-100 * row['mean']:+.1f} "
+                f"points at N=4, 95% CI [{flipped[0]}, {flipped[1]}] ({sample})"
+            )
+        lines = [x for x in text.splitlines() if x.startswith(f"- level {level}: ")]
+        assert lines[0] == expected  # the Answers section (the setting's section repeats it)
     # the tidy table reproduces every run's own metrics.json and run.json
     runs = pd.read_csv(out / "runs.csv")
     for _, run in runs.iterrows():

@@ -152,9 +152,19 @@ def slurm_sweep(slurm, tmp_path_factory):
     assert preempted and cancelled and queued, (folder.parent / "sweep.log").read_text()[-3000:]
     sweep_s = time.monotonic() - started
 
-    before = sweep_status(folder)
+    # the sweep command stops waiting at the cancelled job; the others (the requeued one among
+    # them) run to their end first, so that the report below is exact
+    def others_done():
+        report = sweep_status(folder)
+        names = [j["run_dir"] and Path(j["run_dir"]).name for j in report["jobs"]]
+        states = [j["state"] for j, n in zip(report["jobs"], names) if n != cancelled.run.name]
+        return states == ["done"] * 3 and report
+
+    before = wait_for(others_done, max(60, deadline - time.monotonic()), "the other jobs to end")
     started = time.monotonic()
-    resubmitted = hotncold(str(folder), "--resubmit", module="hotncold.status")
+    resubmitted = hotncold(
+        str(folder), "--resubmit", "hydra.launcher.timeout_min=42", module="hotncold.status"
+    )
     resubmit_s = time.monotonic() - started
     while time.monotonic() < deadline:  # jobs the resubmission left alone may still run
         after = sweep_status(folder)
@@ -228,19 +238,25 @@ def test_cancelled_job_is_found_by_status_and_finished_by_resubmit(slurm_sweep):
     assert cancelled["done"] >= len(c.lines) and cancelled["total"] == 4
     assert "CANCELLED" in cancelled["note"]
     others = [j for name, j in jobs.items() if name != c.run.name]
-    assert all(j["state"] in ("done", "running", "queued") for j in others)
+    assert [j["state"] for j in others] == ["done"] * 3
 
     proc = slurm_sweep.resubmitted
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "resubmitting 1 jobs" in proc.stdout
     sessions = info(c.run)["sessions"]
     assert [s["status"] for s in sessions] == ["interrupted", "finished"]
-    # scancel's SIGTERM kills the engine process and the run closes its session noting the
-    # signal, unless Slurm's SIGKILL comes first (then the next session marks it interrupted)
-    error = sessions[0].get("error")
-    assert error is None or error.startswith("SIGTERM received"), error
-    assert sessions[1]["slurm_job_id"] != c.job  # a new submission
-    assert (slurm_sweep.folder / ".submitit" / sessions[1]["slurm_job_id"]).is_dir()
+    # scancel's SIGTERM reaches the run, which closes its session noting the signal (within
+    # the KillWait seconds before Slurm's SIGKILL)
+    assert sessions[0]["error"].startswith("SIGTERM received"), sessions[0]["error"]
+    new = sessions[1]["slurm_job_id"]
+    assert new != c.job  # a new submission...
+    assert (slurm_sweep.folder / ".submitit" / new).is_dir()
+    # ...with the launcher setting given to --resubmit: its own sbatch time limit
+    script = next((slurm_sweep.folder / ".submitit" / new.split("_")[0]).glob("*_submission.sh"))
+    assert "#SBATCH --time=42\n" in script.read_text()
+    first = sessions[0]["slurm_job_id"].split("_")[0]
+    first_script = next((slurm_sweep.folder / ".submitit" / first).glob("*_submission.sh"))
+    assert "#SBATCH --time=60\n" in first_script.read_text()  # cluster=slurm_local's
     done = lines(c.run)
     assert done[: len(c.lines)] == c.lines and len(done) == 4
     # every other job ran once (the preempted one twice, requeued): none was resubmitted

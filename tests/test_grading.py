@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import logging
 import random
+import subprocess
+import sys
 import threading
-import time
 
 import pytest
+from conftest import ROOT
 
 from hotncold.evaluation.grading import Grader, extract_answer, grade
 
@@ -54,10 +57,47 @@ def test_grade_tricky_latex(text, gold, expected):
     assert grade(text, gold) is expected
 
 
+PATHOLOGICAL = "2^{2^{2^{2^{100}}}}"  # sympy would compare it with 3 for ever
+HUNG_S = 120  # no answer by then: the bound did not work (the timeouts below are 1-3 s)
+
+
 def test_pathological_answer_is_time_bounded():
-    started = time.perf_counter()
-    assert grade("\\boxed{2^{2^{2^{2^{100}}}}}", "3") is False
-    assert time.perf_counter() - started < 15
+    # on the main thread math-verify's own timeout (a signal after `timeout_s`) stops it; in a
+    # process of its own, so that a broken bound fails this test instead of hanging the suite
+    # (the default 3 s the README promises: with 1 s, a loaded machine timed out even parsing
+    # the gold "3", the wrong path)
+    script = (
+        "import logging; logging.basicConfig(format='%(name)s: %(message)s')\n"
+        "from hotncold.evaluation.grading import Grader\n"
+        f"print(Grader().is_correct({PATHOLOGICAL!r}, '3'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=HUNG_S, cwd=ROOT
+    )
+    assert proc.stdout == "False\n", proc.stderr[-2000:]
+    # what stopped it: math-verify's timeout, on the comparison (or already on the parse,
+    # when a busy machine makes parsing the tower take longer than the second allowed)
+    said = [x for x in proc.stderr.splitlines() if x.startswith("math_verify.")]
+    assert said and set(said) <= {
+        "math_verify.parser: Timeout during parsing: $2^{2^{2^{2^{100}}}}$",
+        "math_verify.grader: Timeout during comparison",
+    }, proc.stderr[-2000:]
+
+
+def test_pathological_answer_is_time_bounded_off_the_main_thread(caplog):
+    # elsewhere the comparison runs in a child process that is stopped after `timeout_s`, and
+    # no parsed expression comes back from it (rebuilding one here would evaluate it, unbounded)
+    results = []
+    grader = Grader(timeout_s=1)
+    thread = threading.Thread(
+        target=lambda: results.append(grader.is_correct(PATHOLOGICAL, "3")), daemon=True
+    )
+    with caplog.at_level(logging.WARNING):
+        thread.start()
+        thread.join(HUNG_S)
+    assert results == [False]
+    stopped = [r.getMessage() for r in caplog.records if r.name == "hotncold.evaluation.grading"]
+    assert stopped == ["_verify_texts gave no answer in 1 s: stopped, taken as False"]
 
 
 def test_grading_off_the_main_thread_is_bounded_too():

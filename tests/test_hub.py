@@ -1,17 +1,18 @@
 """Results as plain data and on the hub: loading run files, the flat table, `output.push_to_hub`.
 
-Nothing here reaches the network: the hub's whoami endpoint is played by a local HTTP server,
-and `Dataset.push_to_hub` / `HfApi.upload_folder` (which need the real hub) are replaced by
-recorders; the rest of the path (pre-flight, table, files uploaded, run.json) is the real one.
+Nothing here reaches the network: the hub is played by a local HTTP server (tests/hub_stand_in.py)
+that the real clients talk to, huggingface_hub and `datasets` pointed at it as `HF_ENDPOINT`
+points them. So a push here is the real one down to the HTTP requests (repository creation, LFS
+upload, commits, the card), and what it stored is read back with `datasets.load_dataset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import shutil
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -21,6 +22,7 @@ import pytest
 import yaml
 from conftest import ROOT, tiny_model_config
 from fakes import ScriptedEngine
+from hub_stand_in import HubStandIn
 from huggingface_hub import constants
 from test_run import solver
 
@@ -125,45 +127,45 @@ def test_output_overrides_compose_with_the_defaults():
 # --- pre-flight ------------------------------------------------------------------------------
 
 
-class StandIn:
-    """The hub's whoami endpoint on localhost: answers `status` and `body`, counts requests."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body: dict = {"name": "alice", "orgs": [], "auth": {"accessToken": {"role": "write"}}}
-        self.requests: list[tuple[str, str | None]] = []
-        stand_in = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                stand_in.requests.append((self.path, self.headers.get("authorization")))
-                data = json.dumps(stand_in.body).encode()
-                self.send_response(stand_in.status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-
 @pytest.fixture
-def online(monkeypatch):
-    """A token and a reachable hub (the stand-in), with the offline variables unset."""
+def online(monkeypatch, tmp_path):
+    """A token and a reachable hub (the stand-in), with the offline variables unset: in the
+    environment (for commands run here) and in what the libraries read from it at import."""
+    stand_in = HubStandIn()
     for var in hub.OFFLINE_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_stand_in_token")
-    stand_in = StandIn()
+    env = {
+        "HF_ENDPOINT": stand_in.url,
+        "HF_TOKEN": "hf_stand_in_token",
+        "HF_HUB_DISABLE_XET": "1",  # the stand-in speaks LFS (see hub_stand_in.py)
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
     monkeypatch.setattr(constants, "ENDPOINT", stand_in.url)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        stand_in.url + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(constants, "HF_HOME", env["HF_HOME"])
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", env["HF_HOME"] + "/token")  # no saved token
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", env["HF_HOME"] + "/stored_tokens")
+    monkeypatch.setattr(datasets.config, "HF_ENDPOINT", stand_in.url)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     yield stand_in
-    stand_in.server.shutdown()
-    stand_in.server.server_close()
+    stand_in.close()
+
+
+def whoami_calls(stand_in: HubStandIn) -> list[tuple[str, str | None]]:
+    return [
+        (r.path, r.headers.get("authorization"))
+        for r in stand_in.requests
+        if r.path == "/api/whoami-v2"
+    ]
 
 
 PUSH = OutputConfig(push_to_hub=True, hub_dataset_id=REPO)
@@ -191,7 +193,8 @@ def test_run_with_push_fails_offline_before_anything_loads(tmp_path, engine):
 
 
 def test_preflight_without_a_token_says_how_to_log_in(online, monkeypatch):
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    monkeypatch.delenv("HF_TOKEN")
+    assert huggingface_hub.get_token() is None  # HF_HOME is empty: no saved token either
     with pytest.raises(ConfigError, match=r"run `hf auth login` or set HF_TOKEN"):
         hub.preflight(PUSH)
     assert online.requests == []
@@ -199,10 +202,9 @@ def test_preflight_without_a_token_says_how_to_log_in(online, monkeypatch):
 
 def test_preflight_accepts_a_write_token_of_the_owner_or_its_organization(online):
     hub.preflight(OutputConfig(push_to_hub=True, hub_dataset_id="alice/runs"))
-    online.body["orgs"] = [{"name": "hnc-lab"}]
+    online.orgs = ["hnc-lab"]
     assert hub.check_hub(REPO, "test")["name"] == "alice"
-    whoami = [r for r in online.requests if r[0] == "/api/whoami-v2"]
-    assert whoami == [("/api/whoami-v2", "Bearer hf_stand_in_token")] * 2
+    assert whoami_calls(online) == [("/api/whoami-v2", "Bearer hf_stand_in_token")] * 2
 
 
 @pytest.mark.parametrize(
@@ -223,20 +225,19 @@ def test_preflight_accepts_a_write_token_of_the_owner_or_its_organization(online
     ],
 )
 def test_preflight_refuses_what_the_hub_would_refuse(online, status, body, message):
-    online.status, online.body = status, body
+    online.whoami = (status, body)
     with pytest.raises(ConfigError, match=message):
         hub.preflight(PUSH)
 
 
 def test_preflight_lets_a_rate_limited_whoami_pass(online, caplog):
-    online.status, online.body = 429, {"error": "rate limited"}
+    online.whoami = (429, {"error": "rate limited"})
     hub.preflight(PUSH)  # many sweep jobs starting at once must not fail for it
     assert "rate-limited (HTTP 429)" in caplog.text
 
 
 def test_preflight_names_the_endpoint_that_does_not_answer(online, monkeypatch):
-    online.server.shutdown()
-    online.server.server_close()  # nothing listens on that port any more
+    online.close()  # nothing listens on that port any more
     with pytest.raises(ConfigError) as e:
         hub.preflight(PUSH)
     assert f"the hub at {online.url} does not answer" in str(e.value)
@@ -328,79 +329,116 @@ def test_flat_table_round_trips_through_parquet(finished, tmp_path):
 # --- pushing ---------------------------------------------------------------------------------
 
 
-class Recorder:
-    """Stands in for the two hub calls: records their arguments and the uploaded files."""
+def pushed_files(stand_in: HubStandIn, repo_id: str, name: str, split: str = "train") -> dict:
+    """What the hub holds for run `name` after its push, checked against the layout pushed."""
+    repo = stand_in.repo(repo_id)
+    assert sorted(repo.files) == [
+        "README.md",
+        f"{name}/{split}-00000-of-00001.parquet",
+        f"runs/{name}/config.yaml",
+        f"runs/{name}/metrics.json",
+        f"runs/{name}/run.json",
+    ]
+    # two commits: the data with its card, then the run files
+    assert [c["summary"] for c in repo.commits] == [
+        f"hotncold run {name}",
+        f"hotncold run {name}: run files",
+    ]
+    card = repo.files["README.md"].decode()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["configs"] == [
+        {"config_name": name, "data_files": [{"split": split, "path": f"{name}/{split}-*"}]}
+    ]
+    return repo.files
 
-    def __init__(self, monkeypatch, fail: Exception | None = None) -> None:
-        self.pushes: list[dict] = []
-        self.uploads: list[dict] = []
-        recorder = self
 
-        def push_to_hub(table, repo_id, **kw):
-            if fail is not None:
-                raise fail
-            recorder.pushes.append({"table": table, "repo_id": repo_id, **kw})
-
-        def upload_folder(api, **kw):
-            folder = Path(kw["folder_path"])
-            files = {p.name: p.read_text() for p in folder.iterdir()}
-            recorder.uploads.append({**kw, "files": files})
-
-        monkeypatch.setattr(datasets.Dataset, "push_to_hub", push_to_hub)
-        monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-
-
-def test_finished_run_is_pushed_as_the_config_named_after_it(tmp_path, engine, online, monkeypatch):
-    recorder = Recorder(monkeypatch)
+def test_finished_run_is_pushed_as_the_config_named_after_it(tmp_path, engine, online):
     cfg = config(tmp_path, output=OutputConfig(push_to_hub=True, hub_dataset_id="alice/runs"))
     execute(cfg)
-    [pushed] = recorder.pushes
-    assert pushed["repo_id"] == "alice/runs" and pushed["config_name"] == cfg.run_name
-    assert pushed["private"] is True and pushed["split"] == "train"
-    assert pushed["table"].num_rows == 40 and pushed["table"][0]["run_name"] == cfg.run_name
-    [upload] = recorder.uploads
-    assert upload["repo_id"] == "alice/runs" and upload["repo_type"] == "dataset"
-    assert upload["path_in_repo"] == f"runs/{cfg.run_name}"
-    assert set(upload["files"]) == {"run.json", "metrics.json", "config.yaml"}
-    assert json.loads(upload["files"]["run.json"])["status"] == "finished"
-    assert yaml.safe_load(upload["files"]["config.yaml"])["run_name"] == cfg.run_name
+    name = cfg.run_name
+    assert online.unknown == []
+    assert online.repo("alice/runs").visibility == "private"
+    files = pushed_files(online, "alice/runs", name)
+    assert json.loads(files[f"runs/{name}/run.json"])["status"] == "finished"
+    assert yaml.safe_load(files[f"runs/{name}/config.yaml"])["run_name"] == name
+    assert files[f"runs/{name}/metrics.json"] == (Path(cfg.out_dir) / "metrics.json").read_bytes()
+    # what a reader of the hub gets: the config named after the run, the flat table's rows,
+    # read by another process as a reader would (the environment points it at the stand-in)
+    back = read_back("alice/runs", name, tmp_path / "cache")
+    assert len(back) == 40 and back[0]["run_name"] == name
+    assert back == json.loads(json.dumps(flat.flat_table(Path(cfg.out_dir)).to_list()))
     info = read_info(cfg)
     assert info["status"] == "finished"
-    assert info["hub"]["repo"] == "alice/runs" and info["hub"]["config_name"] == cfg.run_name
-    assert info["hub"]["url"] == f"{online.url}/datasets/alice/runs/viewer/{cfg.run_name}"
+    assert info["hub"]["repo"] == "alice/runs" and info["hub"]["config_name"] == name
+    assert info["hub"]["url"] == f"{online.url}/datasets/alice/runs/viewer/{name}"
     assert info["hub"]["rows"] == 40 and "error" not in info["hub"]
 
 
-def test_failed_push_leaves_the_run_finished_and_records_why(tmp_path, engine, online, monkeypatch):
-    Recorder(monkeypatch, fail=RuntimeError("503 Server Error: Service Unavailable\nmore"))
+def test_failed_push_leaves_the_run_finished_and_records_why(tmp_path, engine, online):
+    online.failing["commit"] = 503
     cfg = config(tmp_path, output=OutputConfig(push_to_hub=True, hub_dataset_id="alice/runs"))
     metrics = execute(cfg)  # no exception: the results are safe on disk
     assert metrics["overall"]["pass"]["4"] == 1.0
     info = read_info(cfg)
     assert info["status"] == "finished" and info["error"] is None
-    assert info["hub"]["error"] == "RuntimeError: 503 Server Error: Service Unavailable"
+    assert info["hub"]["error"].startswith("HfHubHTTPError: Server error '503 Service Unavailable'")
     assert info["hub"]["config_name"] == cfg.run_name
     log = (Path(cfg.out_dir) / "run.log").read_text()
     assert "push to alice/runs failed" in log
     assert f"python -m hotncold.push {cfg.out_dir} alice/runs" in log
     assert len((Path(cfg.out_dir) / "completions.jsonl").read_text().splitlines()) == 10
+    assert online.repo("alice/runs").commits == []
 
     # rerunning the same command with the hub back pushes without searching again
-    recorder = Recorder(monkeypatch)
+    online.failing.clear()
     engine.calls.clear()
     execute(cfg)
-    assert engine.calls == [] and recorder.pushes[0]["config_name"] == cfg.run_name
+    assert engine.calls == []
+    pushed_files(online, "alice/runs", cfg.run_name)
     assert "error" not in read_info(cfg)["hub"]
 
 
-def test_push_command_pushes_a_finished_run_later(finished, online, monkeypatch, capsys):
-    recorder = Recorder(monkeypatch)
-    assert push.main([finished.out_dir, "alice/later", "--public", "--split", "test"]) == 0
-    [pushed] = recorder.pushes
-    assert (pushed["repo_id"], pushed["config_name"]) == ("alice/later", finished.run_name)
-    assert pushed["private"] is False and pushed["split"] == "test"
+def read_back(repo_id: str, name: str, cache: Path) -> list[dict]:
+    """The rows `datasets.load_dataset(repo_id, name)` gives in a fresh process."""
+    code = (
+        "import datasets, json, sys; "
+        "ds = datasets.load_dataset(sys.argv[1], sys.argv[2], split='train', "
+        "cache_dir=sys.argv[3]); "
+        "print(json.dumps(ds.to_list()))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, repo_id, name, str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def push_command(*args: str) -> subprocess.CompletedProcess:
+    """`python -m hotncold.push ...` as a user runs it (the environment points at the hub)."""
+    return subprocess.run(
+        [sys.executable, "-m", "hotncold.push", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+
+
+def test_push_command_pushes_a_finished_run_later(finished, online):
+    proc = push_command(finished.out_dir, "alice/later", "--public", "--split", "test")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert online.unknown == []
+    assert online.repo("alice/later").visibility == "public"
+    pushed_files(online, "alice/later", finished.run_name, split="test")
     assert read_info(finished)["hub"]["repo"] == "alice/later"
-    assert f"as config {finished.run_name} ->" in capsys.readouterr().out
+    assert f"as config {finished.run_name} ->" in proc.stdout
+    # the token went with every request
+    assert {
+        r.headers.get("authorization") for r in online.requests if r.path.startswith("/api/")
+    } == {"Bearer hf_stand_in_token"}
 
 
 def test_push_command_refuses_unfinished_runs_and_offline_mode(finished, tmp_path, capsys):
@@ -418,23 +456,26 @@ def test_push_command_refuses_unfinished_runs_and_offline_mode(finished, tmp_pat
     assert "hub" not in read_info(finished)
 
 
-def test_push_command_refuses_a_run_another_process_holds(finished, online, monkeypatch, capsys):
+def test_push_command_refuses_a_run_another_process_holds(finished, online, capsys):
     from hotncold.experiment import lock
 
-    recorder = Recorder(monkeypatch)
     with lock.locked(finished.out_dir, "run"):  # a rerun of the same command holds it
         assert push.main([finished.out_dir, "alice/later"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith(f"hotncold: error: {finished.out_dir} is in use by")
-    assert recorder.pushes == [] and "hub" not in read_info(finished)
+    assert not [r for r in online.requests if "commit" in r.path] and "hub" not in read_info(
+        finished
+    )
 
 
-def test_push_command_records_a_failed_push(finished, online, monkeypatch, capsys):
-    Recorder(monkeypatch, fail=OSError("connection reset"))
-    online.body["orgs"] = [{"name": "hnc-lab"}]
-    assert push.main([finished.out_dir, REPO]) == 1
-    assert "push to hnc-lab/runs failed: OSError: connection reset" in capsys.readouterr().err
-    assert read_info(finished)["hub"]["error"] == "OSError: connection reset"
+def test_push_command_records_a_failed_push(finished, online):
+    online.orgs = ["hnc-lab"]
+    online.failing["commit"] = 503
+    proc = push_command(finished.out_dir, REPO)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert f"push to {REPO} failed: HfHubHTTPError: Server error '503" in proc.stderr
+    assert read_info(finished)["hub"]["error"].startswith("HfHubHTTPError: Server error '503")
+    assert online.repo(REPO).commits == []
 
 
 # --- the real path ---------------------------------------------------------------------------

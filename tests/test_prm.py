@@ -49,7 +49,10 @@ def test_step_scores():
 def test_words_in_parentheses_are_no_crash_and_no_error():
     # they leave an empty "()" next to a number, which sympy parses as a tuple
     checker = EquationChecker(EquationCheckerConfig())
-    assert checker.score_step("5 + 3 = 8 (apples)") in (0.5, 1.0)
+    # parentheses holding only words are a unit: the claim before them is checked
+    assert checker.score_step("5 + 3 = 8 (apples)") == 1.0
+    assert checker.score_step("5 + 3 = 9 (apples)") == 0.0
+    assert [c.holds for c in find_claims("2 (apples (red)) + 3 = 5")] == [True]
     assert checker.score_step("(apples) = 2 + 3 and 2 + 3 = 5") == 1.0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from conftest import ROOT
 
 from hotncold.prm.formats import (
     FormatError,
@@ -16,6 +18,8 @@ from hotncold.prm.formats import (
 )
 from hotncold.prm.registry import prm_config
 from hotncold.testing import tiny_models as tiny
+
+CONF = ROOT / "hotncold" / "conf"
 
 PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have?"
 STEPS = [
@@ -36,28 +40,51 @@ def test_labels_are_single_tokens(tok):
     assert label_id(tok, "+") != label_id(tok, "-")
 
 
-def test_rlhflow_reads_each_step_where_the_assistant_answers(tok):
-    fmt = RLHFlowFormat(tok)
-    prompts = fmt.prompts(PROBLEM, STEPS)
+@pytest.fixture(scope="module")
+def llama3_tok(tmp_path_factory):
+    return tiny.tokenizer(tmp_path_factory.mktemp("llama3_tokenizer"), chat="llama3")
+
+
+def llama3_turn(role: str, content: str) -> str:
+    return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"
+
+
+def test_rlhflow_reads_where_its_reference_code_reads(llama3_tok):
+    """RLHFlow's prm_evaluate.py: for step k, the conversation [user "problem step1",
+    assistant "+", user step2, assistant "+", ..., user step k, assistant "+"] through the
+    chat template, then `logits[:, -3, [+, -]]`: with Llama 3's turns, which end in
+    "+<|eot_id|>", position -3 is the one predicting that "+". Written out by hand here."""
+    tok = llama3_tok
+    plus = tok.encode("+", add_special_tokens=False)[-1]  # the reference's plus_tag_id
+    prompts = RLHFlowFormat(tok).prompts(PROBLEM, STEPS)
     assert len(prompts) == len(STEPS)
-    full = tok.encode(
-        tok.apply_chat_template(fmt.conversation(PROBLEM, STEPS), tokenize=False),
-        add_special_tokens=False,
+    chat = "<|begin_of_text|>"
+    for k, step in enumerate(STEPS):
+        chat += llama3_turn("user", f"{PROBLEM} {step}" if k == 0 else step)
+        chat += llama3_turn("assistant", "+")
+        reference = tok.encode(chat, add_special_tokens=False)
+        assert reference[-2:] == [plus, tok.convert_tokens_to_ids("<|eot_id|>")]
+        # the prompt is everything up to and including position -3: its next token is "+"
+        assert prompts[k] == reference[:-2]
+    assert RLHFlowFormat(tok).prompts(PROBLEM, STEPS, start=2) == prompts[2:]
+
+
+def test_rlhflow_on_a_chatml_template_ends_where_the_assistant_answers(tok):
+    # the embedded tokenizer's own template (ChatML, with SmolLM2's default system turn): the
+    # prompt for step k ends with the assistant header of turn k, just before its "+"
+    prompts = RLHFlowFormat(tok).prompts(PROBLEM, STEPS)
+    system = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+        "Face<|im_end|>\n"
     )
-    plus = label_id(tok, "+")
-    for k, prompt in enumerate(prompts):
-        # the prompt is the chat up to, not including, the k-th "+" answer
-        assert full[: len(prompt)] == prompt
-        assert full[len(prompt)] == plus
-        assert tok.decode(prompt).count(STEPS[k]) == 1
-        assert tok.decode(full[: len(prompt) + 1]).count("+") == k + 1 + STEPS[k].count("+") + sum(
-            s.count("+") for s in STEPS[:k]
+    head = system + f"<|im_start|>user\n{PROBLEM} {STEPS[0]}<|im_end|>\n<|im_start|>assistant\n"
+    expected = [head]
+    for step in STEPS[1:]:
+        expected.append(
+            expected[-1]
+            + f"+<|im_end|>\n<|im_start|>user\n{step}<|im_end|>\n<|im_start|>assistant\n"
         )
-    # the first user turn is "problem step1", later turns the step alone
-    first = tok.decode(prompts[0])
-    assert f"{PROBLEM} {STEPS[0]}" in first
-    assert first.rstrip().endswith("assistant")
-    assert fmt.prompts(PROBLEM, STEPS, start=2) == prompts[2:]
+    assert prompts == [tok.encode(text, add_special_tokens=False) for text in expected]
 
 
 def test_math_shepherd_reads_each_step_at_its_tag(tok):
@@ -77,25 +104,39 @@ def test_math_shepherd_reads_each_step_at_its_tag(tok):
     )
 
 
-def test_qwen_math_prm_reads_each_extra_0(tok):
-    fmt = QwenMathPRMFormat(tok)
-    enc = fmt.encode(PROBLEM, STEPS)
-    sep = tok.convert_tokens_to_ids("<extra_0>")
-    assert [enc.ids[p] for p in enc.positions] == [sep] * len(STEPS)
-    assert enc.positions[-1] == len(enc.ids) - 1
-    text = tok.decode(enc.ids)
-    assert QwenMathPRMFormat.SYSTEM in text and PROBLEM in text
-    assert text.endswith("<extra_0>".join(STEPS) + "<extra_0>")
-    # between two separators lies exactly one step
-    for k in range(1, len(STEPS)):
-        between = enc.ids[enc.positions[k - 1] + 1 : enc.positions[k]]
-        assert tok.decode(between) == STEPS[k]
+QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+"""Qwen2.5-Math-PRM-7B's model card: the system message of its example."""
+
+
+def test_qwen_math_prm_reads_each_extra_0_as_its_model_card_does(tok):
+    """The card: messages [system, user: problem, assistant: "<extra_0>".join(steps) +
+    "<extra_0>"], `apply_chat_template(tokenize=False, add_generation_prompt=False)`, then
+    the head's outputs where the token is <extra_0>. Written out by hand in Qwen's ChatML."""
+    card = (
+        f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
+        f"<|im_start|>user\n{PROBLEM}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+        "Tom starts with 12 apples.<extra_0>He buys 7 more: 12 + 7 = 19.<extra_0>"
+        "The answer is $\\boxed{19}$.<extra_0><|im_end|>\n"
+    )
+    ids = tok.encode(card, add_special_tokens=False)
+    separator = tok.convert_tokens_to_ids("<extra_0>")
+    positions = [i for i, t in enumerate(ids) if t == separator]
+    assert len(positions) == 3
+    enc = QwenMathPRMFormat(tok, system_prompt=QWEN_SYSTEM).encode(PROBLEM, STEPS)
+    assert enc.positions == positions
+    # the same tokens up to the last separator; the closing <|im_end|> is left out (a causal
+    # model's outputs at the separators cannot depend on it)
+    assert enc.ids == ids[: positions[-1] + 1]
+    # the shipped option's system prompt is the card's, and the format's default
+    shipped = yaml.safe_load((CONF / "prm" / "qwen_math_prm_7b.yaml").read_text())
+    assert shipped["system_prompt"] == QWEN_SYSTEM
+    assert QwenMathPRMFormat(tok).encode(PROBLEM, STEPS) == enc
     # a solution grown by a step keeps its prefix token for token
-    shorter = fmt.encode(PROBLEM, STEPS[:2])
-    assert enc.ids[: len(shorter.ids)] == shorter.ids
-    assert enc.positions[:2] == shorter.positions
+    shorter = QwenMathPRMFormat(tok).encode(PROBLEM, STEPS[:2])
+    assert enc.ids[: len(shorter.ids)] == shorter.ids and enc.positions[:2] == shorter.positions
     with pytest.raises(FormatError, match="3 steps"):
-        fmt.encode(PROBLEM, ["a<extra_0>b", "c", "d"])
+        QwenMathPRMFormat(tok).encode(PROBLEM, ["a<extra_0>b", "c", "d"])
 
 
 def prepare_input(problem, response, tokenizer, step_token):

@@ -2,7 +2,8 @@
 architecture, loaded by vLLM on the CPU exactly as the published model would be.
 
 For every PRM: one score per step in [0, 1]; the scores equal a plain transformers forward
-pass over the documented input (so the format and the positions read are right); scoring a
+pass over the documented input, built in each test as the model card or reference code builds
+it, independently of hotncold's formats (so the format and the positions read are right); scoring a
 solution step by step gives the same scores as scoring it whole, while the engine computes only
 the new tokens. One engine per architecture, closed when its tests are done.
 """
@@ -113,30 +114,69 @@ def input_len(prm, steps) -> int:
 # --- generative PRMs (vLLM generate runner) ------------------------------------------------
 
 
-def causal_reference(path, prm):
-    from transformers import AutoModelForCausalLM
+def rlhflow_reference(path):
+    """RLHFlow's prm_evaluate.py, written out: for step k the conversation up to user turn k
+    and its assistant "+" through the chat template, then P(+) over {+, -} from the logits at
+    position -3 (the tiny model has Llama 3's chat format, as RLHFlow's PRM does)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    candidates = [tok.encode("+")[-1], tok.encode("-")[-1]]  # plus_tag_id, minus_tag_id
 
     def reference(problem, steps):
-        out = []
-        for prompt in prm.format.prompts(problem, steps):
+        conversation, out = [], []
+        for k, step in enumerate(steps):
+            conversation.append(
+                {"content": f"{problem} {step}" if k == 0 else step, "role": "user"}
+            )
+            conversation.append({"content": "+", "role": "assistant"})
+            ids = tok.apply_chat_template(conversation)["input_ids"]
             with torch.no_grad():
-                logits = model(torch.tensor([prompt])).logits[0, -1, prm.labels]
-            out.append(logits.softmax(-1)[0].item())
+                logits = model(torch.tensor([ids])).logits[:, -3, candidates]
+            out.append(logits.softmax(dim=-1)[0, 0].item())
         return out
 
     return reference
 
 
+def math_shepherd_reference(path, labels):
+    """Math-Shepherd's model card, written out: one pass over "{question} {step 1} ки\n...
+    {step n} ки", the label logits at every position, P(+) where the token is the tag."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    tag = tok.encode("ки", add_special_tokens=False)[-1]
+
+    def reference(problem, steps):
+        output = "\n".join(f"{step} ки" for step in steps)
+        ids = torch.tensor([tok.encode(f"{problem} {output}")])
+        with torch.no_grad():
+            scores = model(ids).logits[:, :, labels].softmax(dim=-1)[:, :, 0]
+        return scores[ids == tag].tolist()
+
+    return reference
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "arch"), [("rlhflow_8b", "llama"), ("math_shepherd", "mistral")])
-def test_generative_prm(name, arch, tmp_path_factory, fresh):
-    path = tiny.causal_lm(tmp_path_factory.mktemp(arch), arch)
-    prm = build_prm(settings_at(name, path))
+def test_rlhflow_prm(tmp_path_factory, fresh):
+    path = tiny.causal_lm(tmp_path_factory.mktemp("llama"), "llama", chat="llama3")
+    prm = build_prm(settings_at("rlhflow_8b", path))
     try:
         assert prm.engine.runner == "generate"
-        check_prm(prm, causal_reference(path, prm), fresh)
+        check_prm(prm, rlhflow_reference(path), fresh)
+    finally:
+        close_engine(prm.engine)
+
+
+@pytest.mark.slow
+def test_math_shepherd_prm(tmp_path_factory, fresh):
+    path = tiny.causal_lm(tmp_path_factory.mktemp("mistral"), "mistral")
+    prm = build_prm(settings_at("math_shepherd", path))
+    try:
+        assert prm.engine.runner == "generate"
+        check_prm(prm, math_shepherd_reference(path, prm.labels), fresh)
     finally:
         close_engine(prm.engine)
 
@@ -144,23 +184,41 @@ def test_generative_prm(name, arch, tmp_path_factory, fresh):
 # --- head PRMs (vLLM pooling runner) -------------------------------------------------------
 
 
+QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+"""Qwen2.5-Math-PRM-7B's model card: the system message of its example."""
+
+
 @pytest.mark.slow
 def test_qwen_math_prm(tmp_path_factory, fresh):
+    """The shipped option (its system prompt) on a tiny Qwen2ForProcessRewardModel, against the
+    model card's code written out: the chat with the steps joined by <extra_0> (one after the
+    last), the 2-class head's positive probability at every <extra_0>."""
+    import yaml
+    from conftest import ROOT
     from safetensors.torch import load_file
-    from transformers import AutoConfig, Qwen2Model
+    from transformers import AutoConfig, AutoTokenizer, Qwen2Model
 
     path = tiny.qwen_process_reward(tmp_path_factory.mktemp("qwen_prm"))
-    prm = build_prm(
-        settings_at("qwen_math_prm_7b", path, system_prompt="Please reason step by step.")
-    )
+    shipped = yaml.safe_load((ROOT / "hotncold/conf/prm/qwen_math_prm_7b.yaml").read_text())
+    prm = build_prm(settings_at("qwen_math_prm_7b", path, system_prompt=shipped["system_prompt"]))
     weights = load_file(str(path / "model.safetensors"))
     body = Qwen2Model(AutoConfig.from_pretrained(path)).eval()
     body.load_state_dict({k[6:]: v for k, v in weights.items() if k.startswith("model.")})
+    tok = AutoTokenizer.from_pretrained(path)
+    step_sep_id = tok.encode("<extra_0>", add_special_tokens=False)[0]
 
     def reference(problem, steps):
-        enc = prm.format.encode(problem, steps)
+        messages = [
+            {"role": "system", "content": QWEN_SYSTEM},
+            {"role": "user", "content": problem},
+            {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"},
+        ]
+        conversation = tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=False
+        )
+        ids = torch.tensor([tok.encode(conversation, add_special_tokens=False)])
         with torch.no_grad():
-            h = body(torch.tensor([enc.ids])).last_hidden_state[0, enc.positions]
+            h = body(ids).last_hidden_state[0, ids[0] == step_sep_id]
             h = torch.relu(h @ weights["score.0.weight"].T + weights["score.0.bias"])
             logits = h @ weights["score.2.weight"].T + weights["score.2.bias"]
         return logits.softmax(-1)[:, 1].tolist()
@@ -175,7 +233,7 @@ def test_qwen_math_prm(tmp_path_factory, fresh):
 @pytest.mark.slow
 def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
     from safetensors.torch import load_file
-    from transformers import Qwen2ForCausalLM
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
 
     path = tiny.skywork_value_head(tmp_path_factory.mktemp("skywork"))
     # the converted folder goes to a fresh cache (set after the build, which reads the
@@ -185,10 +243,20 @@ def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
     weights = load_file(str(path / "model.safetensors"))
     lm = Qwen2ForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
+    tok = AutoTokenizer.from_pretrained(path)
+
     def reference(problem, steps):
-        enc = prm.format.encode(problem, steps)
+        # skywork-o1-prm-inference's prepare_input, written out (step_token "\n"): the
+        # problem's tokens after BOS, then each step's own tokens and the "\n" token, flagged
+        ids = tok.encode(tok.bos_token + problem + "\n", add_special_tokens=False)
+        flags = [0] * len(ids)
+        step_token_id = tok.encode("\n", add_special_tokens=False)[-1]
+        for step in steps:
+            step_ids = [*tok.encode(step, add_special_tokens=False), step_token_id]
+            ids += step_ids
+            flags += [0] * (len(step_ids) - 1) + [1]
         with torch.no_grad():
-            h = lm.model(torch.tensor([enc.ids])).last_hidden_state[0, enc.positions]
+            h = lm.model(torch.tensor([ids])).last_hidden_state[0, torch.tensor(flags) == 1]
         value = h @ weights["v_head.summary.weight"].T + weights["v_head.summary.bias"]
         return value[:, 0].sigmoid().tolist()
 
@@ -222,6 +290,65 @@ def test_trl_token_classification(tmp_path_factory, fresh):
         close_engine(prm.engine)
 
 
+@pytest.mark.slow
+def test_judge_with_its_own_model_scores_a_real_run(real_engine, tmp_path_factory, tmp_path):
+    """prm=judge prm.model_path=<checkpoint>: the judge is that model, on an engine of its own
+    beside the generator's, asked the template's question after every step; the run's step
+    scores are P(+) / (P(+) + P(-)) of its next token, as transformers computes them."""
+    from conftest import tiny_model_config
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hotncold.config import Config, DatasetConfig, ModelConfig
+    from hotncold.experiment.run import execute
+
+    path = tiny.causal_lm(tmp_path_factory.mktemp("judge"), "llama")
+    cfg = Config(
+        out_dir=str(tmp_path / "run"),
+        n=2,
+        model=tiny_model_config(ModelConfig),
+        dataset=DatasetConfig(per_level=1, levels=[1, 2]),
+        prm=settings_at("judge", path, agg_strategy="min"),
+    )
+    execute(cfg)
+    judge = build_prm(cfg.prm)  # the run's judge: its engine is cached
+    try:
+        assert judge.engine is not real_engine and judge.engine.path == str(path)
+        records = [
+            json.loads(x) for x in (tmp_path / "run" / "completions.jsonl").read_text().splitlines()
+        ]
+        info = json.loads((tmp_path / "run" / "run.json").read_text())
+        assert info["status"] == "finished" and info["totals"]["prm_tokens"] > 0
+
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        tok = AutoTokenizer.from_pretrained(path)
+        labels = [tok.encode(t, add_special_tokens=False)[-1] for t in ("+", "-")]
+        checked = 0
+        for record in records:
+            problem = record["problem"]["problem"]
+            for c in record["completions"]:
+                assert len(c["step_scores"]) == len(c["steps"])
+                expected = []
+                for k in range(len(c["steps"])):
+                    question = (
+                        cfg.prm.judge_template.replace("{problem}", problem)
+                        .replace("{steps}", "\n".join(c["steps"][: k + 1]))
+                        .replace("{positive}", "+")
+                        .replace("{negative}", "-")
+                    )
+                    ids = tok.apply_chat_template(
+                        [{"role": "user", "content": question}], add_generation_prompt=True
+                    )["input_ids"]
+                    with torch.no_grad():
+                        logits = model(torch.tensor([ids])).logits[0, -1, labels]
+                    expected.append(logits.softmax(-1)[0].item())
+                assert c["step_scores"] == pytest.approx(expected, abs=2e-4)
+                assert c["score"] == pytest.approx(min(expected) if expected else 0.0, abs=2e-4)
+                checked += len(expected)
+        assert checked > 0
+    finally:
+        close_engine(judge.engine)
+
+
 def test_trl_refuses_a_causal_lm(tmp_path_factory):
     path = tiny.causal_lm(tmp_path_factory.mktemp("not_trl"), "llama")
     with pytest.raises(ValueError, match="not a token-classification PRM"):
@@ -253,7 +380,12 @@ def test_skywork_conversion_renames_the_value_head_and_links_other_shards(tmp_pa
     assert token_classification_folder(str(source)) == folder  # converted once
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForTokenClassification"]
-    assert config["num_labels"] == 1 or len(config["id2label"]) == 1
+    # one label, said both ways transformers reads it (num_labels, id2label); vLLM sizes the
+    # score head from what transformers' config reports
+    assert (config["num_labels"], config["id2label"]) == (1, {"0": "LABEL_0"})
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(folder).num_labels == 1
     assert (folder / "model-00001-of-00002.safetensors").is_symlink()
     converted = load_file(str(folder / "model-00002-of-00002.safetensors"))
     assert set(converted) == {"score.weight", "score.bias"}

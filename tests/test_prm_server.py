@@ -53,7 +53,7 @@ class LengthPRM(PRM):
 def served():
     cfg = prm_config("equation_checker")
     prm = LengthPRM()
-    server = PRMServer(prm, cfg, "127.0.0.1", free_port(), batch_wait_ms=200)
+    server = PRMServer(prm, cfg, "127.0.0.1", free_port())
     server.start()
     yield server, prm
     server.shutdown()
@@ -72,26 +72,49 @@ def test_remote_scores_only_new_steps_and_counts_tokens(served):
     assert remote.stats.tokens == 2 + 4 + 1  # what the server says each item cost
     health = json.loads(urllib.request.urlopen(f"{server.url}/health").read())
     assert health["status"] == "ok" and health["stats"]["requests"] == 2
+    assert health["stats"]["pending"] == 0
+
+
+def wait_until(condition, what: str, timeout: float = 60) -> None:
+    """Poll for an event; fail naming it after `timeout` s (a hang, not a time assertion)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_concurrent_jobs_share_batches(served):
+    """Requests that queue while the PRM is busy are scored together in its next call. The PRM
+    is held in a first request until both jobs' requests are queued: no timing involved."""
     server, prm = served
-    jobs = [client(server), client(server)]
-    barrier = threading.Barrier(2)
+    entered, release = threading.Event(), threading.Event()
+    score_new = prm._score_new
+
+    def held(items):
+        if not release.is_set():
+            entered.set()
+            release.wait()
+        return score_new(items)
+
+    prm._score_new = held
     out: dict[int, list] = {}
 
     def run(i: int) -> None:
-        barrier.wait()
-        out[i] = jobs[i].score([(f"problem {i}", ["x" * (i + 1)])])
+        out[i] = client(server).score([(f"problem {i}", ["x" * (i + 1)])])
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(3)]
+    threads[2].start()  # job 2 occupies the PRM...
+    assert entered.wait(60), "the first request never reached the PRM"
+    for t in threads[:2]:  # ...while jobs 0 and 1 ask at once
         t.start()
+    wait_until(lambda: server.pending() == 2, "both jobs' requests to queue")
+    release.set()
     for t in threads:
-        t.join()
-    assert out == {0: [[0.01]], 1: [[0.02]]}
-    assert prm.calls == [2]  # both jobs' requests in one PRM call
-    assert server.stats.merged_requests == 2
+        t.join(60)
+    assert out == {0: [[0.01]], 1: [[0.02]], 2: [[0.03]]}
+    assert prm.calls == [1, 2]  # job 2 alone, then both jobs' requests in one PRM call
+    stats = server.stats
+    assert (stats.requests, stats.batches, stats.merged_requests, stats.items) == (3, 2, 2, 3)
 
 
 def test_scoring_errors_reach_the_client(served):
@@ -207,7 +230,9 @@ def test_a_real_run_scores_through_the_server(real_engine, tmp_path):
             "hotncold.prm_server",
             *prm_args,
             f"port={port}",
-            "batch_wait_ms=100",
+            # two jobs released together ask within milliseconds; a window far wider than that
+            # makes the merge below a count to check, not a race
+            "batch_wait_ms=3000",
         ],
         cwd=ROOT,
         stdout=log,
@@ -250,8 +275,9 @@ def test_a_real_run_scores_through_the_server(real_engine, tmp_path):
         assert info["totals"]["prm_tokens"] > 0
         assert info["totals"]["prm_tokens"] == health["stats"]["tokens"]
         assert health["stats"]["requests"] >= 1
+        assert health["stats"]["merged_requests"] == 0  # one run: nothing to merge with
 
-        # two jobs at once: their requests are merged into shared engine calls
+        # two jobs at once: their requests are merged into one shared engine call
         jobs = [build_prm(prm), build_prm(prm)]
         barrier = threading.Barrier(2)
         answers: dict[int, list] = {}
@@ -267,7 +293,10 @@ def test_a_real_run_scores_through_the_server(real_engine, tmp_path):
             t.join()
         assert all(len(answers[i][0]) == 2 for i in range(2))
         after = json.loads(urllib.request.urlopen(f"{url}/health").read())["stats"]
-        assert after["merged_requests"] >= 2
+        before = health["stats"]
+        assert after["requests"] - before["requests"] == 2
+        assert after["batches"] - before["batches"] == 1
+        assert after["merged_requests"] == 2
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -314,9 +314,18 @@ def test_a_schedule_sets_the_temperature_of_each_depth():
         [0.4, 0.8],  # depth 1: factor 1.0
         [0.2, 0.4],  # depth 2: factor 0.5
     ]
-    for c in out:
-        assert c.step_temperatures[0] in (0.6, 1.2) and c.step_temperatures[2] in (0.2, 0.4)
-        assert c.temperature is None
+    # each depth deals its first value to the next slot (temperature.deal rotates them), so
+    # the 2 slots of a beam get 0.4 / 0.8 at depth 0, 0.8 / 0.4 at depth 1, 0.4 / 0.8 at
+    # depth 2. The surviving roots are j1 and j3 (scores 0.9, 0.8), both sampled at 0.8 x 1.5;
+    # each keeps its depth-1 j0 (now 0.8 x 1.0, score 0.9); at depth 2 the j1 endings
+    # (0.8 x 0.5, score 0.2) rank above the j0 ones (0.4 x 0.5, score 0.1)
+    assert [[r.temperature for r in call] for call in engine.calls] == [
+        [0.6, 1.2, 0.6, 1.2],
+        [0.8, 0.4, 0.8, 0.4],
+        [0.2, 0.4, 0.2, 0.4],
+    ]
+    assert [c.step_temperatures for c in out] == [[1.2, 0.8, 0.4]] * 2 + [[1.2, 0.8, 0.2]] * 2
+    assert all(c.temperature is None for c in out)
 
 
 def test_lookahead_scores_with_greedy_steps_that_are_not_kept():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, tiny_model_config
+from conftest import ROOT, solved_by_level, tiny_model_config
 
 from hotncold.config import ApproachConfig, Config, DatasetConfig, ModelConfig, TemperatureConfig
 from hotncold.data import load_problems
@@ -46,19 +46,18 @@ def config(out: Path, approach: str, **kw) -> Config:
     )
 
 
-def test_search_runs_end_to_end_and_is_compared_with_best_of_n(real_engine, tmp_path):
-    """6 easy problems, n=8: both searches write complete runs; report them next to Best-of-N."""
-    table = {}
+def test_best_of_n_beam_search_and_dvts_write_complete_runs(real_engine, tmp_path):
+    """6 easy problems, n=8, each approach on the same engine: complete run directories, every
+    generated token accounted to one problem, all problems' candidates in each engine and PRM
+    call (at most one PRM call and three engine calls per search iteration), DVTS's subtrees
+    and beam search's finished solutions as specified, correctness as checked independently.
+    (6 problems cannot rank the approaches, one problem being 0.17 of accuracy: `make bench
+    ARGS=search` and the study compare them.)"""
     for approach in ("best_of_n", "beam_search", "dvts"):
         run = tmp_path / approach
-        calls, tokens = real_engine.stats.calls, real_engine.stats.generated_tokens
+        tokens = real_engine.stats.generated_tokens
         metrics = execute(config(run, approach))
-        table[approach] = {
-            m: round(metrics["overall"][m]["8"], 3) for m in ("naive", "weighted", "majority")
-        }
-        table[approach]["pass@8"] = round(metrics["overall"]["pass"]["8"], 3)
-        table[approach]["tokens"] = real_engine.stats.generated_tokens - tokens
-        table[approach]["engine_calls"] = real_engine.stats.calls - calls
+        generated = real_engine.stats.generated_tokens - tokens
         assert {p.name for p in run.iterdir()} >= {
             "config.yaml",
             "completions.jsonl",
@@ -70,8 +69,15 @@ def test_search_runs_end_to_end_and_is_compared_with_best_of_n(real_engine, tmp_
         assert len(recs) == 6 and all(len(r["completions"]) == 8 for r in recs)
         info = json.loads((run / "run.json").read_text())
         assert info["status"] == "finished"
-        assert info["totals"]["generated_tokens"] == table[approach]["tokens"]
+        assert info["totals"]["generated_tokens"] == generated
+        # pass@8 is the share of problems with a right sample; the model solves some level-1
+        # problems whatever the approach
+        solved = solved_by_level(records(run))
+        for level in (1, 2):
+            assert metrics["by_level"][str(level)]["pass"]["8"] == pytest.approx(solved[level] / 3)
+        assert solved[1] >= 1
         if approach == "best_of_n":
+            assert info["totals"]["engine_calls"] == 1  # all 6 x 8 samples at once
             continue
         # one batch of 6 problems: one PRM call and one engine call per iteration, plus the
         # blank-line retry rounds (at most 2 per iteration)
@@ -84,10 +90,7 @@ def test_search_runs_end_to_end_and_is_compared_with_best_of_n(real_engine, tmp_
                 assert all(t == 0.8 for t in c["step_temperatures"])
                 assert 0 < c["num_tokens"] <= 48 and c["extra"]["search_tokens"] == search_tokens
         # every generated token is accounted to exactly one problem
-        assert (
-            sum(r["completions"][0]["extra"]["search_tokens"] for r in recs)
-            == (table[approach]["tokens"])
-        )
+        assert sum(r["completions"][0]["extra"]["search_tokens"] for r in recs) == generated
         if approach == "dvts":
             for rec in recs:
                 assert [c["group"] for c in rec["completions"]] == [0] * 4 + [1] * 4
@@ -99,13 +102,6 @@ def test_search_runs_end_to_end_and_is_compared_with_best_of_n(real_engine, tmp_
             for rec in recs:  # finished_only: finished solutions, unless none finished
                 finished = [c["finished"] for c in rec["completions"]]
                 assert all(finished) or not any(finished)
-        # the model solves some level-1 problems whatever the approach
-        assert metrics["by_level"]["1"]["pass"]["8"] > 0
-    # 6 problems cannot rank the approaches (one problem is 0.17 of accuracy): the numbers are
-    # reported, not asserted (`pytest -s` prints them)
-    print("\nn=8, 6 problems of levels 1-2, T=0.8, equation_checker (min), max_tokens=48")
-    for approach, row in table.items():
-        print(f"  {approach:12s} {row}")
 
 
 def test_interrupted_search_resumes_to_what_an_uninterrupted_run_writes(

@@ -209,6 +209,23 @@ def test_merged_shards_equal_the_unsharded_run(tmp_path, engine):
     assert merge.main([str(folder)]) == 0  # merging again rewrites the same result
 
 
+def test_merge_command_writes_where_out_says(tmp_path, engine):
+    folder = tmp_path / "sweep"
+    for i in range(2):
+        execute(shard_config(folder, 2, i))
+    whole = shard_config(tmp_path / "whole", 1, 0)
+    execute(whole)
+    out = tmp_path / "elsewhere" / "merged runs"
+    proc = run_module("hotncold.merge", str(folder), "--out", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name = Path(whole.out_dir).name
+    assert proc.stdout.splitlines()[-1] == f"merged 2 shards, 20 problems -> {out / name}"
+    assert sorted(p.name for p in out.iterdir()) == [name]
+    assert records(out / name) == records(Path(whole.out_dir))
+    assert read_json(out / name / "run.json")["status"] == "finished"
+    assert not (folder / "merged").exists()  # nothing written into the sweep
+
+
 def test_merge_refuses_missing_and_partial_shards_and_names_them(tmp_path, engine, capsys):
     folder = tmp_path / "sweep"
     for i in (0, 2):
@@ -420,3 +437,46 @@ def test_readers_answer_as_before_a_checkpoint_until_its_lines_are_whole(
     done = answers()
     assert done[0] == [("done", 3, 3), ("done", 2, 2)]
     assert done[1] == [([], 5)] and len(done[2][0]) == 2 and done[2][1] == []
+
+
+@pytest.mark.slow  # real job processes (a few seconds each), though no engine
+def test_resubmit_takes_a_launcher_setting_for_the_new_jobs(tmp_path):
+    """`status --resubmit hydra.launcher.timeout_min=7` relaunches the unfinished jobs of a
+    real submitit_local sweep through submitit with the new setting (the jobs themselves are
+    the same: they fail again at their config check, no engine starts). On Slurm the same
+    setting becomes the new array's --time (tests/test_cluster.py)."""
+    folder = tmp_path / "sweep"
+    proc = run_module(
+        "hotncold",
+        "-m",
+        "cluster=submitit_local",
+        "temperature=multi",
+        "n=1,2",
+        f"hydra.sweep.dir={folder}",
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    first = sweep_status.sweep_status(folder)
+    runs = [Path(job.run_dir) for job in first.jobs]
+    assert [launcher_of(run)["timeout_min"] for run in runs] == [1440, 1440]  # the option's
+
+    proc = run_module(
+        "hotncold.status", str(folder), "--resubmit", "hydra.launcher.timeout_min=7", timeout=300
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the jobs are still not done
+    assert "resubmitting 2 jobs" in proc.stdout
+    again = sweep_status.sweep_status(folder)
+    assert [j.overrides for j in again.jobs] == [j.overrides for j in first.jobs]
+    assert [Path(j.run_dir) for j in again.jobs] == runs
+    for before, after, run in zip(first.jobs, again.jobs, runs):
+        assert after.state == "failed" and after.job_id != before.job_id  # a new submission
+        assert (folder / ".submitit" / after.job_id).is_dir()
+        assert launcher_of(run)["timeout_min"] == 7
+        assert launcher_of(run)["_target_"].endswith("LocalLauncher")
+
+
+def launcher_of(run: Path) -> dict:
+    """The launcher settings Hydra recorded for the run's last job (.hydra/hydra.yaml)."""
+    import yaml
+
+    return yaml.safe_load((run / ".hydra" / "hydra.yaml").read_text())["hydra"]["launcher"]

@@ -388,10 +388,11 @@ class _Writer:
         if within.empty:
             return ""
         point = 100 * self.opts.point
+        points = f"{point:g} point{'' if point == 1 else 's'}"
         lines = [
             "### Multi-temperature mix vs the best single temperature",
             "",
-            f"How often each mix (or schedule) is within {point:g} point of the best single "
+            f"How often each mix (or schedule) is within {points} of the best single "
             f"temperature of the same scope and N (`{self.opts.method}`, point estimates), and "
             "its paired difference to that temperature at the largest N:",
             "",
@@ -400,7 +401,7 @@ class _Writer:
         for config, part in within.groupby("config", sort=False):
             overall = part[part["scope"] == "overall"]
             lines.append(
-                f"- **{self.labels[config]}**: within {point:g} point in "
+                f"- **{self.labels[config]}**: within {points} in "
                 f"{int(part['within'].sum())} of {len(part)} (scope, N) cells; overall in "
                 f"{int(overall['within'].sum())} of {len(overall)} values of N."
             )

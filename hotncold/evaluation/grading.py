@@ -198,28 +198,38 @@ class Grader:
             self._same[key] = decided
         return self._same[key]
 
+    # Off the main thread the work runs in a child process, and parsed expressions never come
+    # back from it: unpickling a sympy expression rebuilds it, evaluating it again in this
+    # process, unbounded (a parsed 2^{2^{2^{2^{100}}}} would hang the caller). The child parses
+    # and decides; only plain values (a verdict, a _Form) cross.
+
     def _form(self, answer: str) -> _Form:
         key = normalize(answer)
         if key not in self._forms:
-            parsed = self._parse(answer)
-            self._forms[key] = _bounded(
-                _form_of, (parsed,), self.timeout_s, default=_Form(None, ())
-            )
+            if _on_main_thread():
+                self._forms[key] = _form_of(self._parse(answer), self.timeout_s)
+            else:
+                self._forms[key] = _bounded(
+                    _form_of_text, (answer,), self.timeout_s, default=_Form(None, ())
+                )
         return self._forms[key]
 
     def _parse(self, text: str) -> list:
+        """The parse of `text`, cached (main thread only: see above)."""
         key = normalize(text)
         if key not in self._parsed:
-            self._parsed[key] = _bounded(_parse, (text,), self.timeout_s, default=[])
+            self._parsed[key] = _parse(text, self.timeout_s)
         return self._parsed[key]
 
     def _verify(self, gold: str, answer: str) -> bool:
         if len(answer) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
             return False
+        if not _on_main_thread():
+            return bool(_bounded(_verify_texts, (gold, answer), self.timeout_s, default=False))
         gold_parsed, answer_parsed = self._parse(gold), self._parse(answer)
         if not gold_parsed or not answer_parsed:
             return False
-        return bool(_bounded(_verify, (gold_parsed, answer_parsed), self.timeout_s, default=False))
+        return _verify(gold_parsed, answer_parsed, self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -359,18 +369,39 @@ def _verify(gold: list, answer: list, timeout_s: int | None) -> bool:
         return False
 
 
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _form_of_text(text: str, timeout_s: int | None) -> _Form:
+    return _form_of(_parse(text, timeout_s), timeout_s)
+
+
+def _verify_texts(gold: str, answer: str, timeout_s: int | None) -> bool:
+    gold_parsed, answer_parsed = _parse(gold, timeout_s), _parse(answer, timeout_s)
+    return bool(gold_parsed and answer_parsed) and _verify(gold_parsed, answer_parsed, timeout_s)
+
+
 def _bounded(fn: Any, args: tuple, timeout_s: int, default: Any) -> Any:
     """`fn(*args, timeout_s)` bounded in time: math-verify's own signal timeouts on the main
-    thread; elsewhere (signals only work there) in a forked child that is killed when late."""
-    if threading.current_thread() is threading.main_thread():
+    thread; elsewhere (signals only work there) in a forked child that is stopped when late."""
+    if _on_main_thread():
         return fn(*args, timeout_s)
+    import math_verify  # noqa: F401  (imported here, not in each child: seconds of its budget)
+
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, fn, args), daemon=True)
     child.start()
     send.close()
     try:
-        result = receive.recv() if receive.poll(2 * timeout_s) else default
+        if receive.poll(timeout_s):
+            result = receive.recv()
+        else:
+            log.warning(
+                "%s gave no answer in %s s: stopped, taken as %r", fn.__name__, timeout_s, default
+            )
+            result = default
     except EOFError:  # the child died without an answer
         result = default
     child.join(0.1)

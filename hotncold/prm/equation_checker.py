@@ -82,6 +82,8 @@ def _chains(text: str) -> list[list[str]]:
     current: list[str] = []
     previous_kind = None  # "operand", "operator", "open", "close"
     word_since = False  # a word was dropped since the last token kept
+    # per open "(": whether a "*" was implied before it, and the kind of token before it
+    opened: list[tuple[bool, str | None]] = []
 
     def close_chain() -> None:
         nonlocal sides, current
@@ -98,6 +100,7 @@ def _chains(text: str) -> list[list[str]]:
             # "3.5" is one token, so a lone "." ends a sentence
             close_chain()
             previous_kind = None
+            opened = []
         elif token == "=":
             expression = "".join(current).strip()
             if not expression:
@@ -118,6 +121,7 @@ def _chains(text: str) -> list[list[str]]:
             current.append(token)
             previous_kind = "operator"
         elif token == "(":
+            implied = False
             if previous_kind in ("operand", "close"):
                 if word_since:  # "7 apples (from the shop)" is no product
                     if sides:
@@ -125,11 +129,22 @@ def _chains(text: str) -> list[list[str]]:
                     current = []
                 else:
                     current.append("*")  # 2(3 + 4)
+                    implied = True
+            opened.append((implied, previous_kind))
             current.append(token)
             previous_kind = "open"
         elif token == ")":
-            current.append(token)
-            previous_kind = "close"
+            if current and current[-1] == "(":
+                # parentheses that held only words, "8 (apples)": a unit, dropped with them
+                current.pop()
+                implied, previous_kind = opened.pop() if opened else (False, None)
+                if implied:
+                    current.pop()
+            else:
+                if opened:
+                    opened.pop()
+                current.append(token)
+                previous_kind = "close"
         # words and other symbols are dropped: units and filler between numbers
         word_since = is_word or (word_since and not _kept(token))
     close_chain()

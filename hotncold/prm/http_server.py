@@ -116,6 +116,10 @@ class PRMServer:
     def shutdown(self) -> None:
         self.httpd.shutdown()
 
+    def pending(self) -> int:
+        """Requests queued for the batcher and not yet taken into a batch."""
+        return self._queue.qsize()
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok",
@@ -125,6 +129,7 @@ class PRMServer:
             "stats": {
                 **{k: v for k, v in asdict(self.prm.stats).items() if k != "accounts"},
                 **asdict(self.stats),
+                "pending": self.pending(),
             },
         }
 

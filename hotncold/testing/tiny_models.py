@@ -8,7 +8,9 @@ mean nothing. Shapes keep a head dimension of 64, the smallest the CPU attention
 formats need: `<extra_0>` (Qwen2.5-Math-PRM's step separator) and `ки` (Math-Shepherd's tag);
 with `standalone=True` it is a small byte-level BPE trained here instead, so that the models
 need nothing but `tokenizers` (`python -m hotncold.doctor` runs them on GPU installs, which
-do not have the embedded model's package).
+do not have the embedded model's package). Its chat template is SmolLM2's ChatML; `chat="llama3"`
+gives it Llama 3's chat format instead (the family of RLHFlow's PRM, whose reference code reads
+the position that format implies).
 """
 
 from __future__ import annotations
@@ -27,13 +29,34 @@ SIZES = {
 }
 
 
-def tokenizer(out: Path) -> Any:
-    """The embedded model's tokenizer with the PRM formats' special tokens, saved to `out`."""
+CHATS = ("chatml", "llama3")
+# Llama 3's turns, written from Meta's prompt format: BOS, then per message a header, the
+# content stripped, <|eot_id|>; the generation prompt opens an assistant header. (Llama 3.1
+# also puts a system turn first; that moves no position relative to the end of a turn.)
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' "
+    "+ message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+    "{% endif %}"
+)
+LLAMA3_TOKENS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+
+
+def tokenizer(out: Path, chat: str = "chatml") -> Any:
+    """The embedded model's tokenizer with the PRM formats' special tokens, saved to `out`;
+    `chat` picks its chat template (see `CHATS`)."""
     from transformers import AutoTokenizer
 
+    if chat not in CHATS:
+        raise ValueError(f"chat={chat!r}: use one of {', '.join(CHATS)}")
     tok = AutoTokenizer.from_pretrained(prepare())
-    tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    specials = ["<extra_0>", *(LLAMA3_TOKENS if chat == "llama3" else [])]
+    tok.add_special_tokens({"additional_special_tokens": specials})
     tok.add_tokens(["ки"])
+    if chat == "llama3":
+        tok.bos_token, tok.eos_token = "<|begin_of_text|>", "<|eot_id|>"
+        tok.chat_template = LLAMA3_TEMPLATE
     tok.save_pretrained(out)
     return tok
 
@@ -100,13 +123,18 @@ def _config(arch: str, vocab: int, size: str = "tiny", **extra: Any) -> Any:
 
 
 def causal_lm(
-    out: Path, arch: str = "llama", seed: int = 0, size: str = "tiny", standalone: bool = False
+    out: Path,
+    arch: str = "llama",
+    seed: int = 0,
+    size: str = "tiny",
+    standalone: bool = False,
+    chat: str = "chatml",
 ) -> Path:
     """A generative PRM or judge: `*ForCausalLM` (rlhflow: llama, math_shepherd: mistral)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    tok = standalone_tokenizer(out) if standalone else tokenizer(out)
+    tok = standalone_tokenizer(out) if standalone else tokenizer(out, chat)
     torch.manual_seed(seed)
     config = _config(
         arch, len(tok), size, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id

@@ -109,7 +109,12 @@ def _execute(cfg: TrainPRMConfig, rundir: RunDir, held: lock.Lock) -> dict[str, 
             )
             return metrics
         except BaseException as error:
-            info.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[0])
+            # stopped from outside (Ctrl-C, SystemExit), as a search run says: `interrupted`
+            stopped = isinstance(error, KeyboardInterrupt | SystemExit)
+            info.update(
+                status="interrupted" if stopped else "failed",
+                error=f"{type(error).__name__}: {error}".splitlines()[0],
+            )
             write_json(rundir.info, info)
             raise
 
