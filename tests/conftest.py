@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -27,7 +28,9 @@ def real_engine():
     from hotncold.config import ModelConfig
     from hotncold.engine.vllm_engine import close_engines, get_engine
 
-    engine = get_engine(tiny_model_config(ModelConfig))
+    # A KV cache big enough for every slow test's run: a run that sized a bigger one would
+    # restart the shared engine (vllm_engine.get_engine), closing the one tests hold here.
+    engine = get_engine(dataclasses.replace(tiny_model_config(ModelConfig), cpu_kv_cache_gib=4.0))
     yield engine
     close_engines()
 
@@ -67,7 +70,10 @@ def solved_by_level(records: list[dict]) -> dict[int, int]:
             elif not c["answer"]:
                 assert not c["correct"], c  # no answer is never right
         level = rec["problem"]["level"]
-        solved[level] = solved.get(level, 0) + any(c["correct"] for c in rec["completions"])
+        # under finished_only (the default) only finished completions count for pass@n
+        solved[level] = solved.get(level, 0) + any(
+            c["correct"] and c["finished"] for c in rec["completions"]
+        )
     assert checked > 0, "no completion has an integer answer: nothing was checked"
     return solved
 

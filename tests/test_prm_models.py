@@ -247,14 +247,18 @@ def test_skywork_value_head(tmp_path_factory, fresh, monkeypatch):
 
     def reference(problem, steps):
         # skywork-o1-prm-inference's prepare_input, written out (step_token "\n"): the
-        # problem's tokens after BOS, then each step's own tokens and the "\n" token, flagged
+        # problem's tokens after BOS, then the generator's text (the steps joined by the
+        # default "\n\n") line by line, each line's tokens and a "\n" token; a step's score
+        # is the value at the "\n" closing its last line (the blank line between two steps
+        # is read too, but is no step's score)
         ids = tok.encode(tok.bos_token + problem + "\n", add_special_tokens=False)
         flags = [0] * len(ids)
         step_token_id = tok.encode("\n", add_special_tokens=False)[-1]
-        for step in steps:
-            step_ids = [*tok.encode(step, add_special_tokens=False), step_token_id]
-            ids += step_ids
-            flags += [0] * (len(step_ids) - 1) + [1]
+        for k, step in enumerate(steps):
+            lines = ([""] if k else []) + step.split("\n")
+            for i, line in enumerate(lines):
+                ids += [*tok.encode(line, add_special_tokens=False), step_token_id]
+                flags += [0] * (len(ids) - len(flags) - 1) + [int(i == len(lines) - 1)]
         with torch.no_grad():
             h = lm.model(torch.tensor([ids])).last_hidden_state[0, torch.tensor(flags) == 1]
         value = h @ weights["v_head.summary.weight"].T + weights["v_head.summary.bias"]
