@@ -53,6 +53,7 @@ def test_best_of_n_beam_search_and_dvts_write_complete_runs(real_engine, tmp_pat
     and beam search's finished solutions as specified, correctness as checked independently.
     (6 problems cannot rank the approaches, one problem being 0.17 of accuracy: `make bench
     ARGS=search` and the study compare them.)"""
+    solved_any = 0  # some approach solves some problem: the checks above compare something
     for approach in ("best_of_n", "beam_search", "dvts"):
         run = tmp_path / approach
         tokens = real_engine.stats.generated_tokens
@@ -70,12 +71,11 @@ def test_best_of_n_beam_search_and_dvts_write_complete_runs(real_engine, tmp_pat
         info = json.loads((run / "run.json").read_text())
         assert info["status"] == "finished"
         assert info["totals"]["generated_tokens"] == generated
-        # pass@8 is the share of problems with a right sample; the model solves some level-1
-        # problems whatever the approach
+        # pass@8 is the share of problems with a right finished sample (finished_only)
         solved = solved_by_level(records(run))
         for level in (1, 2):
             assert metrics["by_level"][str(level)]["pass"]["8"] == pytest.approx(solved[level] / 3)
-        assert solved[1] >= 1
+        solved_any += solved[1] + solved[2]
         if approach == "best_of_n":
             assert info["totals"]["engine_calls"] == 1  # all 6 x 8 samples at once
             continue
@@ -102,6 +102,7 @@ def test_best_of_n_beam_search_and_dvts_write_complete_runs(real_engine, tmp_pat
             for rec in recs:  # finished_only: finished solutions, unless none finished
                 finished = [c["finished"] for c in rec["completions"]]
                 assert all(finished) or not any(finished)
+    assert solved_any >= 1
 
 
 def test_interrupted_search_resumes_to_what_an_uninterrupted_run_writes(
