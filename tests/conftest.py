@@ -22,6 +22,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def no_hydra_state_left_behind():
+    """Fail a test after which Hydra's global state is still set up: hotncold's own code must
+    clear what it sets up (hydra_private.app), or a later `initialize_config_dir` in the same
+    process is refused. A test that runs `@hydra.main` in process clears it itself."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    yield
+    leaked = GlobalHydra.instance().is_initialized()
+    GlobalHydra.instance().clear()
+    assert not leaked, "this test left GlobalHydra initialized (see hydra_private.app)"
+
+
 @pytest.fixture(scope="session")
 def real_engine():
     """The embedded SmolLM2 model on vLLM, shared by every slow test of the session."""

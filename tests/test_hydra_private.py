@@ -17,9 +17,8 @@ from hotncold.cluster.sweep_status import LAUNCHERS
 
 @pytest.fixture
 def app():
-    hydra = hydra_app("hotncold")
-    yield hydra
-    GlobalHydra.instance().clear()
+    with hydra_app("hotncold") as hydra:
+        yield hydra
 
 
 def test_a_sweep_expands_into_the_cross_product_in_launch_order(app):
@@ -82,3 +81,14 @@ def test_the_launcher_a_composed_config_names_is_built_with_its_settings(
     if cluster != "local":
         # status tells Slurm sweeps from local ones by this target (multirun.yaml keeps it)
         assert LAUNCHERS[launcher] == cluster
+
+
+def test_the_instance_is_cleared_when_its_block_ends_even_on_an_error():
+    """Callers compose afterwards in the same process (status, then analyze; the tests):
+    an instance left behind makes their `initialize_config_dir` fail."""
+    with hydra_app("hotncold"):
+        assert GlobalHydra.instance().is_initialized()
+    assert not GlobalHydra.instance().is_initialized()
+    with pytest.raises(RuntimeError), hydra_app("hotncold"):
+        raise RuntimeError("a job failed")
+    assert not GlobalHydra.instance().is_initialized()

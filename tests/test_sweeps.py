@@ -61,7 +61,8 @@ def sweep(monkeypatch, *args: str) -> None:
     """`python -m hotncold -m ARGS`, in this process (Hydra's basic launcher)."""
     from hotncold.cluster.sweep import hydra_app, task
 
-    hydra_app("hotncold").multirun(config_name="config", task_function=task, overrides=list(args))
+    with hydra_app("hotncold") as hydra:
+        hydra.multirun(config_name="config", task_function=task, overrides=list(args))
 
 
 SWEEP = ["dataset.per_level=1", "n=2", "batch_size=2"]  # 5 problems per job, 3 batches

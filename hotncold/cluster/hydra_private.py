@@ -10,7 +10,8 @@ upgrade that changes it fails there first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from hydra._internal.callbacks import Callbacks
@@ -28,13 +29,19 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 """The `_target_` of Hydra's default sweeper, as multirun.yaml records it."""
 
 
-def app(job_name: str, conf_dir: str) -> Hydra:
-    """A Hydra instance on the config folder `conf_dir`, as `@hydra.main` sets one up (Hydra's
-    global state is reset first: one instance per process)."""
+@contextmanager
+def app(job_name: str, conf_dir: str) -> Iterator[Hydra]:
+    """A Hydra instance on the config folder `conf_dir`, as `@hydra.main` sets one up, for the
+    `with` block only: Hydra keeps one instance per process in global state, so it is reset
+    before and cleared after (a caller that composes afterwards, e.g. `initialize_config_dir`,
+    would otherwise be refused with "GlobalHydra is already initialized")."""
     GlobalHydra.instance().clear()
-    return Hydra.create_main_hydra2(
-        task_name=job_name, config_search_path=create_config_search_path(conf_dir)
-    )
+    try:
+        yield Hydra.create_main_hydra2(
+            task_name=job_name, config_search_path=create_config_search_path(conf_dir)
+        )
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def expand(hydra: Hydra, arguments: Sequence[str]) -> list[list[str]]:

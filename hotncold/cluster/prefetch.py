@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import hotncold.config.hydra  # noqa: F401  (the schema and resolvers the jobs' configs need)
@@ -51,8 +50,7 @@ def _chooses(override: str) -> bool:
 def job_configs(arguments: Sequence[str]) -> list[Config]:
     """The distinct configs (as far as downloads go) of the sweep `arguments` describe: the
     preset's `hydra.sweeper.params` and the command line's values, expanded to jobs."""
-    hydra = hydra_private.app("hotncold", str(CONF_DIR))
-    try:
+    with hydra_private.app("hotncold", str(CONF_DIR)) as hydra:
         base = hydra_private.compose_multirun(hydra, "config", list(arguments))
         params = [f"{k}={v}" for k, v in (base.hydra.sweeper.get("params") or {}).items()]
         jobs = hydra_private.expand(hydra, [*params, *arguments])
@@ -66,8 +64,6 @@ def job_configs(arguments: Sequence[str]) -> list[Config]:
             cfg = to_config(plain)
             validate(cfg)
             configs.append(cfg)
-    finally:
-        GlobalHydra.instance().clear()  # leave no Hydra state behind (callers may compose)
     return configs
 
 

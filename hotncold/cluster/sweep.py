@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def expected_jobs(sweep_dir: Path) -> list[Job]:
         )
     params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     arguments = params + list(stored.hydra.overrides.task)
-    jobs = hydra_private.expand(hydra_app(stored.hydra.job.name), arguments)
+    with hydra_app(stored.hydra.job.name) as hydra:
+        jobs = hydra_private.expand(hydra, arguments)
     return [tuple(job) for job in jobs]
 
 
@@ -76,23 +78,23 @@ def relaunch(sweep_dir: Path, jobs: list[Job], extra: Sequence[str] = ()) -> lis
     if not jobs:
         return []
     stored = read_multirun(sweep_dir)
-    hydra = hydra_app(stored.hydra.job.name)
-    overrides = [
-        *stored.hydra.overrides.hydra,
-        f"hydra.sweep.dir={Path(sweep_dir).resolve()}",  # the same folder from any cwd
-        *extra,
-        *stored.hydra.overrides.task,
-    ]
-    config = hydra_private.compose_multirun(hydra, stored.hydra.job.config_name, overrides)
-    launcher = hydra_private.launcher(hydra, config, task)
-    log.info("relaunching %d jobs through %s", len(jobs), config.hydra.launcher._target_)
-    errors = []
-    for ret in launcher.launch([list(job) for job in jobs], initial_job_idx=0):
-        if ret.status != JobStatus.COMPLETED:
-            try:
-                ret.return_value  # noqa: B018  (raises the job's error)
-            except Exception as error:
-                errors.append(f"{type(error).__name__}: {error}".splitlines()[0])
+    with hydra_app(stored.hydra.job.name) as hydra:
+        overrides = [
+            *stored.hydra.overrides.hydra,
+            f"hydra.sweep.dir={Path(sweep_dir).resolve()}",  # the same folder from any cwd
+            *extra,
+            *stored.hydra.overrides.task,
+        ]
+        config = hydra_private.compose_multirun(hydra, stored.hydra.job.config_name, overrides)
+        launcher = hydra_private.launcher(hydra, config, task)
+        log.info("relaunching %d jobs through %s", len(jobs), config.hydra.launcher._target_)
+        errors = []
+        for ret in launcher.launch([list(job) for job in jobs], initial_job_idx=0):
+            if ret.status != JobStatus.COMPLETED:
+                try:
+                    ret.return_value  # noqa: B018  (raises the job's error)
+                except Exception as error:
+                    errors.append(f"{type(error).__name__}: {error}".splitlines()[0])
     return errors
 
 
@@ -102,6 +104,7 @@ def task(cfg: Any) -> Any:
     return run(cfg)
 
 
-def hydra_app(job_name: str) -> Any:
-    """A Hydra instance on hotncold's config groups, as `@hydra.main` sets one up."""
+def hydra_app(job_name: str) -> AbstractContextManager[Any]:
+    """A Hydra instance on hotncold's config groups, as `@hydra.main` sets one up, for a `with`
+    block (Hydra's global state is cleared when it ends)."""
     return hydra_private.app(job_name, str(CONF_DIR))
