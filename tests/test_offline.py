@@ -252,6 +252,20 @@ def test_doctor_memory_check_on_the_declared_card(hub_cache):
     ]
 
 
+def test_doctor_memory_check_on_the_cpu_counts_a_kv_cache_sized_per_batch(hub_cache):
+    """The generator's `cpu_kv_cache_gib` is null by default (sized per batch when the run
+    starts): the check counts the least it takes, and does not fail on the missing number."""
+    cached_repo(hub_cache, LLAMA, model_files(LLAMA))
+    cfg = Config(model=ModelConfig(path=LLAMA, max_tokens=2048, max_model_len=4096))
+    assert cfg.model.cpu_kv_cache_gib is None and cfg.cluster.gpu_memory_gib is None
+    [fit] = checks.memory_checks(cfg)
+    assert fit.status == checks.PASS, fit.detail
+    assert "1 engine(s) need about" in fit.detail and "sized per batch" in fit.detail
+    cfg.model.cpu_kv_cache_gib = 2.0
+    [fixed] = checks.memory_checks(cfg)
+    assert fixed.status == checks.PASS and "sized per batch" not in fixed.detail
+
+
 def test_doctor_fails_offline_when_the_config_needs_what_is_not_cached(tmp_path):
     env_cache = tmp_path / "empty-hf"
     proc = run_module(

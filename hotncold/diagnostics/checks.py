@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from hotncold.config import Config, ConfigError, ModelPRMConfig
-from hotncold.engine import hf_cache, machine, model_facts, vllm_versions
+from hotncold.engine import hf_cache, kv_cache, machine, model_facts, vllm_versions
 from hotncold.engine.memory import GiB, gib
 from hotncold.experiment.preflight import hub_needs, prefetch_command
 from hotncold.prm.registry import needs_own_engine, plan_engines
@@ -217,7 +217,9 @@ def memory_checks(cfg: Config) -> list[Check]:
 
 
 def _cpu_memory(cfg: Config) -> Check:
-    """CPU engines: float32 weights (dtype auto) plus their KV caches in this memory."""
+    """CPU engines: float32 weights (dtype auto), an engine's runtime and the KV caches in this
+    memory. A generator cache left unset (null) is sized per batch when the run starts, from
+    `kv_cache.DEFAULT_GIB` up: the smallest it takes is counted here."""
     engines = [(cfg.model.path, cfg.model.dtype, cfg.model.cpu_kv_cache_gib)]
     if needs_own_engine(cfg.prm, cfg.model):
         assert isinstance(cfg.prm, ModelPRMConfig)  # a PRM with an engine of its own
@@ -229,9 +231,13 @@ def _cpu_memory(cfg: Config) -> Check:
         if params is None:
             return Check("memory", "fit", SKIP, f"size of {path} unknown here (config.json)")
         total += model_facts.weight_bytes(params, "float32" if dtype == "auto" else dtype)
-        total += kv * GiB
+        total += kv_cache.ENGINE_RUNTIME_BYTES
+        total += (kv_cache.DEFAULT_GIB if kv is None else kv) * GiB
     available = _available_memory()
     detail = f"CPU: {len(engines)} engine(s) need about {gib(total)}"
+    if cfg.model.cpu_kv_cache_gib is None:
+        least = f"{kv_cache.DEFAULT_GIB:g} GiB"
+        detail += f" (the generator's KV cache at its least, {least}: sized per batch)"
     if available is None:
         return Check("memory", "fit", SKIP, detail + "; available memory unknown")
     ok = total < available
