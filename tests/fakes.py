@@ -51,3 +51,16 @@ class ScriptedEngine:
 def problem_of(prompt: str) -> str:
     """The user message inside a ScriptedEngine prompt."""
     return prompt.split("<user>", 1)[1].split("<assistant>", 1)[0]
+
+
+def half_right(answers: dict[str, str]) -> Script:
+    """A script whose even samples solve the problem (`answers`: problem -> answer) and whose
+    odd ones claim a false equation and a wrong answer."""
+
+    def solve(request: GenerationRequest, i: int) -> str:
+        answer = answers[problem_of(request.prompt)]
+        if i % 2 == 0:
+            return f"{answer} + 0 = {answer}\nThe answer is {answer}."
+        return f"1 + 1 = 3\nThe answer is {int(answer) + 1}."
+
+    return solve

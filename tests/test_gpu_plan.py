@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from published_configs import LLAMA_3_2_1B as LLAMA_1B
+from published_configs import QWEN_MATH_PRM_7B as QWEN_PRM_7B
+from published_configs import RLHFLOW_8B
 
 import hotncold.engine.vllm_engine
 from hotncold.config import (
@@ -30,53 +33,6 @@ from hotncold.engine.memory import EngineNeed, GiB
 from hotncold.experiment.run import execute
 from hotncold.prm.registry import plan_engines, prm_config
 
-LLAMA_1B = {
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 2048,
-    "num_hidden_layers": 16,
-    "intermediate_size": 8192,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 64,
-    "vocab_size": 128256,
-    "tie_word_embeddings": True,
-    "max_position_embeddings": 131072,
-    "rope_scaling": {
-        "factor": 32.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-    },
-    "torch_dtype": "bfloat16",
-}
-RLHFLOW_8B = {  # Llama-3.1-8B dims (its shards total 16.07 GB = 8.03B bf16 parameters)
-    "architectures": ["LlamaForCausalLM"],
-    "hidden_size": 4096,
-    "num_hidden_layers": 32,
-    "intermediate_size": 14336,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "tie_word_embeddings": False,
-    "max_position_embeddings": 131072,
-    "rope_scaling": {
-        "factor": 8.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-    },
-    "torch_dtype": "bfloat16",
-}
-QWEN_PRM_7B = {
-    "architectures": ["Qwen2ForProcessRewardModel"],
-    "hidden_size": 3584,
-    "num_hidden_layers": 28,
-    "intermediate_size": 18944,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "vocab_size": 152064,
-    "tie_word_embeddings": False,
-    "max_position_embeddings": 4096,
-    "torch_dtype": "bfloat16",
-}
 ACEMATH_7B = {**QWEN_PRM_7B, "architectures": ["Qwen2ForCausalLM"]}  # same shape, LM head
 CONFIGS = {
     "meta-llama/Llama-3.2-1B-Instruct": LLAMA_1B,

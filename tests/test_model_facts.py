@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from published_configs import LLAMA_3_2_1B, QWEN_2_5_1_5B, QWEN_MATH_PRM_7B
 
 from hotncold.engine import model_facts
 from hotncold.engine.model_facts import Parameters, parameter_count, read_config, weight_bytes
@@ -70,29 +71,8 @@ def test_every_shipped_architecture_counts_what_its_checkpoint_holds(tmp_path, b
 def test_published_sizes_from_their_configs():
     # config.json values of the published models (/work/notes/models.md, from their cards):
     # the counts they state.
-    llama_1b = {
-        "architectures": ["LlamaForCausalLM"],
-        "hidden_size": 2048,
-        "num_hidden_layers": 16,
-        "intermediate_size": 8192,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "head_dim": 64,
-        "vocab_size": 128256,
-        "tie_word_embeddings": True,
-    }
-    qwen_15b = {
-        "architectures": ["Qwen2ForCausalLM"],
-        "hidden_size": 1536,
-        "num_hidden_layers": 28,
-        "intermediate_size": 8960,
-        "num_attention_heads": 12,
-        "num_key_value_heads": 2,
-        "vocab_size": 151936,
-        "tie_word_embeddings": True,
-    }
-    assert parameter_count(llama_1b).total == 1_235_814_400  # "1.23 billion parameters"
-    qwen = parameter_count(qwen_15b)
+    assert parameter_count(LLAMA_3_2_1B).total == 1_235_814_400  # "1.23 billion parameters"
+    qwen = parameter_count(QWEN_2_5_1_5B)
     assert qwen.total == 1_543_714_304  # card: 1.54B, 1.31B non-embedding
     assert qwen.total - qwen.embedding == 1_310_340_608
     assert weight_bytes(qwen, "bfloat16") == 2 * 1_543_714_304
@@ -111,33 +91,6 @@ def test_unknown_architectures_and_missing_configs_give_none(tmp_path):
 
 # --- the context vLLM derives, and KV bytes per token ---------------------------------------
 
-QWEN_MATH_PRM_7B = {  # Qwen/Qwen2.5-Math-PRM-7B config.json (/work/notes/models.md)
-    "architectures": ["Qwen2ForProcessRewardModel"],
-    "hidden_size": 3584,
-    "num_hidden_layers": 28,
-    "intermediate_size": 18944,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "vocab_size": 152064,
-    "tie_word_embeddings": False,
-    "max_position_embeddings": 4096,
-    "rope_theta": 10000.0,
-    "sliding_window": 131072,
-    "use_sliding_window": False,
-    "torch_dtype": "bfloat16",
-}
-LLAMA_3_2_1B_ROPE = {  # meta-llama/Llama-3.2-1B-Instruct's length and RoPE settings
-    "architectures": ["LlamaForCausalLM"],
-    "max_position_embeddings": 131072,
-    "rope_scaling": {
-        "factor": 32.0,
-        "high_freq_factor": 4.0,
-        "low_freq_factor": 1.0,
-        "original_max_position_embeddings": 8192,
-        "rope_type": "llama3",
-    },
-}
-
 # (config.json changes, the max_model_len vLLM derives), written from vLLM's
 # _get_and_verify_max_len (config/model.py, 0.21-0.33; the CPU build's is the same code)
 DERIVED = [
@@ -148,7 +101,7 @@ DERIVED = [
     ),
     ({"max_position_embeddings": 4096, "rope_scaling": {"type": "dynamic", "factor": 4.0}}, 16384),
     (  # already scaled: llama3, yarn (0.30+; 0.21-0.29 accepted more)
-        {"max_position_embeddings": 131072, "rope_scaling": LLAMA_3_2_1B_ROPE["rope_scaling"]},
+        {"max_position_embeddings": 131072, "rope_scaling": LLAMA_3_2_1B["rope_scaling"]},
         131072,
     ),
     (
@@ -185,7 +138,7 @@ def test_published_context_limits():
     assert model_facts.max_positions(QWEN_MATH_PRM_7B) == model_facts.Positions(
         4096, "max_position_embeddings"
     )
-    assert model_facts.max_positions(LLAMA_3_2_1B_ROPE).limit == 131072
+    assert model_facts.max_positions(LLAMA_3_2_1B).limit == 131072
     # the tokenizer's model_max_length caps only pooling models with absolute positions
     tokenizer = {"model_max_length": 512}
     bert = {"max_position_embeddings": 1024, "position_embedding_type": "absolute"}

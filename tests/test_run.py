@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from fakes import ScriptedEngine, problem_of
+from fakes import ScriptedEngine, half_right
 
 import hotncold.engine.vllm_engine
 from hotncold.config import Config, ConfigError, DatasetConfig, TemperatureConfig
@@ -18,17 +18,9 @@ from hotncold.experiment.run import execute
 ANSWERS = {r["problem"]: r["answer"] for r in generate(4)}
 
 
-def solver(request, i):
-    answer = ANSWERS[problem_of(request.prompt)]
-    # every other sample is right; the wrong ones claim a false equation
-    if i % 2 == 0:
-        return f"{answer} + 0 = {answer}\nThe answer is {answer}."
-    return f"1 + 1 = 3\nThe answer is {int(answer) + 1}."
-
-
 @pytest.fixture
 def engine(monkeypatch):
-    fake = ScriptedEngine(solver)
+    fake = ScriptedEngine(half_right(ANSWERS))
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
