@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import run_module
-from fakes import ScriptedEngine, problem_of
+from fakes import ScriptedEngine, half_right
 
 import hotncold.engine.vllm_engine
 from hotncold.config import Config, DatasetConfig, TemperatureConfig
@@ -178,16 +178,9 @@ def test_the_bar_moves_within_a_batch_and_ends_on_the_tokens_generated(monkeypat
         assert (bar.bar.n, bar.bar.total) == (800, 800)
 
 
-def solver(request, i):
-    answer = ANSWERS[problem_of(request.prompt)]
-    if i % 2 == 0:
-        return f"{answer} + 0 = {answer}\nThe answer is {answer}."
-    return f"1 + 1 = 3\nThe answer is {int(answer) + 1}."
-
-
 @pytest.fixture
 def engine(monkeypatch):
-    fake = ScriptedEngine(solver)
+    fake = ScriptedEngine(half_right(ANSWERS))
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
@@ -290,8 +283,8 @@ def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_
     done = [line for line in lines if line.startswith("best_of_n ") and " at N=4 (%)" in line]
     assert [line.split()[1] for line in done] == ["T0.4", "T1.2", "T0.4-0.8-1.2"]
     assert re.search(r"tok/s, 5/5 problems\]", proc.stderr)  # the bar counted generated tokens
-    runs = sorted(p for p in sweep.iterdir() if (p / "run.log").exists())
-    log = (runs[0] / "run.log").read_text()
+    logs = [p.read_text() for p in sorted(sweep.glob("*/run.log"))]
+    [log] = [text for text in logs if "starting vLLM on" in text]  # the run that started it
     assert " vllm" in log and "vllm.processes: " in log  # vLLM's loggers and its processes
 
     report = run_module("hotncold.analyze", str(sweep), "--out", str(sweep / "analysis"))
