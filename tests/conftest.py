@@ -63,6 +63,33 @@ def run_module(
     )
 
 
+def composed_config(*overrides: str, out_dir: str = "/tmp/unused"):
+    """The typed `Config` `python -m hotncold OVERRIDES` would run, composed in this process
+    through Hydra's compose API (so a real-path test can run it on the session's engine
+    instead of starting one in a subprocess)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import hotncold.config.hydra  # noqa: F401  (the schema and resolvers)
+    from hotncold.experiment.run import to_config
+
+    given = [f"out_dir={out_dir}", "overrides=[]", *overrides]
+    with initialize_config_dir(config_dir=str(ROOT / "hotncold" / "conf"), version_base="1.3"):
+        composed = compose("config", overrides=given, return_hydra_config=True)
+    cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
+    cfg.overrides = list(overrides)
+    return cfg
+
+
+def sweep_in_process(*overrides: str) -> None:
+    """`python -m hotncold -m OVERRIDES` in this process (Hydra's basic launcher): its jobs
+    reuse the engine this process holds (the session's `real_engine`, or a scripted one)."""
+    from hotncold.cluster.sweep import hydra_app, task
+
+    with hydra_app("hotncold") as hydra:
+        hydra.multirun(config_name="config", task_function=task, overrides=list(overrides))
+
+
 def tiny_model_config(cls):
     """The embedded model with the settings of the option hotncold/conf/model/smollm2_135m.yaml."""
     return cls(path="embedded:smollm2_135m", max_tokens=96, max_model_len=1024, step_delimiter="\n")

@@ -676,24 +676,18 @@ def test_datasets_without_levels_or_subjects(study, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_sweep_on_the_embedded_model_then_its_report(tmp_path):
-    """A real basic-launcher sweep (vLLM on the CPU), then the analyzer's CLI on its folder."""
+def test_real_sweep_on_the_embedded_model_then_its_report(real_engine, tmp_path):
+    """A real basic-launcher sweep (vLLM on the CPU, the session's engine), then the
+    analyzer's CLI on its folder."""
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, sweep_in_process
 
     sweep = tmp_path / "sweep"
-    args = ["temperature=cold,hot", "seed=0,1", "n=4", "dataset.per_level=2"]
-    args += ["model.max_tokens=64", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "hotncold", "-m", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    args = ["temperature=cold,hot", "seed=0,1", "n=4", "dataset.per_level=1"]
+    sweep_in_process(*args, "model.max_tokens=64", f"hydra.sweep.dir={sweep}")
+    assert len(list(sweep.glob("*/run.json"))) == 4
     out = tmp_path / "report"
     analyze_args = [str(sweep), "--out", str(out), "--bootstrap", "1000"]
     proc = subprocess.run(
@@ -717,7 +711,7 @@ def test_real_sweep_on_the_embedded_model_then_its_report(tmp_path):
     for f in figures:
         assert png_ok(f) and f"figures/{f.name}" in text
     results = pd.read_parquet(out / "results.parquet")
-    assert len(results) == 4 * 10 * 3 * 4  # runs x problems x N in 1, 2, 4 x methods
+    assert len(results) == 4 * 5 * 3 * 4  # runs x problems x N in 1, 2, 4 x methods
     assert set(results["temperature"]) == {"T0.4", "T1.2"}
     # each level's verdict is the one its numbers imply: the paired mean difference (computed
     # here from the per-problem table), and whether comparisons.csv's interval excludes 0

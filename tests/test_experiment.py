@@ -175,20 +175,20 @@ def test_make_experiment_sweeps_then_analyses_the_same_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_reduced_cpu_preset_runs_and_its_report_appears(tmp_path):
-    """The CPU preset on the real path, shrunk: 2 approaches x 2 temperatures, 1 seed, 2 easy
-    problems at n=4; then the analyzer's report on its sweep folder."""
+def test_reduced_cpu_preset_runs_and_its_report_appears(real_engine, tmp_path):
+    """The CPU preset on the real path (the session's engine), shrunk: 2 approaches x 2
+    temperatures, 1 seed, 2 easy problems at n=4; then the analyzer's report on its sweep
+    folder."""
     import json
 
-    from conftest import run_module
+    from conftest import run_module, sweep_in_process
 
     sweep = tmp_path / "sweep"
-    args = ["-m", "experiment=hot_vs_cold_cpu", f"hydra.sweep.dir={sweep}"]
+    args = ["experiment=hot_vs_cold_cpu", f"hydra.sweep.dir={sweep}"]
     args += ["approach=best_of_n,beam_search", "temperature=cold,multi", "seed=0"]
     args += ["dataset.per_level=1", "dataset.levels=[1,2]", "n=4", "model.max_tokens=48"]
     args += ["approach.num_iterations=3"]
-    proc = run_module("hotncold", *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    sweep_in_process(*args)
     runs = sorted(p.parent for p in sweep.glob("*/run.json"))
     assert len(runs) == 4
     for run in runs:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, solved_by_level, tiny_model_config
+from conftest import composed_config, solved_by_level, tiny_model_config
 
 from hotncold.config import ApproachConfig, Config, DatasetConfig, ModelConfig, TemperatureConfig
 from hotncold.data import load_problems
@@ -147,30 +145,25 @@ def test_interrupted_search_resumes_to_what_an_uninterrupted_run_writes(
             assert c["temperature"] is None
 
 
-def test_cli_dvts_with_an_annealing_schedule(tmp_path):
+def test_dvts_with_the_anneal_option_of_the_temperature_group(real_engine, tmp_path):
+    """`temperature=anneal temperature.horizon=2` as the command line composes it, run on the
+    session's engine: every step of a subtree no hotter than the one before, 1.2 -> 0.4."""
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotncold",
-            "approach=dvts",
-            "approach.beam_width=2",
-            "approach.num_iterations=3",
-            "temperature=anneal",
-            "temperature.horizon=2",
-            "n=4",
-            "dataset.levels=[1]",
-            "dataset.per_level=2",
-            "model.max_tokens=48",
-            f"hydra.run.dir={run}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
+    calls = real_engine.stats.calls
+    cfg = composed_config(
+        "approach=dvts",
+        "approach.beam_width=2",
+        "approach.num_iterations=3",
+        "temperature=anneal",
+        "temperature.horizon=2",
+        "n=4",
+        "dataset.levels=[1]",
+        "dataset.per_level=2",
+        "model.max_tokens=48",
+        out_dir=str(run),
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    execute(cfg)
+    assert real_engine.stats.calls > calls  # the session's engine ran it, no other
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["approach"]["name"] == "dvts" and config["temperature"]["schedule"] == "linear"
     for rec in records(run):

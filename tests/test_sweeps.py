@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_module
+from conftest import ROOT, run_module, sweep_in_process
 from fakes import ScriptedEngine, problem_of
 
 import hotncold.config.hydra  # registers the schema and resolvers
@@ -59,10 +59,7 @@ def engine(monkeypatch):
 
 def sweep(monkeypatch, *args: str) -> None:
     """`python -m hotncold -m ARGS`, in this process (Hydra's basic launcher)."""
-    from hotncold.cluster.sweep import hydra_app, task
-
-    with hydra_app("hotncold") as hydra:
-        hydra.multirun(config_name="config", task_function=task, overrides=list(args))
+    sweep_in_process(*args)
 
 
 SWEEP = ["dataset.per_level=1", "n=2", "batch_size=2"]  # 5 problems per job, 3 batches
@@ -326,31 +323,6 @@ def test_a_merged_run_is_named_as_hydra_names_the_unsharded_run():
     assert run_name(dataclasses.asdict(cfg)) == composed(*args).run_name
 
 
-@pytest.mark.slow  # real job processes (a few seconds each), though no engine
-def test_status_reads_why_a_submitit_job_died_before_its_run_began(tmp_path):
-    """Real submitit (local executor): jobs whose config is invalid exit before writing run.json;
-    status finds the error line in submitit's log (no engine is started)."""
-    folder = tmp_path / "sweep"
-    proc = run_module(
-        "hotncold",
-        "-m",
-        "cluster=submitit_local",
-        "temperature=multi",
-        "n=1,2",
-        f"hydra.sweep.dir={folder}",
-        timeout=300,
-    )
-    assert proc.returncode != 0
-    report = sweep_status.sweep_status(folder)
-    assert report.launcher == "submitit_local"
-    for job, n in zip(report.jobs, (1, 2)):
-        assert job.state == "failed" and job.run_dir is not None and job.job_id
-        assert job.note == (
-            f"hotncold: error: n={n} is smaller than the 3 temperatures in temperature.values; "
-            "raise n to at least 3"
-        )
-
-
 # ---- readers while a run writes -----------------------------------------------------------
 
 
@@ -441,11 +413,15 @@ def test_readers_answer_as_before_a_checkpoint_until_its_lines_are_whole(
 
 
 @pytest.mark.slow  # real job processes (a few seconds each), though no engine
-def test_resubmit_takes_a_launcher_setting_for_the_new_jobs(tmp_path):
-    """`status --resubmit hydra.launcher.timeout_min=7` relaunches the unfinished jobs of a
-    real submitit_local sweep through submitit with the new setting (the jobs themselves are
-    the same: they fail again at their config check, no engine starts). On Slurm the same
-    setting becomes the new array's --time (tests/test_cluster.py)."""
+def test_status_reads_why_submitit_jobs_died_and_resubmit_relaunches_them_with_a_new_setting(
+    tmp_path,
+):
+    """Real submitit (local executor): jobs whose config is invalid exit before writing
+    run.json; status finds the error line in submitit's log (no engine is started). Then
+    `status --resubmit hydra.launcher.timeout_min=7` relaunches the unfinished jobs through
+    submitit with the new setting (the jobs themselves are the same: they fail again at their
+    config check). On Slurm the same setting becomes the new array's --time
+    (tests/test_cluster.py)."""
     folder = tmp_path / "sweep"
     proc = run_module(
         "hotncold",
@@ -457,8 +433,16 @@ def test_resubmit_takes_a_launcher_setting_for_the_new_jobs(tmp_path):
         timeout=300,
     )
     assert proc.returncode != 0
-    first = sweep_status.sweep_status(folder)
-    runs = [Path(job.run_dir) for job in first.jobs]
+    report = sweep_status.sweep_status(folder)
+    assert report.launcher == "submitit_local"
+    for job, n in zip(report.jobs, (1, 2)):
+        assert job.state == "failed" and job.run_dir is not None and job.job_id
+        assert job.note == (
+            f"hotncold: error: n={n} is smaller than the 3 temperatures in temperature.values; "
+            "raise n to at least 3"
+        )
+
+    runs = [Path(job.run_dir) for job in report.jobs]
     assert [launcher_of(run)["timeout_min"] for run in runs] == [1440, 1440]  # the option's
 
     proc = run_module(
@@ -467,9 +451,9 @@ def test_resubmit_takes_a_launcher_setting_for_the_new_jobs(tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]  # the jobs are still not done
     assert "resubmitting 2 jobs" in proc.stdout
     again = sweep_status.sweep_status(folder)
-    assert [j.overrides for j in again.jobs] == [j.overrides for j in first.jobs]
+    assert [j.overrides for j in again.jobs] == [j.overrides for j in report.jobs]
     assert [Path(j.run_dir) for j in again.jobs] == runs
-    for before, after, run in zip(first.jobs, again.jobs, runs):
+    for before, after, run in zip(report.jobs, again.jobs, runs):
         assert after.state == "failed" and after.job_id != before.job_id  # a new submission
         assert (folder / ".submitit" / after.job_id).is_dir()
         assert launcher_of(run)["timeout_min"] == 7
