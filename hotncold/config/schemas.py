@@ -368,6 +368,11 @@ class MetricsConfig:
     """Random subsets of size N averaged per problem for each N < n."""
     seed: int = 0
     """Seed of the subset sampler."""
+    selection_temperatures: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.3, 1.0])
+    """Soft Best-of-N: the selection temperatures tau at which metrics.json (and the
+    analyzer) report the expected accuracy of picking a completion with probability
+    proportional to exp(score / tau) (tau -> 0 is `naive`, a large tau a random pick). Adds
+    numbers beside the others and changes none of them, so it is not part of a run's name."""
 
 
 @dataclass

@@ -52,6 +52,9 @@ NON_RESULT_KEYS = (
     "prm.gpu_memory_utilization",
     "prm.cpu_kv_cache_gib",
     "prm.block_size",
+    # Soft Best-of-N's grid adds numbers to metrics.json (recomputed from completions.jsonl at
+    # every run's end) and changes no sample, score or other number.
+    "metrics.selection_temperatures",
 )
 
 
@@ -91,13 +94,14 @@ def run_name(cfg: dict[str, Any]) -> str:
     dataset = data["name"]
     if data["num_shards"] > 1:
         dataset += f"-shard{data['shard']}of{data['num_shards']}"
+    prm = cfg["prm"]["name"]
     parts = [
         approach,
         tag,
         f"n{cfg['n']}",
         f"seed{cfg['seed']}",
         cfg["model"]["name"],
-        cfg["prm"]["name"],
+        prm,
         dataset,
         config_hash(cfg, RESULTS_VERSION),
     ]
