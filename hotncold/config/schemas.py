@@ -423,6 +423,27 @@ class Config:
     run's run.log only (`hotncold.experiment.terminal`)."""
     overrides: list[str] = field(default_factory=list)
     """The command-line overrides that made this config (recorded in run.json)."""
+    source_prm: dict[str, Any] | None = None
+    """Set by `python -m hotncold.rescore` only: this run re-scores the stored completions of
+    another run, made with this PRM (its config): under beam search and DVTS the PRM that
+    guided the search, under Best-of-N the one that first scored the samples. `prm` is then the
+    PRM that scored this run. null (every run `python -m hotncold` makes): `prm` did both.
+    Left out of a run's name when null, so ordinary runs keep their names."""
+
+
+@dataclass
+class RescoreConfig:
+    """`python -m hotncold.rescore <run dir | sweep dir> prm=...`: score the stored completions
+    of finished runs with another PRM, one derived run per source run."""
+
+    prm: PRMConfig = field(default_factory=EquationCheckerConfig)
+    """The PRM that scores (composed from hotncold/conf/prm/ as in a run)."""
+    batch_size: int = 32
+    """Problems, over all the runs re-scored together, sent to the PRM in one call; each
+    derived run is checkpointed after every batch."""
+    out_dir: str | None = None
+    """Where derived runs go (one folder each, named from its config); null means
+    `<sweep dir>/rescored` for a sweep, `<parent>/rescored` for a run directory."""
 
 
 @dataclass
