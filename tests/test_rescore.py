@@ -8,8 +8,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from conftest import tiny_model_config
 from fakes import ScriptedEngine
 from test_run import solver
 
@@ -20,6 +22,7 @@ from hotncold.config import (
     Config,
     ConfigError,
     DatasetConfig,
+    ModelConfig,
     RescoreConfig,
     TemperatureConfig,
 )
@@ -227,3 +230,142 @@ def test_the_command_composes_the_prm_group_and_refuses_bad_input(tmp_path, engi
     assert len(err) == 1 and "no_such_prm" in err[0] and err[0].startswith("hotncold.rescore:")
     assert rescore_command.main([str(src), "prm=equation_checker", "prm.model_path=x"]) == 2
     assert "model_path" in capsys.readouterr().err
+
+
+def test_the_analyzer_compares_prms_on_the_same_samples_and_keeps_guided_runs_apart(
+    tmp_path, engine
+):
+    from hotncold.analyze.pipeline import analyze
+    from hotncold.analyze.tables import Options
+
+    src = source_run(tmp_path, "sweep/bon")
+    beam = source_run(
+        tmp_path, "sweep/beam", approach=ApproachConfig(name="beam_search", num_iterations=2)
+    )
+    # the inverted checker: right steps score 0, wrong ones 1 (naive then picks wrong answers)
+    inverted = dict(correct_score=0.0, wrong_score=1.0)
+    cfg = checker(**inverted)
+    jobs = {j.source.path: j for j in rescore(tmp_path / "sweep", cfg)}
+    # a beam search *guided* by the inverted checker: the same setting but for who guided it
+    guided = source_run(
+        tmp_path,
+        "sweep/guided",
+        approach=ApproachConfig(name="beam_search", num_iterations=2),
+        prm=prm_config("equation_checker", **inverted),
+    )
+    a = analyze([tmp_path / "sweep"], tmp_path / "analysis", Options(resamples=200))
+    runs = a.collection.runs.set_index("path")
+    derived_bon, derived_beam = (str(jobs[p].rundir.path.resolve()) for p in (src, beam))
+    assert pd.isna(runs.loc[derived_bon, "guided_by"])  # no PRM steers Best-of-N
+    assert runs.loc[derived_beam, "guided_by"] == "equation_checker"
+    assert runs.loc[str(guided.resolve()), "guided_by"] == "equation_checker"  # its own PRM
+    assert {runs.loc[p, "scored_by"] for p in (derived_beam, str(guided.resolve()))} == {
+        "equation_checker"
+    }
+    # five runs, five settings: the re-scored beam search is not pooled with the guided one
+    assert runs["setting"].nunique() == 5
+    labels = a.collection.settings
+    assert labels[runs.loc[derived_beam, "setting"]].count("re-scoring equation_checker's") == 1
+    assert "re-scoring" not in labels[runs.loc[str(guided.resolve()), "setting"]]
+    # paired over the same completions: re-scored (A) minus source (B), naive at N=4: -1 exactly
+    cmp = a.prm_comparisons
+    assert len(cmp.drop_duplicates(["a", "b"])) == 2  # each source with its re-scoring only
+    row = cmp[(cmp["scope"] == "overall") & (cmp["method"] == "naive") & (cmp["N"] == 4)]
+    bon = row[row["approach"] == "best_of_n"].iloc[0]
+    assert (
+        bon["a"] == runs.loc[derived_bon, "config"]
+        and bon["b"] == runs.loc[str(src.resolve()), "config"]
+    )
+    assert bon["mean"] == pytest.approx(-1.0) and bon["significant"] and bon["problems"] == 20
+    # pass@N does not depend on the scores: no difference at all
+    passes = cmp[(cmp["method"] == "pass") & (cmp["scope"] == "overall")]
+    assert (passes["mean"] == 0).all()
+    report = (tmp_path / "analysis" / "report.md").read_text()
+    assert "## PRMs on identical samples" in report and "never pooled with runs" in report
+    assert "### Selection temperature (soft Best-of-N)" in report
+    sel = a.selection
+    top = sel[
+        (sel["config"] == runs.loc[str(src.resolve()), "config"]) & (sel["scope"] == "overall")
+    ]
+    assert set(top["tau"]) == {0.01, 0.1, 0.3, 1.0}
+    assert (tmp_path / "analysis" / "prm_comparisons.csv").is_file()
+    assert (tmp_path / "analysis" / "selection.csv").is_file()
+
+
+@pytest.mark.slow
+def test_a_real_run_rescored_through_vllm_resumed_and_analyzed_beside_its_source(
+    real_engine, tmp_path, monkeypatch
+):
+    from hotncold.analyze.pipeline import analyze
+    from hotncold.analyze.tables import Options
+    from hotncold.prm import self_certainty
+
+    model = tiny_model_config(ModelConfig)
+    model.max_tokens = 48
+    src_cfg = Config(
+        out_dir=str(tmp_path / "sweep" / "src"),
+        n=4,
+        model=model,
+        dataset=DatasetConfig(per_level=1, levels=[1, 2, 3]),
+    )
+    src_cfg.run_name = run_name(dataclasses.asdict(src_cfg))
+    execute(src_cfg)
+    src = tmp_path / "sweep" / "src"
+    cfg = RescoreConfig(prm=prm_config("self_certainty"), batch_size=1)
+    calls = real_engine.stats.calls
+    [job] = rescore(tmp_path / "sweep", cfg)
+    assert real_engine.stats.calls == calls  # prompt log-probabilities only: nothing generated
+    old, new = records(src), records(job.rundir.path)
+    assert len(new) == 3
+    for a, b in zip(old, new):
+        for ca, cb in zip(a["completions"], b["completions"]):
+            assert cb["text"] == ca["text"] and len(cb["step_scores"]) == len(ca["steps"])
+            assert all(0.0 < s <= 1.0 for s in cb["step_scores"])
+            assert cb["score"] == pytest.approx(sum(cb["step_scores"]) / len(cb["step_scores"]))
+    # self-certainty is no equation checker: some step is scored otherwise than 0, 0.5 or 1
+    assert {s for r in new for c in r["completions"] for s in c["step_scores"]} - {0.0, 0.5, 1.0}
+    metrics = json.loads((job.rundir.path / "metrics.json").read_text())
+    assert metrics["agg_strategy"] == "mean"
+    recomputed = metrics_from_records(new, 4, 256, 0, finished_only=True)
+    assert metrics["per_problem"] == recomputed["per_problem"]
+    info = json.loads((job.rundir.path / "run.json").read_text())
+    assert info["status"] == "finished" and info["totals"]["prm_tokens"] > 0
+    assert all(r["compute"]["prm_flops"] > 0 for r in new)
+
+    # interrupted after its first problem, then resumed: only the other two are scored again
+    real = self_certainty.SelfCertainty._score_new
+    seen: list[int] = []
+
+    def stop_at_second(self, items):
+        seen.append(len(items))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return real(self, items)
+
+    monkeypatch.setattr(self_certainty.SelfCertainty, "_score_new", stop_at_second)
+    cfg.out_dir = str(tmp_path / "again")
+    with pytest.raises(KeyboardInterrupt):
+        rescore(src, cfg)
+    [again] = (tmp_path / "again").iterdir()
+    assert len(records(again)) == 1
+    monkeypatch.setattr(self_certainty.SelfCertainty, "_score_new", real)
+    [resumed] = rescore(src, cfg)
+    assert resumed.rundir.path == again and len(records(again)) == 3
+    assert (
+        json.loads((again / "run.json").read_text())["totals"]["prm_steps_scored"]
+        == info["totals"]["prm_steps_scored"]
+    )  # the first session's problem plus the second's two: each once
+    for a, b in zip(new, records(again)):
+        for ca, cb in zip(a["completions"], b["completions"]):
+            assert cb["step_scores"] == pytest.approx(ca["step_scores"], rel=1e-4)
+
+    # the analyzer reads source and derived runs side by side, paired on the same completions
+    analysis = analyze([tmp_path / "sweep"], tmp_path / "analysis", Options(resamples=100))
+    runs = analysis.collection.runs.set_index("run")
+    assert set(runs.index) == {"src", job.rundir.path.name}
+    assert runs.loc["src", "setting"] != runs.loc[job.rundir.path.name, "setting"]
+    assert runs.loc[job.rundir.path.name, "scored_by"] == "self_certainty"
+    cmp = analysis.prm_comparisons
+    assert set(cmp["a_scored_by"]) == {"self_certainty"}
+    assert set(cmp["b_scored_by"]) == {"equation_checker"}
+    assert (cmp[cmp["method"] == "pass"]["mean"] == 0).all()  # same samples, same pass@N
