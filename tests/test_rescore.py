@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -369,3 +370,16 @@ def test_a_real_run_rescored_through_vllm_resumed_and_analyzed_beside_its_source
     assert set(cmp["a_scored_by"]) == {"self_certainty"}
     assert set(cmp["b_scored_by"]) == {"equation_checker"}
     assert (cmp[cmp["method"] == "pass"]["mean"] == 0).all()  # same samples, same pass@N
+
+
+def test_rescoring_needs_nothing_of_a_generator_the_prm_does_not_read(tmp_path, engine):
+    # runs made elsewhere with a hub model this machine never downloaded (offline here)
+    src = source_run(tmp_path)
+    cfg = yaml.safe_load((src / "config.yaml").read_text())
+    cfg["model"]["path"] = "meta-llama/Llama-3.2-1B-Instruct"
+    (src / "config.yaml").write_text(yaml.safe_dump(cfg))
+    [job] = rescore(src, checker(wrong_score=0.25))  # a model-free PRM: nothing to load
+    assert len(records(job.rundir.path)) == 20
+    # a PRM that reads the generator needs it, and says so before anything loads
+    with pytest.raises(ConfigError, match=re.escape("model.path=meta-llama/Llama-3.2-1B-Instruct")):
+        rescore(src, RescoreConfig(prm=prm_config("self_certainty"), out_dir=str(tmp_path / "s")))

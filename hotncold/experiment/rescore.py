@@ -41,8 +41,9 @@ from typing import Any
 import yaml
 
 from hotncold.config import Config, ConfigError, PRMConfig, RescoreConfig
-from hotncold.engine import kv_cache, vllm_engine
+from hotncold.engine import hf_cache, kv_cache, machine, vllm_engine
 from hotncold.engine.requests import Charge
+from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment import lock, preflight
 from hotncold.experiment.compute import RunCosts, run_costs
@@ -187,16 +188,33 @@ def rescore(path: str | Path, cfg: RescoreConfig) -> list[Derived]:
         )
         groups.setdefault(key, []).append(job)
     for group in groups.values():
-        first = group[0].cfg
-        preflight.check_machine(first)
-        check_prm_weights(first.prm, first.model)
-        engines = preflight.plan(first.model, first.prm)
+        engines = _preflight(group[0].cfg)
         with contextlib.ExitStack() as stack:
             for job in group:
                 held = stack.enter_context(lock.locked(job.rundir.path, "rescore"))
                 _open(job, held)
             _score_group(group, engines, cfg.batch_size)
     return jobs
+
+
+def _preflight(cfg: Config) -> registry.EnginePlan:
+    """What the scoring PRM needs, checked before anything loads: a supported vLLM (unless it
+    is model-free), its weights (offline: in the cache), and its engine's plan. Nothing of the
+    generator is needed unless the PRM reads the generator (then it runs on its engine)."""
+    kind = registry.KINDS[cfg.prm.name]
+    on_generator = registry.shares_generator(cfg.prm, cfg.model)
+    if not kind.model_free and cfg.prm.server_url is None:
+        machine.check_vllm()
+    needs = registry.hub_needs(cfg.prm, cfg.model)
+    if on_generator and hf_cache.is_hub_id(cfg.model.path):
+        needs.append(hf_cache.Need(cfg.model.path, "model", "model.path"))
+    hf_cache.check_cached(needs, preflight.prefetch_command([f"prm={cfg.prm.name}"]))
+    if on_generator:
+        check_model_path(cfg.model.path, "model.path", cfg.model.engine_kwargs.get("download_dir"))
+    check_prm_weights(cfg.prm, cfg.model)
+    return registry.plan_engines(
+        cfg.model, cfg.prm, preflight.card_bytes(), with_generator=on_generator
+    )
 
 
 def _open(job: Derived, held: lock.Lock) -> None:
