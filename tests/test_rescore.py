@@ -137,8 +137,8 @@ def test_a_sweep_is_rescored_in_batches_across_its_runs(tmp_path, engine, monkey
     cfg.batch_size = 8  # problems per PRM call, over both runs
     jobs = rescore(tmp_path / "sweep", cfg)
     assert len(jobs) == 2 and {len(records(j.rundir.path)) for j in jobs} == {20}
-    assert len(calls) == 5  # 40 problems, 8 per call: each call mixes both runs' problems
-    assert len(calls[0]) == 8
+    # 40 records, 8 per call: each problem's two records (one per run) in the same call
+    assert len(calls) == 5 and all(len(c) == 4 for c in calls)
     # the derived runs themselves are not re-scored again by a second pass
     assert len(rescore(tmp_path / "sweep", cfg)) == 2
 

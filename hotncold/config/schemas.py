@@ -439,8 +439,9 @@ class RescoreConfig:
     prm: PRMConfig = field(default_factory=EquationCheckerConfig)
     """The PRM that scores (composed from hotncold/conf/prm/ as in a run)."""
     batch_size: int = 32
-    """Problems, over all the runs re-scored together, sent to the PRM in one call; each
-    derived run is checkpointed after every batch."""
+    """Problem records (a problem of one run), over all the runs re-scored together, sent to
+    the PRM in one call, one problem's records of every run side by side; each derived run is
+    checkpointed after every batch."""
     out_dir: str | None = None
     """Where derived runs go (one folder each, named from its config); null means
     `<sweep dir>/rescored` for a sweep, `<parent>/rescored` for a run directory."""

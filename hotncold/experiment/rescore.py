@@ -11,10 +11,11 @@ records `rescored_from` (the source run's directory, name and config hash, and `
 config hash of the run that generated the completions), `guided_by` (the
 PRM that steered the search; null under Best-of-N) and `scored_by`.
 
-Work is batched across runs: `cfg.batch_size` problems, taken in turn from every run still
-unfinished, go to the PRM together, so completions of one problem in several runs (the same
-samples re-scored by several seeds' or temperatures' runs are not; identical (problem, steps)
-prefixes are) are scored once through the PRM's prefix cache (`prm/base.py`). Each derived run
+Work is batched across runs: `cfg.batch_size` records go to the PRM in one call, one
+problem's records of every run side by side, so the PRM reads a problem's text once for all
+its runs where its engine caches prefixes, and identical (problem, steps) prefixes are scored
+once through the PRM's own prefix cache (`prm/base.py`: a beam search's completions share
+their early steps). Each derived run
 is checkpointed after every batch (completions.jsonl, run.json) and holds its lock
 (`experiment/lock.py`) for the whole re-score: a second re-score into it is refused, and a
 rerun resumes it, scoring only the problems not yet there.
@@ -254,7 +255,7 @@ def _score_group(group: list[Derived], engines: registry.EnginePlan, batch_size:
             with contextlib.ExitStack() as signals:
                 for job in group:
                     signals.enter_context(noting_signals(job.session))
-                queue = [(job, r) for job in group for r in job.todo]
+                queue = _interleaved(group)
                 if queue:
                     prm, costs = _build(first, engines, queue, batch_size)
                     for job in group:
@@ -268,6 +269,17 @@ def _score_group(group: list[Derived], engines: registry.EnginePlan, batch_size:
                 if job.session.info.get("status") == "running":
                     job.session.close("failed", error)
             raise
+
+
+def _interleaved(group: list[Derived]) -> list[tuple[Derived, dict[str, Any]]]:
+    """Every unfinished (run, record), problem by problem: one problem's records in every run
+    side by side, so that they go to the PRM in one call (its problem text, a prefix of every
+    input, is then read once where the PRM's engine caches prefixes)."""
+    first_seen: dict[str, int] = {}
+    pairs = [(job, r) for job in group for r in job.todo]
+    for i, (_, r) in enumerate(pairs):
+        first_seen.setdefault(r["problem"]["problem"], i)
+    return sorted(pairs, key=lambda pair: first_seen[pair[1]["problem"]["problem"]])
 
 
 def _build(
