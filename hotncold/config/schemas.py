@@ -390,6 +390,13 @@ class OutputConfig:
     """Create the repository private (an existing repository keeps its visibility)."""
     hub_split: str = "train"
     """Split name of the pushed rows inside the run's config."""
+    logprobs: bool = False
+    """Store every completion's per-token log-probabilities in completions.jsonl
+    (`token_logprobs`, with `token_ends`, each token's end in `text`): the sampled tokens'
+    log-probabilities under the model's own distribution (before temperature), so confidence
+    signals (self-certainty, DeepConf-style filtering) can be computed from a finished run;
+    `python -m hotncold.rescore prm=self_certainty` reads them instead of the engine. Adds
+    data, changes no sample, so it is not part of a run's name."""
 
 
 @dataclass

@@ -63,6 +63,7 @@ from hotncold.experiment.shares import temperature_shares
 from hotncold.prm import registry
 from hotncold.prm.base import PRM, PRMCharge, aggregate
 from hotncold.prm.registry import build_prm, check_prm, check_prm_weights
+from hotncold.prm.self_certainty import stored_step_scores
 
 log = logging.getLogger("hotncold")
 
@@ -189,13 +190,25 @@ def rescore(path: str | Path, cfg: RescoreConfig) -> list[Derived]:
         )
         groups.setdefault(key, []).append(job)
     for group in groups.values():
-        engines = _preflight(group[0].cfg)
+        stored = reads_stored_logprobs(group)
+        engines = None if stored else _preflight(group[0].cfg)
         with contextlib.ExitStack() as stack:
             for job in group:
                 held = stack.enter_context(lock.locked(job.rundir.path, "rescore"))
                 _open(job, held)
-            _score_group(group, engines, cfg.batch_size)
+            _score_group(group, engines, cfg.batch_size)  # engines None: stored logprobs
     return jobs
+
+
+def reads_stored_logprobs(group: list[Derived]) -> bool:
+    """prm=self_certainty on runs that stored their log-probabilities (`output.logprobs`):
+    scored from them, with no engine (`self_certainty.stored_step_scores`)."""
+    return group[0].cfg.prm.name == "self_certainty" and all(
+        c.get("token_logprobs") is not None and c.get("token_ends") is not None
+        for job in group
+        for r in job.source.records
+        for c in r["completions"]
+    )
 
 
 def _preflight(cfg: Config) -> registry.EnginePlan:
@@ -245,8 +258,11 @@ def _open(job: Derived, held: lock.Lock) -> None:
     job.session.progress(len(job.done))
 
 
-def _score_group(group: list[Derived], engines: registry.EnginePlan, batch_size: int) -> None:
-    """Score every unfinished problem of the group's runs, `batch_size` problems per call."""
+def _score_group(
+    group: list[Derived], engines: registry.EnginePlan | None, batch_size: int
+) -> None:
+    """Score every unfinished problem of the group's runs, `batch_size` records per call; with
+    no `engines`, from the log-probabilities the runs stored (`reads_stored_logprobs`)."""
     first = group[0].cfg
     with contextlib.ExitStack() as stack:
         for job in group:
@@ -257,11 +273,14 @@ def _score_group(group: list[Derived], engines: registry.EnginePlan, batch_size:
                     signals.enter_context(noting_signals(job.session))
                 queue = _interleaved(group)
                 if queue:
-                    prm, costs = _build(first, engines, queue, batch_size)
+                    scorer = (
+                        _Stored() if engines is None else _build(first, engines, queue, batch_size)
+                    )
                     for job in group:
-                        job.session.describe(compute=costs.describe())
+                        job.session.describe(compute=scorer.costs.describe())
+                        job.session.record(scored_from=scorer.source)
                     for start in range(0, len(queue), batch_size):
-                        _score_batch(queue[start : start + batch_size], prm, costs)
+                        _score_batch(queue[start : start + batch_size], scorer)
                 for job in group:
                     _finish(job)
         except BaseException as error:
@@ -282,9 +301,46 @@ def _interleaved(group: list[Derived]) -> list[tuple[Derived, dict[str, Any]]]:
     return sorted(pairs, key=lambda pair: first_seen[pair[1]["problem"]["problem"]])
 
 
-def _build(
-    cfg: Config, engines: registry.EnginePlan, queue: list, batch_size: int
-) -> tuple[PRM, RunCosts]:
+@dataclass
+class _Engine:
+    """Scores through the PRM (its model, or the generator's engine)."""
+
+    prm: PRM
+    costs: RunCosts
+    source: str = "engine"
+
+    def score(self, batch: Sequence[tuple[Derived, dict[str, Any]]]) -> tuple[list, list]:
+        """Step scores of every completion of `batch`, and each record's PRM charge."""
+        pairs = [(r["problem"]["problem"], c["steps"]) for _, r in batch for c in r["completions"]]
+        scores = self.prm.score(pairs)
+        charges = _charges(batch, self.prm)
+        self.prm.reset()
+        return scores, charges
+
+
+@dataclass
+class _Stored:
+    """prm=self_certainty from the log-probabilities the runs stored: no model runs."""
+
+    costs: RunCosts = field(
+        default_factory=lambda: RunCosts(None, None, prm_model_free=True, prm_logits="none")
+    )
+    source: str = "stored logprobs"
+
+    def score(self, batch: Sequence[tuple[Derived, dict[str, Any]]]) -> tuple[list, list]:
+        scores, charges = [], []
+        for _, record in batch:
+            steps = 0
+            for c in record["completions"]:
+                scores.append(
+                    stored_step_scores(c["text"], c["steps"], c["token_logprobs"], c["token_ends"])
+                )
+                steps += len(c["steps"])
+            charges.append(PRMCharge(tokens=0, steps=steps))
+        return scores, charges
+
+
+def _build(cfg: Config, engines: registry.EnginePlan, queue: list, batch_size: int) -> _Engine:
     """The scoring PRM (on the generator's engine when it reads the generator) and its costs."""
     registry.preflight(cfg.prm)
     engine = None
@@ -297,21 +353,18 @@ def _build(
         )
         engine = vllm_engine.get_engine(registry.sized_for_batch(engines.model, engines.prm, batch))
     prm = build_prm(engines.prm, engine=engine, model=engines.model, prompt=cfg.prompt)
-    return prm, run_costs(cfg, engine, prm)
+    return _Engine(prm, run_costs(cfg, engine, prm))
 
 
 def _score_batch(
-    batch: Sequence[tuple[Derived, dict[str, Any]]], prm: PRM, costs: RunCosts
+    batch: Sequence[tuple[Derived, dict[str, Any]]], scorer: _Engine | _Stored
 ) -> None:
-    pairs = [
-        (record["problem"]["problem"], c["steps"])
-        for _, record in batch
-        for c in record["completions"]
-    ]
     started = time.perf_counter()
-    scores = iter(prm.score(pairs))
+    all_scores, charges = scorer.score(batch)
     seconds = time.perf_counter() - started
-    charges = _charges(batch, prm)
+    scores = iter(all_scores)
+    costs = scorer.costs
+    completions = sum(len(r["completions"]) for _, r in batch)
     by_job: dict[int, list[dict[str, Any]]] = {}
     for (job, record), charge in zip(batch, charges):
         new = rescored_record(record, [next(scores) for _ in record["completions"]], job.cfg)
@@ -319,7 +372,7 @@ def _score_batch(
             record, charge, costs, guided=job.cfg.approach.name != "best_of_n"
         )
         by_job.setdefault(id(job), []).append(new)
-        share = len(record["completions"]) / max(1, len(pairs))
+        share = len(record["completions"]) / max(1, completions)
         job.session.add(
             prm_s=seconds * share,
             prm_tokens=charge.tokens,
@@ -327,7 +380,6 @@ def _score_batch(
             prm_flops=new["compute"]["prm_flops"] or 0,
             flops=new["compute"]["prm_flops"] or 0,
         )
-    prm.reset()
     jobs = {id(job): job for job, _ in batch}
     for key, records in by_job.items():
         job = jobs[key]
@@ -338,7 +390,7 @@ def _score_batch(
     log.info(
         "re-scored %d problems (%d completions) of %d runs",
         len(batch),
-        len(pairs),
+        completions,
         len(by_job),
     )
 

@@ -170,6 +170,7 @@ def _search(
             n=cfg.n,
             seed=cfg.seed,
             agg_strategy=cfg.prm.agg_strategy,
+            logprobs=cfg.output.logprobs,
         )
         grader = Grader()
         with RunProgress(
