@@ -107,6 +107,7 @@ def test_a_run_that_stored_logprobs_is_rescored_by_self_certainty_without_an_eng
     cfg = Config(
         out_dir=str(tmp_path / "sweep" / "src"),
         n=4,
+        model=ModelConfig(step_delimiter="\n"),  # two steps a solution (see test_run.solver)
         dataset=DatasetConfig(per_level=1),
         approach=ApproachConfig(name="best_of_n"),
         output=OutputConfig(logprobs=True),
@@ -124,14 +125,15 @@ def test_a_run_that_stored_logprobs_is_rescored_by_self_certainty_without_an_eng
         raise AssertionError("self_certainty from stored logprobs needs no engine")
 
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", no_engine)
-    [job] = rescore(tmp_path / "sweep", RescoreConfig(prm=prm_config("self_certainty")))
+    scorer = prm_config("self_certainty", agg_strategy="mean")  # as its option sets it
+    [job] = rescore(tmp_path / "sweep", RescoreConfig(prm=scorer))
     new = [json.loads(x) for x in (job.rundir.path / "completions.jsonl").open()]
     for a, b in zip(src, new):
         for ca, cb in zip(a["completions"], b["completions"]):
             expected = stored_step_scores(
                 ca["text"], ca["steps"], ca["token_logprobs"], ca["token_ends"]
             )
-            assert cb["step_scores"] == expected and len(expected) == len(ca["steps"])
+            assert cb["step_scores"] == expected and len(expected) == len(ca["steps"]) == 2
             assert cb["score"] == pytest.approx(sum(expected) / len(expected))  # agg mean
     info = json.loads((job.rundir.path / "run.json").read_text())
     assert info["scored_from"] == "stored logprobs"

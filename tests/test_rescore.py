@@ -312,7 +312,8 @@ def test_a_real_run_rescored_through_vllm_resumed_and_analyzed_beside_its_source
     src_cfg.run_name = run_name(dataclasses.asdict(src_cfg))
     execute(src_cfg)
     src = tmp_path / "sweep" / "src"
-    cfg = RescoreConfig(prm=prm_config("self_certainty"), batch_size=1)
+    # as prm=self_certainty composes it (its option aggregates by the mean)
+    cfg = RescoreConfig(prm=prm_config("self_certainty", agg_strategy="mean"), batch_size=1)
     calls = real_engine.stats.calls
     [job] = rescore(tmp_path / "sweep", cfg)
     assert real_engine.stats.calls == calls  # prompt log-probabilities only: nothing generated
