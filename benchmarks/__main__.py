@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from benchmarks import best_of_n, grading, kv_cache, prm, search, train_prm
+from benchmarks import best_of_n, grading, kv_cache, prm, rescore, search, train_prm
 
 BENCHMARKS = {
     "best_of_n": best_of_n.main,
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "train_prm": train_prm.main,
     "grading": grading.main,
     "kv_cache": kv_cache.main,
+    "rescore": rescore.main,
 }
 
 

@@ -183,6 +183,11 @@ BAD = [
     ({"prompt__chat_templates": {"mistral": "{{ x }}"}}, "prompt.chat_templates has mistral"),
     ({"prompt__chat_templates": {"other": "{{ x }}"}}, "prompt.chat_templates has other"),
     ({"prompt__date_string": " "}, "prompt.date_string is empty"),
+    (
+        {"metrics__selection_temperatures": [0.1, 0.0]},
+        "selection_temperatures must all be positive",
+    ),
+    ({"source_prm": {"name": "trl"}}, "source_prm is set only by python -m hotncold.rescore"),
 ]
 
 

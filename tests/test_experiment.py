@@ -69,13 +69,15 @@ def test_full_preset_declares_the_study_and_every_axis_value_composes():
             axes.setdefault(key, set()).add(value)
     temperatures = {f"[{v / 10:.1f}]" for v in range(1, 13)} | {"[0.4,0.8,1.2]"}
     assert axes["temperature.values"] == temperatures
-    assert axes["approach"] == {"best_of_n", "sal_beam_search", "dvts"}  # search-and-learn's
     assert axes["seed"] == {str(s) for s in range(5)}
-    assert max(map(int, axes["n"])) == 256
-    assert len(jobs) == 13 * 3 * 5 * len(axes["n"]) * len(axes["dataset.shard"])
-    # composing all 7,800 jobs takes minutes: compose one job per value of every axis (each
+    arms = {arm: arm_of(arm) for arm in axes["arm"]}
+    # search-and-learn's approaches, the largest budget 256
+    assert {a for a, _ in arms.values()} == {"best_of_n", "beam_search", "dvts"}
+    assert max(n for _, n in arms.values()) == 256
+    assert len(jobs) == 13 * len(arms) * 5 * len(axes["dataset.shard"])
+    # composing all 3,900 jobs takes minutes: compose one job per value of every axis (each
     # value paired with the hardest values of the others), which is where a bad value would fail
-    hardest = {"approach": "sal_beam_search", "n": "256", "temperature.values": "[0.4,0.8,1.2]"}
+    hardest = {"arm": "sal_beam_search_n256", "temperature.values": "[0.4,0.8,1.2]"}
     names = set()
     for key, values in axes.items():
         for value in sorted(values):
@@ -88,6 +90,55 @@ def test_full_preset_declares_the_study_and_every_axis_value_composes():
             assert gpu_requests(composed.hydra.launcher) == 1
             names.add(composed.run_name)
     assert len(names) == sum(len(v) for v in axes.values()) - (len(axes) - 1)
+
+
+def arm_of(arm: str) -> tuple[str, int]:
+    """The approach and budget an arm of a study composes to."""
+    composed = compose_job("experiment=hot_vs_cold", f"arm={arm}")
+    return str(composed.approach.name), int(composed.n)
+
+
+def study_plan(preset: str) -> list[dict]:
+    """Every generation job of a preset as what determines its samples: its approach, budget,
+    temperatures, seed and shard (the preset fixes the rest for all jobs alike)."""
+    arms: dict[str, tuple[str, int]] = {}
+    out = []
+    for job in sweep_jobs(preset):
+        values = dict(o.split("=", 1) for o in job)
+        arm = values.pop("arm")
+        if arm not in arms:
+            arms[arm] = arm_of(arm)
+        approach, n = arms[arm]
+        out.append({"approach": approach, "n": n, **values})
+    return out
+
+
+def test_the_study_generates_nothing_twice_and_says_what_that_saves():
+    plan = study_plan("hot_vs_cold")
+    # Best-of-N and DVTS read every smaller N from subsets of one run, so a second run of
+    # theirs differing only in n would generate samples another job already produces; a beam
+    # search of budget N is not a subset of a larger one, so each n is its own generation
+    subsumed = {"best_of_n", "dvts"}
+    samples = [
+        tuple(sorted((k, v) for k, v in job.items() if k != "n" or job["approach"] not in subsumed))
+        for job in plan
+    ]
+    assert len(set(samples)) == len(samples)
+    largest = max(job["n"] for job in plan)
+    assert {job["n"] for job in plan if job["approach"] in subsumed} == {largest}
+    assert {job["n"] for job in plan if job["approach"] == "beam_search"} == {4, 16, 64, 256}
+    # against every approach at every n (the 7,800-job grid this preset replaced): jobs, and
+    # generated tokens at most, n samples of at most model.max_tokens per problem and job
+    cfg = compose_job("experiment=hot_vs_cold")
+    per_job = cfg.model.max_tokens * (500 // cfg.dataset.num_shards)  # MATH-500 in 10 shards
+    ns = sorted({job["n"] for job in plan})
+    others = len(plan) // len({(j["approach"], j["n"]) for j in plan})
+    full_jobs = 3 * len(ns) * others
+    full_tokens = 3 * sum(ns) * others * per_job
+    tokens = sum(job["n"] for job in plan) * per_job
+    assert (len(plan), full_jobs) == (3900, 7800)
+    assert tokens / full_tokens == pytest.approx(852 / 1020)  # 16.5% fewer (README)
+    assert (full_tokens, tokens) == (67_891_200_000, 56_709_120_000)  # README's figures
 
 
 def gpu_requests(launcher) -> int:

@@ -24,12 +24,13 @@ PACKAGE = ROOT / "hotncold"
 REGISTRY_ENTRY = re.compile(r"^(hotncold(?:\.\w+)+):\w+$")
 
 CONFIG_LEAF = {"hotncold", "hotncold.config", "hotncold.config.schemas", "hotncold.config.errors"}
-COMMANDS = {"__main__", "status", "merge", "prm_server", "push", "prefetch", "doctor"}
+COMMANDS = {"__main__", "status", "merge", "prm_server", "push", "prefetch", "doctor", "rescore"}
 """The modules at the top of hotncold/: each is a `python -m` command (with `analyze/` and
 `train_prm/`, packages whose __main__ is one)."""
 HYDRA_EDGE = {
     "hotncold.__main__",
     "hotncold.prm_server",
+    "hotncold.rescore",
     "hotncold.train_prm.__main__",
     "hotncold.config.hydra",
     "hotncold.cluster.sweep",

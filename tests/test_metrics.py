@@ -144,3 +144,50 @@ def test_an_unfinished_sample_is_never_correct_under_finished_only():
     assert counted["pass"]["1"] == pytest.approx(0.25)
     voted = metrics_from_records([record], 4, 4000, 0, finished_only=False)["overall"]
     assert voted["pass"]["1"] == pytest.approx(0.5)
+
+
+def test_soft_best_of_n_is_the_exact_expectation_worked_out_by_hand():
+    # scores 0.9, 0.5, 0.1 with only the last two right, tau = 0.5: weights e^1.8, e^1, e^0.2
+    scores, correct = [0.9, 0.5, 0.1], [False, True, True]
+    outcome = ProblemOutcome.of(scores, [0, 1, 1], correct)
+    out = problem_curves(outcome, [1, 2, 3], 20000, np.random.default_rng(0), [0.5, 1e-6, 1e6])
+    soft = out["soft:0.5"]
+    assert soft[3] == pytest.approx(3.939685 / 9.989332, abs=1e-6)  # all three: exact
+    assert soft[1] == pytest.approx(2 / 3, abs=0.01)  # one sample: its own correctness
+    # N=2, the mean over the three pairs: {0,1} e/(e^1.8+e), {0,2} e^0.2/(e^1.8+e^0.2), {1,2} 1
+    by_hand = (2.718282 / 8.767929 + 1.221403 / 7.271050 + 1.0) / 3
+    assert soft[2] == pytest.approx(by_hand, abs=0.01)  # 20000 random pairs, seed 0
+    # tau -> 0 is naive selection; a huge tau picks uniformly: the share of right completions
+    assert out["soft:1e-06"] == pytest.approx(out["naive"], abs=0.01)
+    assert out["soft:1e-06"][3] == 0.0
+    assert out["soft:1e+06"][3] == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_soft_best_of_n_never_picks_an_unfinished_completion_and_adds_no_randomness():
+    outcome = ProblemOutcome.of(
+        [0.9, 0.5, 0.1], [0, 1, 1], [True, True, False], None, [False, True, True]
+    )
+    out = problem_curves(outcome, [3], 10, np.random.default_rng(0), [0.5])
+    assert out["soft:0.5"][3] == pytest.approx(2.718282 / (2.718282 + 1.221403), abs=1e-6)
+    # the other methods' numbers do not depend on the grid (no extra random draws)
+    plain = problem_curves(outcome, [1, 2, 3], 64, np.random.default_rng(3))
+    graded = problem_curves(outcome, [1, 2, 3], 64, np.random.default_rng(3), [0.1, 1.0])
+    assert {m: graded[m] for m in plain} == plain
+
+
+def test_metrics_report_soft_best_of_n_by_tau_and_budget():
+    record = {
+        "uid": "p",
+        "problem": {"level": 1, "subject": None},
+        "completions": [
+            {"score": s, "cluster": k, "correct": ok, "group": i, "finished": True}
+            for i, (s, k, ok) in enumerate([(0.9, 0, False), (0.5, 1, True), (0.1, 1, True)])
+        ],
+    }
+    m = metrics_from_records([record], 3, 16, 0, finished_only=True, selection_temperatures=[0.5])
+    soft = m["soft_best_of_n"]
+    assert soft["selection_temperatures"] == [0.5]
+    assert soft["overall"]["0.5"]["3"] == pytest.approx(3.939685 / 9.989332, abs=1e-6)
+    assert soft["by_level"]["1"]["0.5"]["3"] == soft["overall"]["0.5"]["3"]
+    assert soft["per_problem"]["p"]["0.5"]["3"] == soft["overall"]["0.5"]["3"]
+    assert "soft_best_of_n" not in metrics_from_records([record], 3, 16, 0, finished_only=True)

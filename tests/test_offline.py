@@ -51,9 +51,9 @@ def repo_ids(needs):
 # --- the plan ---------------------------------------------------------------------------------
 
 
-def test_the_study_needs_its_generator_prm_and_dataset_once_for_7800_jobs():
+def test_the_study_needs_its_generator_prm_and_dataset_once_for_3900_jobs():
     configs = prefetch.job_configs(["experiment=hot_vs_cold"])
-    assert len(configs) == 1  # seeds, temperatures, n, approaches and shards load the same
+    assert len(configs) == 1  # seeds, temperatures, arms (approach and n) and shards load the same
     assert repo_ids(prefetch.needs_of(configs)) == [
         ("model", LLAMA, "model.path"),
         ("model", RLHFLOW, "prm.model_path"),

@@ -205,7 +205,9 @@ def test_the_study_preset_uses_search_and_learns_recipe():
             "config", ["experiment=hot_vs_cold", "approach=sal_beam_search", "out_dir=/tmp/x"]
         )
     assert cfg.prompt.name == "sal" and cfg.prompt.date_string == "26 Jul 2024"
-    assert cfg.hydra.sweeper.params.approach.split(",") == ["best_of_n", "sal_beam_search", "dvts"]
+    # its arms: Best-of-N and DVTS once at n=256, search-and-learn's beam search at each n
+    arms = cfg.hydra.sweeper.params.arm.split(",")
+    assert {a.rsplit("_n", 1)[0] for a in arms} == {"best_of_n", "sal_beam_search", "dvts"}
     a = beam.approach
     assert (a.name, a.beam_width, a.num_iterations, a.lookahead, a.filter_duplicates) == (
         "beam_search",

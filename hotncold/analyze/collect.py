@@ -38,8 +38,16 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from hotncold.evaluation.metrics import METHODS, budgets, metrics_from_records
-from hotncold.experiment.naming import NON_RESULT_KEYS, approach_label, describe_temperature
+from hotncold.config import MetricsConfig
+from hotncold.evaluation.metrics import METHODS, budgets, metrics_from_records, soft_key
+from hotncold.experiment.naming import (
+    NON_RESULT_KEYS,
+    OPTIONAL_KEYS,
+    approach_label,
+    config_hash,
+    describe_temperature,
+    prm_roles,
+)
 from hotncold.experiment.rundir import read_json, read_jsonl
 from hotncold.experiment.shares import differs, pooled, realised_tag, temperature_shares
 from hotncold.prm.base import aggregate
@@ -62,6 +70,10 @@ KEY_COLUMNS = [
     "prm",
     "agg",
     "dataset",
+    "guided_by",
+    "scored_by",
+    "source_prm",
+    "samples",
 ]
 
 
@@ -85,6 +97,9 @@ class Collection:
     families: dict[str, str]
     """Family id (a setting without approach and n) -> readable label."""
     skipped: list[Skipped] = field(default_factory=list)
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Soft Best-of-N: one row per run x problem x selection temperature `tau` x N, with the
+    key columns and `accuracy` (the exact expectation over the pick)."""
 
 
 def find_run_dirs(paths: Sequence[str | Path]) -> list[Path]:
@@ -108,6 +123,9 @@ def setting_of(cfg: dict[str, Any], agg: str, family: bool = False) -> str:
     key = {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
     for name in ("seed", "temperature", *(("approach", "n") if family else ())):
         key.pop(name, None)
+    for name in OPTIONAL_KEYS:  # null (an ordinary run): as if absent, as in run names
+        if key.get(name) is None:
+            key.pop(name, None)
     dataset = dict(key.get("dataset") or {})
     dataset.pop("shard", None)  # shards of one run are one experiment
     dataset.pop("num_shards", None)
@@ -168,7 +186,7 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
     """
     dirs = find_run_dirs(paths)
     skipped: list[Skipped] = []
-    runs, problems, results = [], [], []
+    runs, problems, results, selection = [], [], [], []
     labels: dict[str, str] = {}
     family_labels: dict[str, str] = {}
     seen: dict[tuple[str, str, int, str], str] = {}
@@ -208,14 +226,15 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
         if keys["temp_kind"] == "mix":
             shares = temperature_shares(fresh, run.cfg["temperature"])
             sampled.setdefault(keys["config"], []).append(shares)
-        labels[keys["setting"]] = _setting_label(keys)
+        labels[keys["setting"]] = _setting_label(keys, run.cfg)
         family_labels[keys["family"]] = (
-            f"{keys['model']} · {keys['prm']} ({keys['agg']}) · " + (keys["dataset"])
+            f"{keys['model']} · {_prm_label(run.cfg, keys)} · " + (keys["dataset"])
         )
         runs.append(_run_row(run, keys))
         p_rows, r_rows = _rows(run, keys, agg)
         problems += p_rows
         results.append(r_rows)
+        selection.append(_soft_rows(run, keys, agg))
     if not runs:
         where = ", ".join(str(p) for p in paths)
         raise AnalysisError(
@@ -224,8 +243,9 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
         )
     frames = [pd.DataFrame(runs), _tidy(pd.DataFrame(problems))]
     frames.append(_tidy(pd.concat(results, ignore_index=True)))
+    frames.append(_tidy(pd.concat(selection, ignore_index=True)))
     _label_realised(frames, sampled)
-    runs_df, problems_df, results_df = frames
+    runs_df, problems_df, results_df, selection_df = frames
     return Collection(
         runs=runs_df,
         problems=problems_df,
@@ -233,6 +253,7 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
         settings=_unique_labels(labels),
         families=_unique_labels(family_labels),
         skipped=skipped,
+        selection=selection_df,
     )
 
 
@@ -267,6 +288,7 @@ def _keys(run: _Run, agg: str | None) -> dict[str, Any]:
     used_agg = agg or run.metrics.get("agg_strategy") or cfg["prm"]["agg_strategy"]
     temperature = describe_temperature(cfg["temperature"])
     setting = setting_of(cfg, used_agg)
+    guided_by, scored_by = prm_roles(cfg)
     return {
         "run": run.path.name,
         "family": setting_of(cfg, used_agg, family=True),
@@ -282,13 +304,28 @@ def _keys(run: _Run, agg: str | None) -> dict[str, Any]:
         "prm": str(cfg["prm"]["name"]),
         "agg": used_agg,
         "dataset": str(cfg["dataset"]["name"]),
+        "guided_by": guided_by,
+        "scored_by": scored_by,
+        # which generation the completions come from: runs sharing it hold the same samples
+        "samples": (run.info.get("rescored_from") or {}).get("samples") or config_hash(cfg),
+        "source_prm": (cfg.get("source_prm") or {}).get("name"),
     }
 
 
-def _setting_label(keys: dict[str, Any]) -> str:
+def _prm_label(cfg: dict[str, Any], keys: dict[str, Any]) -> str:
+    """`rlhflow_8b (last)`; a re-scored run: `skywork_1.5b (last), re-scoring rlhflow_8b's
+    samples` (under beam search and DVTS those samples were guided by it)."""
+    label = f"{keys['prm']} ({keys['agg']})"
+    source = (cfg.get("source_prm") or {}).get("name")
+    if source:
+        label += f", re-scoring {source}'s samples"
+    return label
+
+
+def _setting_label(keys: dict[str, Any], cfg: dict[str, Any] | None = None) -> str:
     return (
-        f"{keys['approach']} n={keys['n']} · {keys['model']} · {keys['prm']} ({keys['agg']}) · "
-        f"{keys['dataset']}"
+        f"{keys['approach']} n={keys['n']} · {keys['model']} · "
+        f"{_prm_label(cfg or {}, keys)} · {keys['dataset']}"
     )
 
 
@@ -338,6 +375,56 @@ def _curves(run: _Run, agg: str | None, n: int) -> dict[str, dict[str, dict[str,
         agg,
         finished_only=finished_only(run.cfg),
     )["per_problem"]
+
+
+def selection_temperatures(cfg: dict[str, Any]) -> list[float]:
+    """The run's soft Best-of-N grid (`metrics.selection_temperatures`; the default when its
+    config predates it)."""
+    grid = (cfg.get("metrics") or {}).get("selection_temperatures")
+    if grid is None:
+        grid = MetricsConfig().selection_temperatures
+    return [float(t) for t in grid]
+
+
+def _soft_rows(run: _Run, keys: dict[str, Any], agg: str | None) -> pd.DataFrame:
+    """Soft Best-of-N's per-problem accuracy at each tau and N: metrics.json's, or recomputed
+    from the stored scores (another `agg`, or a run whose metrics.json predates it)."""
+    taus = selection_temperatures(run.cfg)
+    n = keys["n"]
+    stored = run.metrics.get("soft_best_of_n") or {}
+    per_problem = stored.get("per_problem") or {}
+    fresh = (
+        (agg is None or agg == run.metrics.get("agg_strategy"))
+        and [float(t) for t in stored.get("selection_temperatures") or []] == taus
+        and all(r["uid"] in per_problem for r in run.records)
+    )
+    if not fresh and taus:
+        m = run.cfg.get("metrics") or {}
+        per_problem = metrics_from_records(
+            run.records,
+            n,
+            int(m.get("num_subsets", 256)),
+            int(m.get("seed", 0)),
+            agg,
+            finished_only=finished_only(run.cfg),
+            selection_temperatures=taus,
+        )["soft_best_of_n"]["per_problem"]
+    columns: dict[str, list[Any]] = {c: [] for c in ("uid", "level", "subject", "tau", "N")}
+    columns["accuracy"] = []
+    for record in run.records:
+        problem = record.get("problem") or {}
+        for tau in taus:
+            for k in budgets(n):
+                columns["uid"].append(record["uid"])
+                columns["level"].append(problem.get("level"))
+                columns["subject"].append(problem.get("subject"))
+                columns["tau"].append(tau)
+                columns["N"].append(k)
+                columns["accuracy"].append(float(per_problem[record["uid"]][soft_key(tau)][str(k)]))
+    frame = pd.DataFrame(columns)
+    for key, value in reversed(keys.items()):
+        frame.insert(0, key, value)
+    return frame
 
 
 def finished_only(cfg: dict[str, Any]) -> bool:

@@ -53,6 +53,8 @@ def analyze(
         diversity=tables.diversity(data.problems, summary, opts),
         equal_compute=tables.equal_compute(summary, opts),
         equal_flops=tables.equal_compute(summary, opts, column="flops"),
+        prm_comparisons=tables.prm_comparisons(data.results, opts),
+        selection=tables.selection_summary(data.selection, opts),
     )
     files = []
     files += save(data.results, out, "results")
@@ -68,6 +70,8 @@ def analyze(
         ("diversity", analysis.diversity),
         ("equal_compute", analysis.equal_compute),
         ("equal_flops", analysis.equal_flops),
+        ("prm_comparisons", analysis.prm_comparisons),
+        ("selection", analysis.selection),
     ):
         files += save(frame, out, name, formats=("csv",))
     report = render.write_report(analysis, out, opts, command)

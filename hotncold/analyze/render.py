@@ -20,6 +20,14 @@ from hotncold.evaluation.metrics import METHODS
 
 log = logging.getLogger(__name__)
 
+RESCORED_NOTE = (
+    "- Re-scored runs (`python -m hotncold.rescore`) are settings of their own, labelled "
+    "`<scoring PRM>, re-scoring <source PRM>'s samples`, and are never pooled with runs "
+    "generated with the scoring PRM: a re-scored beam search or DVTS keeps the samples its "
+    "original PRM guided (`guided_by`); only its final selection uses the new PRM "
+    "(`scored_by`). A run guided by the new PRM would have searched differently."
+)
+
 
 def _pts(x: float, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
@@ -97,7 +105,7 @@ class _Writer:
         self.ci = f"{100 * opts.level:g}% CI"
 
     def write(self) -> str:
-        parts = [self._header(), self._answers(), self._runs()]
+        parts = [self._header(), self._answers(), self._runs(), self._prms()]
         for setting, label in self.settings.items():
             parts.append(self._setting(setting, label))
         parts.append(self._compute())
@@ -127,6 +135,9 @@ class _Writer:
             "- A *setting* is everything but the seed and the temperature schedule; "
             "a *configuration* is a setting with one schedule; seeds are its replicates.",
         ]
+        runs = self.a.collection.runs
+        if "source_prm" in runs and runs["source_prm"].notna().any():
+            lines.append(RESCORED_NOTE)
         return "\n".join(lines)
 
     def _answers(self) -> str:
@@ -193,6 +204,7 @@ class _Writer:
         first = configs.iloc[0]
         slug = _slug(f"{first['approach']}_n{first['n']}_{setting}")
         parts = [f"## Setting: {label}", self._accuracy(table, label, slug)]
+        parts.append(self._selection(setting, table))
         singles = configs[configs["temp_kind"] == "single"]
         if len(singles) >= 2:
             if tables.hot_and_cold(configs, self.opts) is not None:
@@ -558,6 +570,94 @@ class _Writer:
             ]
         return "\n".join(lines)
 
+    def _prms(self) -> str:
+        """PRMs compared on identical samples: each re-scored configuration against the run
+        (or the other re-scorings) whose completions it scored, headline method, overall."""
+        cmp = self.a.prm_comparisons
+        if cmp.empty:
+            return ""
+        mine = cmp[(cmp["scope"] == "overall") & (cmp["method"] == self.opts.method)]
+        top = mine.groupby(["a", "b"])["N"].transform("max")
+        rows = []
+        for _, r in mine[mine["N"] == top].iterrows():
+            rows.append(
+                [
+                    f"{r['approach']} n={r['n']} {r['temperature']}",
+                    r["guided_by"] if isinstance(r["guided_by"], str) else "– (Best-of-N)",
+                    r["a_scored_by"],
+                    r["b_scored_by"],
+                    r["N"],
+                    _diff(r),
+                    r["problems"],
+                    r["seeds"],
+                ]
+            )
+        return "\n".join(
+            [
+                "## PRMs on identical samples",
+                "",
+                f"Each row compares two PRMs scoring the very same completions (a run and its "
+                f"re-scorings by `python -m hotncold.rescore`): `{self.opts.method}` accuracy "
+                f"scored by A minus scored by B at the largest N, {self.ci} from a paired "
+                "bootstrap over the same (seed, problem) cells, * when it excludes 0. Every "
+                "method, N and level is in `prm_comparisons.csv`.",
+                "",
+                RESCORED_NOTE.removeprefix("- "),
+                "",
+                _table(
+                    [
+                        "samples",
+                        "guided by",
+                        "A: scored by",
+                        "B: scored by",
+                        "N",
+                        "A − B",
+                        "problems",
+                        "seeds",
+                    ],
+                    rows,
+                ),
+            ]
+        )
+
+    def _selection(self, setting: str, table: pd.DataFrame) -> str:
+        """Soft Best-of-N against the selection temperature tau, per sampling temperature."""
+        sel = self.a.selection
+        if sel.empty:
+            return ""
+        mine = sel[(sel["setting"] == setting) & (sel["scope"] == "overall")]
+        if mine.empty:
+            return ""
+        ns = sorted(mine["N"].unique())
+        overall = table[table["scope"] == "overall"]
+        rows = []
+        for config in mine["config"].unique():
+            naive = overall[(overall["config"] == config) & (overall["method"] == "naive")]
+            cells = {
+                r["N"]: f"{_pts(r['mean'])} {_ci(r['lo'], r['hi'])}" for _, r in naive.iterrows()
+            }
+            rows.append([self.labels[config], "naive (tau -> 0)", *(cells.get(k, "–") for k in ns)])
+            for tau, line in mine[mine["config"] == config].groupby("tau", sort=True):
+                cells = {
+                    r["N"]: f"{_pts(r['mean'])} {_ci(r['lo'], r['hi'])}" for _, r in line.iterrows()
+                }
+                rows.append(
+                    [self.labels[config], f"tau = {tau:g}", *(cells.get(k, "–") for k in ns)]
+                )
+        return "\n".join(
+            [
+                "### Selection temperature (soft Best-of-N)",
+                "",
+                "The second temperature, over verifier scores: the answer of a completion picked "
+                "with probability proportional to exp(score / tau), its expected accuracy "
+                "computed exactly (no sampling of the pick). tau -> 0 is `naive`; a large tau is "
+                "a uniform pick (pass@1). Rows: sampling temperature x tau, "
+                f"{self.ci} in brackets (`selection.csv` has every level).",
+                "",
+                _table(["sampling temperature", "selection", *(f"N={k}" for k in ns)], rows),
+            ]
+        )
+
     # -- compute ----------------------------------------------------------------------------
 
     def _compute(self) -> str:
@@ -648,7 +748,8 @@ class _Writer:
                 "N × scope, with compute), `comparisons.csv` (paired differences), "
                 "`best_temperature.csv`, `mix_within_point.csv`, `oracle.csv`, "
                 "`oracle_shares.csv`, `diversity.csv`, `equal_compute.csv` (equal generated "
-                "tokens), `equal_flops.csv` (equal FLOPs).",
+                "tokens), `equal_flops.csv` (equal FLOPs), `selection.csv` (soft Best-of-N by "
+                "tau), `prm_comparisons.csv` (PRMs on identical samples).",
                 "- `figures/*.png`.",
             ]
         )

@@ -21,6 +21,7 @@ import pandas as pd
 
 from hotncold.analyze.collect import Collection
 from hotncold.analyze.stats import Estimate, bootstrap, rng_for
+from hotncold.evaluation.metrics import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ CONFIG_COLUMNS = [
     "prm",
     "agg",
     "dataset",
+    "guided_by",
+    "scored_by",
+    "source_prm",
 ]
 
 
@@ -78,6 +82,10 @@ class Analysis:
     equal_flops: pd.DataFrame
     """Accuracy at equal FLOPs per problem, generator and PRM together."""
     files: list[Path] = field(default_factory=list)
+    prm_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """PRMs compared on identical samples (a run and its re-scorings, `prm_comparisons`)."""
+    selection: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Soft Best-of-N's accuracy per configuration x tau x N x scope (`selection_summary`)."""
 
 
 def scopes(frame: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:
@@ -622,3 +630,103 @@ def equal_compute(
                     }
                 )
     return pd.DataFrame(rows, columns=["family", "config", budget, "accuracy"])
+
+
+def prm_comparisons(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """PRMs compared on the same completions: for every two configurations holding the same
+    samples (a run and its re-scorings by other PRMs, `samples` in common), the paired
+    difference a − b per method and N, overall and per level, over exactly the (seed, problem)
+    cells whose completions both scored. `a` is the re-scored one (when one of the two is the
+    run that generated the samples, it is `b`)."""
+    runs = results.drop_duplicates(["config", "samples"])[["config", "samples"]]
+    by_samples = runs.groupby("samples")["config"].agg(lambda c: sorted(set(c)))
+    pairs: dict[tuple[str, str], set[str]] = {}
+    for samples, configs in by_samples.items():
+        for x, y in itertools.combinations(configs, 2):
+            pairs.setdefault((x, y), set()).add(str(samples))
+    info = configs_of(results).set_index("config")
+    rows = []
+    for (x, y), shared in sorted(pairs.items()):
+        # the source (no source_prm) is b; otherwise in config order
+        source_first = pd.isna(info.loc[x, "source_prm"]) and not pd.isna(info.loc[y, "source_prm"])
+        a, b = (y, x) if source_first else (x, y)
+        part = results[results["samples"].isin(shared) & results["config"].isin([a, b])]
+        for scope, value, rows_of_scope in scopes(part):
+            if scope == "subject":
+                continue
+            key = ("prm_vs_prm", scope, value)
+            for m, k, e, _ in paired(rows_of_scope, a, b, METHODS, opts, key):
+                rows.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "a_scored_by": info.loc[a, "scored_by"],
+                        "b_scored_by": info.loc[b, "scored_by"],
+                        "guided_by": info.loc[a, "guided_by"],
+                        "approach": info.loc[a, "approach"],
+                        "temperature": info.loc[a, "temperature"],
+                        "n": info.loc[a, "n"],
+                        "method": m,
+                        "N": k,
+                        "scope": scope,
+                        "scope_value": value,
+                        "mean": e.mean,
+                        "lo": e.lo,
+                        "hi": e.hi,
+                        "problems": e.problems,
+                        "seeds": e.seeds,
+                        "significant": e.significant,
+                    }
+                )
+    columns = [
+        "a",
+        "b",
+        "a_scored_by",
+        "b_scored_by",
+        "guided_by",
+        "approach",
+        "temperature",
+        "n",
+        "method",
+        "N",
+        "scope",
+        "scope_value",
+        *_ESTIMATE,
+        "significant",
+    ]
+    return in_scope_order(pd.DataFrame(rows, columns=columns), ["a", "b", "method", "N"])
+
+
+def selection_summary(selection: pd.DataFrame, opts: Options) -> pd.DataFrame:
+    """Soft Best-of-N's mean accuracy and interval per configuration x tau x N, overall and
+    per level (the same two-way bootstrap as `summary`)."""
+    columns = ["setting", "config", "temperature", "tau", "N", "scope", "scope_value", *_ESTIMATE]
+    if selection.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for setting, frame in selection.groupby("setting", sort=True):
+        for scope, value, part in scopes(frame):
+            if scope == "subject":
+                continue
+            seeds = sorted(part["seed"].unique())
+            uids = sorted(part["uid"].unique())
+            keys, cube = _cube(part, ["config", "tau", "N"], seeds, uids)
+            rng = rng_for(opts.seed, "selection", setting, scope, value)
+            for (config, tau, k), e in zip(keys, bootstrap(cube, opts.resamples, rng, opts.level)):
+                rows.append(
+                    {
+                        "setting": setting,
+                        "config": config,
+                        "temperature": config.split(":", 1)[1],
+                        "tau": float(tau),
+                        "N": int(k),
+                        "scope": scope,
+                        "scope_value": value,
+                        "mean": e.mean,
+                        "lo": e.lo,
+                        "hi": e.hi,
+                        "problems": e.problems,
+                        "seeds": e.seeds,
+                    }
+                )
+    return in_scope_order(pd.DataFrame(rows, columns=columns), ["setting", "config", "tau", "N"])

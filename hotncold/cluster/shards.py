@@ -205,6 +205,7 @@ def _write_merged(group: Group, out: Path) -> None:
             cfg.metrics.num_subsets,
             cfg.metrics.seed,
             finished_only=cfg.approach.finished_only,
+            selection_temperatures=cfg.metrics.selection_temperatures,
         )
         metrics["agg_strategy"] = cfg.prm.agg_strategy
         write_json(rundir.metrics, metrics)

@@ -25,6 +25,7 @@ from hotncold.config.schemas import (
     PRMServerConfig,
     PromptConfig,
     QwenMathPRMConfig,
+    RescoreConfig,
     SelfCertaintyConfig,
     TemperatureConfig,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "PRMServerConfig",
     "PromptConfig",
     "QwenMathPRMConfig",
+    "RescoreConfig",
     "SelfCertaintyConfig",
     "TemperatureConfig",
 ]

@@ -1,6 +1,6 @@
 """The Hydra edge of configuration: registers the typed schemas and the run-name resolvers.
 
-Imported by the commands (`hotncold.__main__`, `prm_server`, `train_prm.__main__`), by the
+Imported by the commands (`hotncold.__main__`, `prm_server`, `rescore`, `train_prm`), by the
 sweep tools (`hotncold.cluster.sweep`) and by tests that compose configs; the core never
 imports it (nor Hydra).
 """
@@ -12,13 +12,14 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from hotncold.config import PRM_SCHEMAS, Config, PRMConfig, PRMServerConfig
+from hotncold.config import PRM_SCHEMAS, Config, PRMConfig, PRMServerConfig, RescoreConfig
 from hotncold.experiment.naming import config_hash, run_name
 from hotncold.train_prm.config import TrainPRMConfig
 
 SCHEMA_NAME = "hotncold_schema"
 TRAIN_SCHEMA_NAME = "train_prm_schema"
 SERVER_SCHEMA_NAME = "hotncold_prm_server_schema"
+RESCORE_SCHEMA_NAME = "hotncold_rescore_schema"
 
 
 def _run_name(*, _root_: Any) -> str:
@@ -54,6 +55,7 @@ def register() -> None:
     store.store(name=SCHEMA_NAME, node=Config(prm=PRMConfig()))
     store.store(name=TRAIN_SCHEMA_NAME, node=TrainPRMConfig)
     store.store(name=SERVER_SCHEMA_NAME, node=PRMServerConfig(prm=PRMConfig()))
+    store.store(name=RESCORE_SCHEMA_NAME, node=RescoreConfig(prm=PRMConfig()))
     for name, schema in PRM_SCHEMAS.items():  # conf/prm/<option>.yaml: defaults [schema_<name>]
         store.store(group="prm", name=f"schema_{name}", node=schema)
     if not OmegaConf.has_resolver("hnc.run_name"):

@@ -368,6 +368,11 @@ class MetricsConfig:
     """Random subsets of size N averaged per problem for each N < n."""
     seed: int = 0
     """Seed of the subset sampler."""
+    selection_temperatures: list[float] = field(default_factory=lambda: [0.01, 0.1, 0.3, 1.0])
+    """Soft Best-of-N: the selection temperatures tau at which metrics.json (and the
+    analyzer) report the expected accuracy of picking a completion with probability
+    proportional to exp(score / tau) (tau -> 0 is `naive`, a large tau a random pick). Adds
+    numbers beside the others and changes none of them, so it is not part of a run's name."""
 
 
 @dataclass
@@ -385,6 +390,13 @@ class OutputConfig:
     """Create the repository private (an existing repository keeps its visibility)."""
     hub_split: str = "train"
     """Split name of the pushed rows inside the run's config."""
+    logprobs: bool = False
+    """Store every completion's per-token log-probabilities in completions.jsonl
+    (`token_logprobs`, with `token_ends`, each token's end in `text`): the sampled tokens'
+    log-probabilities under the model's own distribution (before temperature), so confidence
+    signals (self-certainty, DeepConf-style filtering) can be computed from a finished run;
+    `python -m hotncold.rescore prm=self_certainty` reads them instead of the engine. Adds
+    data, changes no sample, so it is not part of a run's name."""
 
 
 @dataclass
@@ -418,6 +430,28 @@ class Config:
     run's run.log only (`hotncold.experiment.terminal`)."""
     overrides: list[str] = field(default_factory=list)
     """The command-line overrides that made this config (recorded in run.json)."""
+    source_prm: dict[str, Any] | None = None
+    """Set by `python -m hotncold.rescore` only: this run re-scores the stored completions of
+    another run, made with this PRM (its config): under beam search and DVTS the PRM that
+    guided the search, under Best-of-N the one that first scored the samples. `prm` is then the
+    PRM that scored this run. null (every run `python -m hotncold` makes): `prm` did both.
+    Left out of a run's name when null, so ordinary runs keep their names."""
+
+
+@dataclass
+class RescoreConfig:
+    """`python -m hotncold.rescore <run dir | sweep dir> prm=...`: score the stored completions
+    of finished runs with another PRM, one derived run per source run."""
+
+    prm: PRMConfig = field(default_factory=EquationCheckerConfig)
+    """The PRM that scores (composed from hotncold/conf/prm/ as in a run)."""
+    batch_size: int = 32
+    """Problem records (a problem of one run), over all the runs re-scored together, sent to
+    the PRM in one call, one problem's records of every run side by side; each derived run is
+    checkpointed after every batch."""
+    out_dir: str | None = None
+    """Where derived runs go (one folder each, named from its config); null means
+    `<sweep dir>/rescored` for a sweep, `<parent>/rescored` for a run directory."""
 
 
 @dataclass

@@ -44,6 +44,11 @@ class Generation:
     stop_reason: str | None = None
     """The stop string that ended it; None when it ended at the end-of-sequence token."""
     token_logprobs: list[float] | None = None
+    """With `GenerationRequest.logprobs`: the log-probability of each sampled token, under the
+    model's distribution before temperature (vLLM's raw log-probabilities)."""
+    token_ends: list[int] | None = None
+    """With `token_logprobs`: where each token ends in `text` (characters), so a token's span
+    is [previous end, its end)."""
 
     @property
     def ended(self) -> bool:

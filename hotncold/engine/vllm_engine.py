@@ -377,6 +377,7 @@ class VLLMEngine:
                         if isinstance(sample.stop_reason, str)
                         else None,
                         token_logprobs=_sampled_logprobs(sample) if request.logprobs else None,
+                        token_ends=self._token_ends(sample) if request.logprobs else None,
                     )
                 )
                 self.stats.charge(
@@ -418,6 +419,24 @@ class VLLMEngine:
                 ([step[t].logprob for t in labels], len(prompt) - (output.num_cached_tokens or 0))
             )
         return results
+
+    def _token_ends(self, sample: Any) -> list[int]:
+        """Each sampled token's end in the sample's text (`token_ends` over the tokens'
+        decoded pieces); where the pieces do not spell the text, from decoding every prefix
+        of the tokens (slower; exact up to characters split across tokens)."""
+        steps = sample.logprobs or []
+        pieces = [step[token].decoded_token or "" for token, step in zip(sample.token_ids, steps)]
+        ends = token_ends(pieces, sample.text)
+        if ends is None:
+            ids = list(sample.token_ids)
+            ends = [
+                min(
+                    len(self.tokenizer.decode(ids[: k + 1], skip_special_tokens=True)),
+                    len(sample.text),
+                )
+                for k in range(len(ids))
+            ]
+        return ends
 
     def prompt_logprobs(
         self, prompts: Sequence[Sequence[int]], first: Sequence[int], use_cache: bool = True
@@ -527,6 +546,17 @@ def prompt_token_logprobs(
             f"tokens, {cached} cached)"
         )
     return [rows[p - offset][ids[p]].logprob for p in range(first, len(ids))]
+
+
+def token_ends(pieces: Sequence[str], text: str) -> list[int] | None:
+    """Where each token ends in `text`, from the tokens' own decoded pieces; None when the
+    pieces do not spell `text` (a character split across tokens decodes as a replacement
+    character), clamped where a stop string ended the text inside a token."""
+    ends, at = [], 0
+    for piece in pieces:
+        at += len(piece)
+        ends.append(min(at, len(text)))
+    return ends if "".join(pieces)[: len(text)] == text else None
 
 
 def _sampled_logprobs(sample: Any) -> list[float]:

@@ -3,7 +3,11 @@
 - naive: the completion with the best aggregated PRM score;
 - weighted: the answer whose equivalent completions have the largest summed score;
 - majority: the most frequent answer;
-- pass@N: whether any of N completions is right (the unbiased estimator of Chen et al. 2021).
+- pass@N: whether any of N completions is right (the unbiased estimator of Chen et al. 2021);
+- soft Best-of-N at selection temperature tau (`metrics.selection_temperatures`): a completion
+  picked with probability proportional to exp(score / tau), scored by its exact expected
+  accuracy (an expectation over the pick, not a sample of it). tau -> 0 is `naive` (ties
+  shared evenly, as naive breaks them at random), a large tau a uniform random pick.
 
 A value at N < n averages many random subsets of size N, never the first N completions, so it
 does not depend on the order samples came back in. Ties are broken at random; scores and
@@ -92,14 +96,26 @@ def pass_at(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def soft_key(tau: float) -> str:
+    """How a selection temperature names its curve (`%g`: 0.1, 1, 1e-05)."""
+    return f"{tau:g}"
+
+
 def problem_curves(
-    outcome: ProblemOutcome, ns: Sequence[int], num_subsets: int, rng: np.random.Generator
+    outcome: ProblemOutcome,
+    ns: Sequence[int],
+    num_subsets: int,
+    rng: np.random.Generator,
+    selection_temperatures: Sequence[float] = (),
 ) -> dict[str, dict[int, float]]:
-    """Accuracy of every method at every N for one problem."""
+    """Accuracy of every method at every N for one problem; soft Best-of-N's at each
+    selection temperature under `soft:<tau>` keys (on the same subsets, drawing no extra
+    random numbers, so the other methods' values do not depend on the grid)."""
     n = len(outcome.scores)
-    curves: dict[str, dict[int, float]] = {m: {} for m in METHODS}
+    soft = [f"soft:{soft_key(t)}" for t in selection_temperatures]
+    curves: dict[str, dict[int, float]] = {m: {} for m in (*METHODS, *soft)}
     if n == 0:
-        return {m: {k: 0.0 for k in ns} for m in METHODS}
+        return {m: {k: 0.0 for k in ns} for m in curves}
     cluster_ids = np.unique(outcome.clusters[outcome.clusters >= 0])
     # dense cluster index per completion; column len(cluster_ids) collects missing answers
     dense = np.searchsorted(cluster_ids, outcome.clusters)
@@ -116,6 +132,8 @@ def problem_curves(
             else _plain(n, k, num_subsets, rng)
         )
         curves["naive"][k] = _naive(outcome, subsets, rng)
+        for key, tau in zip(soft, selection_temperatures):
+            curves[key][k] = soft_best_of_n(outcome, subsets, tau)
         votes = np.zeros((subsets.shape[0], len(cluster_ids) + 1))
         weights = np.zeros_like(votes)
         rows = np.repeat(np.arange(subsets.shape[0]), subsets.shape[1])
@@ -175,6 +193,21 @@ def _naive(outcome: ProblemOutcome, subsets: np.ndarray, rng: np.random.Generato
     return float((outcome.correct[chosen] & eligible.any(axis=1)).mean())
 
 
+def soft_best_of_n(outcome: ProblemOutcome, subsets: np.ndarray, tau: float) -> float:
+    """Expected accuracy, averaged over `subsets`, of picking an eligible completion of each
+    with probability exp(score / tau) / sum over its eligible completions (a subset with none
+    eligible answers nothing: 0). Exact over the pick; computed relative to each subset's
+    best score, so a small tau never overflows."""
+    scores = outcome.scores[subsets]
+    eligible = outcome.eligible[subsets]
+    top = np.where(eligible, scores, -np.inf).max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    weights = np.where(eligible, np.exp((np.where(eligible, scores, 0.0) - top) / tau), 0.0)
+    total = weights.sum(axis=1)
+    right = (weights * outcome.correct[subsets]).sum(axis=1)
+    return float(np.mean(np.divide(right, total, out=np.zeros_like(right), where=total > 0)))
+
+
 def _vote(
     tally: np.ndarray, present: np.ndarray, cluster_correct: np.ndarray, rng: np.random.Generator
 ) -> float:
@@ -185,13 +218,15 @@ def _vote(
 
 
 def summarize(
-    problems: Sequence[dict[str, Any]], curves: Sequence[dict[str, dict[int, float]]]
+    problems: Sequence[dict[str, Any]],
+    curves: Sequence[dict[str, dict[int, float]]],
+    methods: Sequence[str] = METHODS,
 ) -> dict[str, Any]:
     """Mean curves overall, per level and per subject. `problems` hold `level` and `subject`."""
 
     def mean(selected: list[int]) -> dict[str, Any]:
         out: dict[str, Any] = {"num_problems": len(selected)}
-        for method in METHODS:
+        for method in methods:
             ns = curves[selected[0]][method].keys()
             out[method] = {
                 str(k): float(np.mean([curves[i][method][k] for i in selected])) for k in ns
@@ -240,21 +275,46 @@ def metrics_from_records(
     agg_strategy: str | None = None,
     *,
     finished_only: bool,
+    selection_temperatures: Sequence[float] = (),
 ) -> dict[str, Any]:
     """metrics.json's content from completions.jsonl's records (`finished_only` is the run's
-    `approach.finished_only`: required, since it changes every number)."""
+    `approach.finished_only`: required, since it changes every number). With
+    `selection_temperatures`, `soft_best_of_n` holds soft Best-of-N's curves: overall, per
+    level and subject, and per problem, each keyed by tau (`soft_key`) then N."""
     ns = budgets(n)
     rng = np.random.default_rng(seed)
+    taus = list(selection_temperatures)
     curves = [
         problem_curves(
-            outcome_of(r, agg_strategy, finished_only=finished_only), ns, num_subsets, rng
+            outcome_of(r, agg_strategy, finished_only=finished_only), ns, num_subsets, rng, taus
         )
         for r in records
     ]
-    summary = summarize([r["problem"] for r in records], curves)
+    problems = [r["problem"] for r in records]
+    summary = summarize(problems, curves)
     summary["budgets"] = ns
     summary["per_problem"] = {
         r["uid"]: {m: {str(k): v for k, v in c[m].items()} for m in METHODS}
         for r, c in zip(records, curves)
     }
+    if taus:
+        keys = {soft_key(t): f"soft:{soft_key(t)}" for t in taus}
+        soft = summarize(problems, curves, methods=list(keys.values()))
+
+        def by_tau(block: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "num_problems": block["num_problems"],
+                **{tau: block[key] for tau, key in keys.items()},
+            }
+
+        summary["soft_best_of_n"] = {
+            "selection_temperatures": taus,
+            "overall": by_tau(soft["overall"]),
+            "by_level": {k: by_tau(v) for k, v in soft["by_level"].items()},
+            "by_subject": {k: by_tau(v) for k, v in soft["by_subject"].items()},
+            "per_problem": {
+                r["uid"]: {tau: {str(k): v for k, v in c[key].items()} for tau, key in keys.items()}
+                for r, c in zip(records, curves)
+            },
+        }
     return summary

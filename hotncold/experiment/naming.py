@@ -52,12 +52,22 @@ NON_RESULT_KEYS = (
     "prm.gpu_memory_utilization",
     "prm.cpu_kv_cache_gib",
     "prm.block_size",
+    # Soft Best-of-N's grid adds numbers to metrics.json (recomputed from completions.jsonl at
+    # every run's end) and changes no sample, score or other number.
+    "metrics.selection_temperatures",
 )
+
+OPTIONAL_KEYS = ("source_prm",)
+"""Fields left out of a run's name while null (their default), so that adding them kept the
+names of every run that does not set them (`source_prm`: only re-scored runs set it)."""
 
 
 def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a config that determines results (what the run name hashes)."""
     out = {k: v for k, v in cfg.items() if k not in NON_RESULT_KEYS and k != "hydra"}
+    for key in OPTIONAL_KEYS:
+        if out.get(key) is None:
+            out.pop(key, None)
     for key in NON_RESULT_KEYS:  # `group.field` entries drop one field of a group
         group, _, name = key.partition(".")
         if name and isinstance(out.get(group), dict) and name in out[group]:
@@ -91,13 +101,16 @@ def run_name(cfg: dict[str, Any]) -> str:
     dataset = data["name"]
     if data["num_shards"] > 1:
         dataset += f"-shard{data['shard']}of{data['num_shards']}"
+    prm = cfg["prm"]["name"]
+    if cfg.get("source_prm"):  # a re-scored run: the source run's PRM, then the scoring one
+        prm = f"{cfg['source_prm']['name']}-rescored-{prm}"
     parts = [
         approach,
         tag,
         f"n{cfg['n']}",
         f"seed{cfg['seed']}",
         cfg["model"]["name"],
-        cfg["prm"]["name"],
+        prm,
         dataset,
         config_hash(cfg, RESULTS_VERSION),
     ]
@@ -148,6 +161,17 @@ def _compact(value: Any) -> str:
     if isinstance(value, dict):
         return "-".join(f"{k}{_compact(v)}" for k, v in sorted(value.items()))
     return str(value)
+
+
+def prm_roles(cfg: dict[str, Any]) -> tuple[str | None, str]:
+    """`(guided_by, scored_by)` of a run from its config: the PRM that steered the search (None
+    under Best-of-N, whose samples no PRM steers) and the PRM whose scores select its answers.
+    They differ only in a re-scored beam search or DVTS run (`source_prm`)."""
+    scored_by = str(cfg["prm"]["name"])
+    if cfg["approach"]["name"] == "best_of_n":
+        return None, scored_by
+    source = cfg.get("source_prm")
+    return (str(source["name"]) if source else scored_by), scored_by
 
 
 def approach_label(cfg: dict[str, Any]) -> str:

@@ -105,6 +105,7 @@ def _execute(
                     cfg.metrics.num_subsets,
                     cfg.metrics.seed,
                     finished_only=cfg.approach.finished_only,
+                    selection_temperatures=cfg.metrics.selection_temperatures,
                 )
                 metrics["agg_strategy"] = cfg.prm.agg_strategy
                 write_json(rundir.metrics, metrics)
@@ -169,6 +170,7 @@ def _search(
             n=cfg.n,
             seed=cfg.seed,
             agg_strategy=cfg.prm.agg_strategy,
+            logprobs=cfg.output.logprobs,
         )
         grader = Grader()
         with RunProgress(

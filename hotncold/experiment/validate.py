@@ -25,6 +25,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"n={cfg.n}: the budget must be at least 1; set n=1 or more")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size}: set batch_size=1 or more")
+    if cfg.source_prm is not None:
+        raise ConfigError(
+            "source_prm is set only by python -m hotncold.rescore (a re-scored run's source "
+            "PRM); remove it, or re-score a finished run: python -m hotncold.rescore <dir> prm=..."
+        )
+    if any(t <= 0 for t in cfg.metrics.selection_temperatures):
+        raise ConfigError(
+            "metrics.selection_temperatures must all be positive (tau -> 0 is `naive`); "
+            "e.g. metrics.selection_temperatures=[0.01,0.1,1.0]"
+        )
     if cfg.cluster.requeue_lock_wait_s < 0:
         raise ConfigError("cluster.requeue_lock_wait_s must be 0 or more (seconds)")
     check_temperature(cfg.temperature, cfg.approach, cfg.n)

@@ -23,6 +23,36 @@ from hotncold.prm.base import PRM, ItemScores, PendingScore
 from hotncold.prm.loading import check_length, load_tokenizer
 
 
+def stored_step_scores(
+    text: str, steps: Sequence[str], token_logprobs: Sequence[float], token_ends: Sequence[int]
+) -> list[float]:
+    """Self-certainty of each step from the log-probabilities a run stored with a completion
+    (`output.logprobs`), with no engine: exp(mean log p) of the tokens each step owns, 1 for a
+    step that owns none. A token belongs to the first step not yet ended where it starts, so
+    the delimiter tokens before a step count with the step they open (as in `SelfCertainty`);
+    the end-of-sequence token, which adds no text, counts with none. The tokens are the
+    sampled ones, at the model's temperature-1 distribution, where `SelfCertainty` re-reads
+    the text; the two agree up to how the text is split into tokens at step boundaries."""
+    spans, at = [], 0
+    for step in steps:
+        start = text.find(step, at)
+        if start < 0:
+            raise ValueError(f"step {step[:40]!r} is not in the completion's text")
+        spans.append((start, start + len(step)))
+        at = start + len(step)
+    sums, counts = [0.0] * len(steps), [0] * len(steps)
+    begin, k = 0, 0
+    for logprob, end in zip(token_logprobs, token_ends):
+        if not steps or begin >= len(text):
+            break
+        while k < len(steps) - 1 and begin >= spans[k][1]:
+            k += 1
+        sums[k] += logprob
+        counts[k] += 1
+        begin = end
+    return [math.exp(s / c) if c else 1.0 for s, c in zip(sums, counts)]
+
+
 class SelfCertainty(PRM):
     def __init__(
         self,

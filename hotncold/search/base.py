@@ -33,6 +33,12 @@ class Completion:
     """Unit of subset sampling: independent samples each have their own, DVTS subtrees share
     one so that subsets for N < n keep them together."""
     extra: dict[str, Any] = field(default_factory=dict)
+    token_logprobs: list[float] | None = None
+    """With `output.logprobs`: the log-probability of every token of `text` as sampled, under
+    the model's distribution before temperature (a step-level search's steps in order; its
+    lookahead, never kept, is not included). None otherwise (and then left out of the record)."""
+    token_ends: list[int] | None = None
+    """With `token_logprobs`: each token's end in `text` (characters)."""
 
     @property
     def finished(self) -> bool:
@@ -43,6 +49,9 @@ class Completion:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["finished"] = self.finished
+        for key in ("token_logprobs", "token_ends"):  # only runs that store them
+            if out[key] is None:
+                del out[key]
         return out
 
 
@@ -60,6 +69,8 @@ class SearchContext:
     agg_strategy: str = "min"
     """How step scores rank solutions during the search and in its final choice
     (`prm.agg_strategy`)."""
+    logprobs: bool = False
+    """Keep every completion's per-token log-probabilities (`output.logprobs`)."""
 
 
 def sampling_extra(sampled: Mapping[float, int], allocations: int) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class BestOfN:
                         n=1 if value == 0 else count,
                         top_p=ctx.model.top_p,
                         seed=derive_seed(ctx.seed, problem.uid, "best_of_n", value),
+                        logprobs=ctx.logprobs,
                         account=problem.uid,
                     )
                 )
@@ -92,4 +93,6 @@ def _completion(
         temperature=temperature,
         group=slot,  # independent samples: each is its own unit for subset sampling
         extra=dict(extra),
+        token_logprobs=generation.token_logprobs,
+        token_ends=generation.token_ends,
     )

@@ -69,6 +69,10 @@ class Node:
     """None while the node can grow (`partial` once output); else eos, length or empty_step."""
     depth: int = 0
     """Search iterations that produced this node (its number of generation rounds)."""
+    token_logprobs: tuple[float, ...] = ()
+    """With `Limits.logprobs`: the log-probability of every token of `text` as sampled."""
+    token_ends: tuple[int, ...] = ()
+    """Each of those tokens' end in `text`."""
 
     @property
     def live(self) -> bool:
@@ -95,6 +99,8 @@ class Node:
             temperature=temps.pop() if len(temps) == 1 else None,
             group=group,
             extra={"depth": self.depth, **extra},
+            token_logprobs=list(self.token_logprobs) if self.token_logprobs else None,
+            token_ends=list(self.token_ends) if self.token_logprobs else None,
         )
 
 
@@ -157,6 +163,8 @@ class Limits:
     delimiter: str
     max_tokens: int
     top_p: float = 1.0
+    logprobs: bool = False
+    """Keep the sampled tokens' log-probabilities on the nodes (`output.logprobs`)."""
 
 
 def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) -> list[Expansion]:
@@ -167,6 +175,8 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
     """
     texts = [""] * len(tasks)
     tokens = [0] * len(tasks)
+    logprobs: list[list[float]] = [[] for _ in tasks]
+    ends: list[list[int]] = [[] for _ in tasks]
     finish: list[str | None] = [None] * len(tasks)
     pending = list(range(len(tasks)))
     for attempt in range(1 + BLANK_RETRIES):
@@ -183,12 +193,16 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
                     stop=() if task.final else (limits.delimiter,),
                     seed=task.seed if attempt == 0 else derive_seed(task.seed, "blank", attempt),
                     top_p=limits.top_p,
+                    logprobs=limits.logprobs,
                     account=task.account,
                 )
             )
         generations = _generate_deduplicated(engine, requests)
         still_blank = []
         for i, g in zip(pending, generations):
+            if limits.logprobs:  # a blank retry's tokens stay: its text stays too
+                logprobs[i] += g.token_logprobs or []
+                ends[i] += [len(texts[i]) + e for e in g.token_ends or []]
             texts[i] += g.text
             tokens[i] += g.num_tokens
             if g.ended:
@@ -205,12 +219,20 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
                 finish[i] = "empty_step"
         pending = still_blank
     return [
-        Expansion(node=_child(task, text, n, reason, limits.delimiter), tokens=n)
-        for task, text, n, reason in zip(tasks, texts, tokens, finish)
+        Expansion(node=_child(task, text, n, reason, limits.delimiter, lp, e), tokens=n)
+        for task, text, n, reason, lp, e in zip(tasks, texts, tokens, finish, logprobs, ends)
     ]
 
 
-def _child(task: StepTask, text: str, tokens: int, finish: str | None, delimiter: str) -> Node:
+def _child(
+    task: StepTask,
+    text: str,
+    tokens: int,
+    finish: str | None,
+    delimiter: str,
+    logprobs: Sequence[float] = (),
+    ends: Sequence[int] = (),
+) -> Node:
     parent = task.parent
     # The parent's text ends with the delimiter, so its steps are a prefix of the child's.
     new_steps = split_steps(text, delimiter)
@@ -223,6 +245,8 @@ def _child(task: StepTask, text: str, tokens: int, finish: str | None, delimiter
         sampled_at=(*parent.sampled_at, task.temperature),
         finish_reason=finish,
         depth=parent.depth + 1,
+        token_logprobs=parent.token_logprobs + tuple(logprobs),
+        token_ends=parent.token_ends + tuple(len(parent.text) + e for e in ends),
     )
 
 
@@ -272,7 +296,8 @@ def lookahead(
                     account=tasks[i].account,
                 )
             )
-        results = generate_steps(engine, rollouts, limits)
+        # greedy text that only feeds scoring: its log-probabilities are never kept
+        results = generate_steps(engine, rollouts, replace(limits, logprobs=False))
         next_todo = []
         for i, result in zip(todo, results):
             e = expansions[i]
@@ -351,7 +376,7 @@ def iteration(
     """One search iteration for every live beam of every problem: one engine call for the
     steps (plus lookahead rollouts, used only for scoring), then one PRM call for all of them."""
     model, a = ctx.model, ctx.approach
-    limits = Limits(model.step_delimiter, model.max_tokens, model.top_p)
+    limits = Limits(model.step_delimiter, model.max_tokens, model.top_p, ctx.logprobs)
     expansions = generate_steps(ctx.engine, tasks, limits)
     if a.lookahead and not final:
         lookahead(ctx.engine, tasks, expansions, a.lookahead, limits)
