@@ -16,11 +16,12 @@ from hotncold.data.arithmetic import generate
 from hotncold.experiment.run import execute
 
 ANSWERS = {r["problem"]: r["answer"] for r in generate(4)}
+solver = half_right(ANSWERS)  # every other sample right (test_hub and others import it)
 
 
 @pytest.fixture
 def engine(monkeypatch):
-    fake = ScriptedEngine(half_right(ANSWERS))
+    fake = ScriptedEngine(solver)
     monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
     return fake
 
