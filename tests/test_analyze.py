@@ -732,8 +732,8 @@ def test_real_sweep_on_the_embedded_model_then_its_report(real_engine, tmp_path)
         assert row["mean"] == pytest.approx(mean) and row["lo"] <= mean <= row["hi"]
         assert bool(row["significant"]) == (row["lo"] > 0 or row["hi"] < 0)
         problems = cells.index.get_level_values("uid").nunique()
-        assert problems == 2  # dataset.per_level=2
-        sample = "2 problems × 2 seeds, weighted"
+        assert problems == 1  # dataset.per_level=1
+        sample = "1 problem × 2 seeds, weighted"
         lo, hi = (f"{100 * row[k]:.1f}" for k in ("lo", "hi"))
         signed = f"{100 * row['mean']:+.1f}"
         if not row["significant"]:

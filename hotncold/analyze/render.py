@@ -63,11 +63,16 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def verdict(row: pd.Series, hot: float, cold: float, level: float) -> str:
     """One line on hot minus cold (a `hot_vs_cold` comparison row)."""
     scope = scope_label(row["scope"], row["scope_value"])
     ci = f"{100 * level:g}% CI"
-    sample = f"{row['problems']} problems × {row['seeds']} seeds, {row['method']}"
+    problems, seeds = _count(row["problems"], "problem"), _count(row["seeds"], "seed")
+    sample = f"{problems} × {seeds}, {row['method']}"
     if not row["significant"]:
         return (
             f"{scope}: no significant difference between hot ({_temp(hot)}) and cold "
