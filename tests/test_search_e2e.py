@@ -245,7 +245,12 @@ def test_best_of_n_truncated_samples_never_vote(real_engine, tmp_path):
                 assert metrics["per_problem"][r["uid"]][method]["4"] == 0.0
     assert metrics == {
         **metrics_from_records(
-            recs, cfg.n, cfg.metrics.num_subsets, cfg.metrics.seed, finished_only=True
+            recs,
+            cfg.n,
+            cfg.metrics.num_subsets,
+            cfg.metrics.seed,
+            finished_only=True,
+            selection_temperatures=cfg.metrics.selection_temperatures,
         ),
         "agg_strategy": cfg.prm.agg_strategy,
     }
