@@ -93,7 +93,6 @@ def run(workdir: Path | None = None) -> list[Check]:
         model = ModelConfig(
             name="doctor-lm",
             path=str(built["lm"]),
-            system_prompt=None,
             max_tokens=12,
             max_model_len=512,
             step_delimiter="\n",
