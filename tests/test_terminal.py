@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from conftest import run_module
+from conftest import ROOT, run_module
 from fakes import ScriptedEngine, half_right
 
 import hotncold.engine.vllm_engine
@@ -267,6 +267,41 @@ def screen(proc: subprocess.CompletedProcess) -> list[str]:
     return [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")]
 
 
+def in_a_terminal(*args: str, timeout: float = 900) -> tuple[int, str]:
+    """`python -m ARGS` with a pseudo-terminal (24 x 100) as stdin, stdout and stderr, as a
+    person runs it, and what it wrote there. tqdm redraws its bar with carriage returns only on
+    a terminal (it writes each state on a line of its own into a file or a pipe)."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args], cwd=ROOT, stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([master], [], [], 1)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    code = proc.wait(timeout=max(1, deadline - time.monotonic()))
+    return code, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
 @pytest.mark.slow
 def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_run_log(
     tmp_path,
@@ -274,15 +309,17 @@ def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_
     """The two commands of `make run` (the quickstart sweep, then the analyzer): no vLLM line
     reaches the terminal, everything fits one screen, and it ends with hot against cold."""
     sweep = tmp_path / "quickstart"
-    proc = run_module("hotncold", "-m", "experiment=quickstart", *TINY, f"hydra.sweep.dir={sweep}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = screen(proc)
+    code, shown = in_a_terminal(
+        "hotncold", "-m", "experiment=quickstart", *TINY, f"hydra.sweep.dir={sweep}"
+    )
+    assert code == 0, shown[-3000:]
+    lines = [line.rsplit("\r", 1)[-1] for line in shown.rstrip("\n").split("\n")]
     noise = [line for line in lines if VLLM_NOISE.search(line) and "[HYDRA]" not in line]
     assert noise == [], noise
     assert sum("starting vLLM" in line for line in lines) == 1  # one engine for the three runs
     done = [line for line in lines if line.startswith("best_of_n ") and " at N=4 (%)" in line]
     assert [line.split()[1] for line in done] == ["T0.4", "T1.2", "T0.4-0.8-1.2"]
-    assert re.search(r"tok/s, 5/5 problems\]", proc.stderr)  # the bar counted generated tokens
+    assert re.search(r"tok/s, 5/5 problems\]", shown)  # the bar counted generated tokens
     logs = [p.read_text() for p in sorted(sweep.glob("*/run.log"))]
     [log] = [text for text in logs if "starting vLLM on" in text]  # the run that started it
     assert " vllm" in log and "vllm.processes: " in log  # vLLM's loggers and its processes
