@@ -25,6 +25,7 @@ from hotncold.config import (
     JudgePRMConfig,
     ModelConfig,
     PRMConfig,
+    PromptConfig,
     QwenMathPRMConfig,
     SelfCertaintyConfig,
 )
@@ -173,9 +174,15 @@ def _warm_and_cold(warm: PRM, cold: PRM, reset: Callable[[], None]) -> str:
 
 def _certainty(model: ModelConfig, state: dict) -> str:
     engine = state["engine"]
-    warm = build_prm(SelfCertaintyConfig(name="self_certainty"), engine=engine, model=model)
+    prompt = PromptConfig(system_prompt=None)  # the smoke's prompts are the user message alone
+    warm = build_prm(
+        SelfCertaintyConfig(name="self_certainty"), engine=engine, model=model, prompt=prompt
+    )
     cold = build_prm(
-        SelfCertaintyConfig(name="self_certainty", incremental=False), engine=engine, model=model
+        SelfCertaintyConfig(name="self_certainty", incremental=False),
+        engine=engine,
+        model=model,
+        prompt=prompt,
     )
     return _warm_and_cold(warm, cold, engine.reset_prefix_cache)
 
