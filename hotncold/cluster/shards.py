@@ -22,7 +22,7 @@ import yaml
 
 from hotncold.config import Config, ConfigError
 from hotncold.data import load_problems, shard
-from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.evaluation.metrics import run_metrics
 from hotncold.experiment import lock
 from hotncold.experiment.naming import RESULTS_VERSION, run_name
 from hotncold.experiment.run import to_config
@@ -199,15 +199,7 @@ def _write_merged(group: Group, out: Path) -> None:
     text = "".join(json.dumps(r) + "\n" for r in group.records)
     write_atomic(rundir.completions, text)
     if group.records:
-        metrics = metrics_from_records(
-            group.records,
-            cfg.n,
-            cfg.metrics.num_subsets,
-            cfg.metrics.seed,
-            finished_only=cfg.approach.finished_only,
-            selection_temperatures=cfg.metrics.selection_temperatures,
-        )
-        metrics["agg_strategy"] = cfg.prm.agg_strategy
+        metrics = run_metrics(group.records, cfg)
         write_json(rundir.metrics, metrics)
     shards = [runs[0] for _, runs in sorted(group.shards.items()) if runs]
     totals: dict[str, float] = defaultdict(float)

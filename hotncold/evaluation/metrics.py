@@ -31,11 +31,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import comb
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hotncold.prm.base import aggregate
+
+if TYPE_CHECKING:
+    from hotncold.config import Config
 
 METHODS = ("naive", "weighted", "majority", "pass")
 
@@ -318,3 +321,19 @@ def metrics_from_records(
             },
         }
     return summary
+
+
+def run_metrics(records: Sequence[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """metrics.json of a run (searched, re-scored or merged from shards) with `cfg`: every
+    setting that changes a number read from the config in this one place, and the PRM's
+    aggregation recorded beside them."""
+    metrics = metrics_from_records(
+        records,
+        cfg.n,
+        cfg.metrics.num_subsets,
+        cfg.metrics.seed,
+        finished_only=cfg.approach.finished_only,
+        selection_temperatures=cfg.metrics.selection_temperatures,
+    )
+    metrics["agg_strategy"] = cfg.prm.agg_strategy
+    return metrics

@@ -45,7 +45,7 @@ from hotncold.config import Config, ConfigError, PRMConfig, RescoreConfig
 from hotncold.engine import hf_cache, kv_cache, machine, vllm_engine
 from hotncold.engine.requests import Charge
 from hotncold.engine.weights import check_model_path
-from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.evaluation.metrics import run_metrics
 from hotncold.experiment import lock, preflight
 from hotncold.experiment.compute import RunCosts, run_costs
 from hotncold.experiment.naming import config_hash, prm_roles, result_config, run_name
@@ -446,15 +446,7 @@ def _compute(record: dict[str, Any], charge: PRMCharge, costs: RunCosts, guided:
 def _finish(job: Derived) -> None:
     records = [job.done[r["uid"]] for r in job.source.records]
     cfg = job.cfg
-    metrics = metrics_from_records(
-        records,
-        cfg.n,
-        cfg.metrics.num_subsets,
-        cfg.metrics.seed,
-        finished_only=cfg.approach.finished_only,
-        selection_temperatures=cfg.metrics.selection_temperatures,
-    )
-    metrics["agg_strategy"] = cfg.prm.agg_strategy
+    metrics = run_metrics(records, cfg)
     write_json(job.rundir.metrics, metrics)
     job.session.record(temperature_shares=temperature_shares(records, cfg.temperature))
     job.session.close("finished")

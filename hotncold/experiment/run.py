@@ -21,7 +21,7 @@ from hotncold.engine import kv_cache, vllm_engine
 from hotncold.engine.prompts import build_prompt
 from hotncold.engine.weights import check_model_path
 from hotncold.evaluation.grading import Grader, extract_answer
-from hotncold.evaluation.metrics import metrics_from_records
+from hotncold.evaluation.metrics import run_metrics
 from hotncold.experiment import lock, preflight, terminal
 from hotncold.experiment.compute import RunCosts, run_costs
 from hotncold.experiment.naming import approach_label
@@ -99,15 +99,7 @@ def _execute(
             with noting_signals(session):
                 records = _search(cfg, engines, problems, rundir, session)
                 session.record(temperature_shares=temperature_shares(records, cfg.temperature))
-                metrics = metrics_from_records(
-                    records,
-                    cfg.n,
-                    cfg.metrics.num_subsets,
-                    cfg.metrics.seed,
-                    finished_only=cfg.approach.finished_only,
-                    selection_temperatures=cfg.metrics.selection_temperatures,
-                )
-                metrics["agg_strategy"] = cfg.prm.agg_strategy
+                metrics = run_metrics(records, cfg)
                 write_json(rundir.metrics, metrics)
             session.close("finished")
         except BaseException as error:
