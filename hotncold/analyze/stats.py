@@ -35,6 +35,16 @@ class Estimate:
         """Whether the interval excludes 0 (for differences)."""
         return bool(self.lo > 0 or self.hi < 0)
 
+    def columns(self) -> dict[str, float | int]:
+        """The estimate as the columns of a table's row (mean, lo, hi, problems, seeds)."""
+        return {
+            "mean": self.mean,
+            "lo": self.lo,
+            "hi": self.hi,
+            "problems": self.problems,
+            "seeds": self.seeds,
+        }
+
 
 def rng_for(seed: int, *key: object) -> np.random.Generator:
     """A generator fixed by the user's seed and a stable description of what it resamples, so

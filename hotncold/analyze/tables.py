@@ -187,11 +187,7 @@ def _estimate_row(config: str, method: str, k: int, scope: str, value: str, e: E
         "N": int(k),
         "scope": scope,
         "scope_value": value,
-        "mean": e.mean,
-        "lo": e.lo,
-        "hi": e.hi,
-        "problems": e.problems,
-        "seeds": e.seeds,
+        **e.columns(),
     }
 
 
@@ -368,11 +364,7 @@ def _cmp(
         "N": k,
         "scope": scope,
         "scope_value": value,
-        "mean": e.mean,
-        "lo": e.lo,
-        "hi": e.hi,
-        "problems": e.problems,
-        "seeds": e.seeds,
+        **e.columns(),
         "significant": e.significant,
     }
 
@@ -670,11 +662,7 @@ def prm_comparisons(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
                         "N": k,
                         "scope": scope,
                         "scope_value": value,
-                        "mean": e.mean,
-                        "lo": e.lo,
-                        "hi": e.hi,
-                        "problems": e.problems,
-                        "seeds": e.seeds,
+                        **e.columns(),
                         "significant": e.significant,
                     }
                 )
@@ -722,11 +710,7 @@ def selection_summary(selection: pd.DataFrame, opts: Options) -> pd.DataFrame:
                         "N": int(k),
                         "scope": scope,
                         "scope_value": value,
-                        "mean": e.mean,
-                        "lo": e.lo,
-                        "hi": e.hi,
-                        "problems": e.problems,
-                        "seeds": e.seeds,
+                        **e.columns(),
                     }
                 )
     return in_scope_order(pd.DataFrame(rows, columns=columns), ["setting", "config", "tau", "N"])
