@@ -261,9 +261,8 @@ VLLM_NOISE = re.compile(
 prefixed with `(EngineCore pid=12)` from its processes), Python and C++ warnings, tqdm bars."""
 
 
-def screen(proc: subprocess.CompletedProcess) -> list[str]:
+def screen(text: str) -> list[str]:
     """The lines a terminal shows: a carriage return redraws a line (tqdm), it adds none."""
-    text = proc.stdout + proc.stderr
     return [line.rsplit("\r", 1)[-1] for line in text.rstrip("\n").split("\n")]
 
 
@@ -313,7 +312,7 @@ def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_
         "hotncold", "-m", "experiment=quickstart", *TINY, f"hydra.sweep.dir={sweep}"
     )
     assert code == 0, shown[-3000:]
-    lines = [line.rsplit("\r", 1)[-1] for line in shown.rstrip("\n").split("\n")]
+    lines = screen(shown)
     noise = [line for line in lines if VLLM_NOISE.search(line) and "[HYDRA]" not in line]
     assert noise == [], noise
     assert sum("starting vLLM" in line for line in lines) == 1  # one engine for the three runs
@@ -326,7 +325,7 @@ def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_
 
     report = run_module("hotncold.analyze", str(sweep), "--out", str(sweep / "analysis"))
     assert report.returncode == 0, report.stderr[-3000:]
-    verdict = screen(report)
+    verdict = screen(report.stdout + report.stderr)
     joined = " ".join(line.strip() for line in verdict)  # the answer wraps at 100 columns
     assert "hot − cold" in report.stdout
     assert re.search(r"overall: .*hot \(1\.2\).* cold \(0\.4\).*N=4", joined), joined
