@@ -1,11 +1,15 @@
 """The CPU engine's KV cache is sized from the batch, within what the machine has; engines are
-reused when their cache is big enough and restarted once when it is not."""
+reused when their cache is big enough, restarted once when it is not, and replaced when their
+engine core died."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from typing import ClassVar
 
+import psutil
 import pytest
 from conftest import tiny_model_config
 
@@ -114,6 +118,7 @@ class FakeEngine:
     def __init__(self, cfg: ModelConfig) -> None:
         self.cpu_kv_cache_gib = vllm_engine.cpu_kv_cache_gib(cfg)
         self.closed = False
+        self.dead = False
         FakeEngine.started.append(self.cpu_kv_cache_gib)
 
     def close(self) -> None:
@@ -136,3 +141,58 @@ def test_an_engine_is_reused_when_its_cache_is_big_enough_and_restarted_once_whe
     other = vllm_engine.get_engine(dataclasses.replace(model, max_model_len=2048))
     assert other is not bigger and not bigger.closed  # other settings: another engine
     assert FakeEngine.started == [1.0, 2.5, 1.0]
+
+
+def test_an_engine_whose_core_died_is_replaced_and_the_others_are_kept(monkeypatch):
+    monkeypatch.setattr(vllm_engine, "VLLMEngine", FakeEngine)
+    monkeypatch.setattr(vllm_engine, "_ENGINES", {})
+    FakeEngine.started = []
+    model = tiny_model_config(ModelConfig)
+    first = vllm_engine.get_engine(model)
+    other = vllm_engine.get_engine(dataclasses.replace(model, max_model_len=2048))
+    first.dead = True  # what an EngineDeadError under one of its calls sets
+    assert not vllm_engine.has_engine(model)
+    again = vllm_engine.get_engine(model)
+    assert again is not first and first.closed and not again.dead
+    assert vllm_engine.get_engine(model) is again  # and it is reused from then on
+    assert vllm_engine.get_engine(dataclasses.replace(model, max_model_len=2048)) is other
+    assert not other.closed and FakeEngine.started == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_a_real_engine_whose_core_is_killed_is_dead_and_the_next_get_engine_starts_a_new_one():
+    """What poisoned a sweep: an engine core killed mid-sweep (here by SIGKILL) left every later
+    job of the basic launcher the same dead engine, and each failed at once."""
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    from hotncold.engine.requests import GenerationRequest
+
+    # its own engine (another max_model_len), so the session's shared one is left alone
+    cfg = dataclasses.replace(
+        tiny_model_config(ModelConfig), max_model_len=512, cpu_kv_cache_gib=1.0
+    )
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    engine = vllm_engine.get_engine(cfg)
+    request = [GenerationRequest("1 + 1 =", 0.0, max_tokens=4, seed=0)]
+    try:
+        assert engine.generate(request)[0][0].num_tokens > 0 and not engine.dead
+        spawned = [  # vLLM's engine core and worker (their titles), not multiprocessing's helpers
+            p
+            for p in me.children(recursive=True)
+            if p.pid not in before and p.name().startswith("VLLM")
+        ]
+        assert spawned, "the engine started no processes of its own"
+        for process in spawned:
+            os.kill(process.pid, signal.SIGKILL)
+        psutil.wait_procs(spawned, timeout=30)
+        with pytest.raises(EngineDeadError):
+            engine.generate(request)
+        assert engine.dead
+        replacement = vllm_engine.get_engine(cfg)
+        assert replacement is not engine and engine.llm is None  # the dead one was closed
+        assert replacement.generate(request)[0][0].num_tokens > 0
+    finally:  # neither engine outlives the test
+        for cached in [e for e in list(vllm_engine._ENGINES.values()) if e.max_model_len == 512]:
+            vllm_engine.close_engine(cached)
+        engine.close()

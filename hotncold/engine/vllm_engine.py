@@ -69,7 +69,9 @@ def get_engine(cfg: ModelConfig) -> VLLMEngine:
     An engine whose CPU KV cache is at least the one asked for is reused: the cache size changes
     how fast a batch runs, never what it samples. One with a smaller cache is shut down and
     started again with the larger one, once, rather than running every later batch preempted
-    (a sweep over n=4,16 on the CPU restarts at most once).
+    (a sweep over n=4,16 on the CPU restarts at most once). One whose engine core died (an
+    earlier job's `EngineDeadError`: killed, out of memory) is replaced, so one crash costs the
+    job it happened in and not every later job of the sweep.
     """
     key = EngineKey.of(cfg)
     wanted = cpu_kv_cache_gib(cfg)
@@ -78,7 +80,13 @@ def get_engine(cfg: ModelConfig) -> VLLMEngine:
         if has_engine(cfg):
             log.info("reusing the loaded engine for %s", cfg.path)
             return _ENGINES[key]
-        if cached is not None:
+        if cached is not None and cached.dead:
+            log.warning(
+                "vLLM's engine core for %s died in an earlier job; starting it again", cfg.path
+            )
+            del _ENGINES[key]
+            cached.close()
+        elif cached is not None:
             log.info(
                 "restarting the engine for %s with a %g GiB KV cache (it had %g GiB)",
                 cfg.path,
@@ -94,7 +102,9 @@ def get_engine(cfg: ModelConfig) -> VLLMEngine:
 def has_engine(cfg: ModelConfig) -> bool:
     """`get_engine(cfg)` would return a loaded engine rather than start one."""
     cached = _ENGINES.get(EngineKey.of(cfg))
-    return cached is not None and cached.cpu_kv_cache_gib >= cpu_kv_cache_gib(cfg)
+    return (
+        cached is not None and not cached.dead and cached.cpu_kv_cache_gib >= cpu_kv_cache_gib(cfg)
+    )
 
 
 def cpu_kv_cache_gib(cfg: ModelConfig) -> float:
@@ -287,6 +297,8 @@ class VLLMEngine:
         self._generation_counter = None if kwargs["disable_log_stats"] else self._own_counter()
         self._call_started_at: int | None = None
         """vLLM's generated-token counter when the call in flight began (None between calls)."""
+        self.dead = False
+        """vLLM's engine core died under a call (EngineDeadError): `get_engine` replaces it."""
 
     def generated_so_far(self) -> int:
         """Tokens this engine has generated, those of the `generate` call in flight included:
@@ -298,6 +310,17 @@ class VLLMEngine:
             return self.stats.generated_tokens
         now = self._token_counter()
         return self.stats.generated_tokens + (0 if now is None else max(0, now - started))
+
+    @contextlib.contextmanager
+    def _engine_call(self) -> Iterator[None]:
+        """A call into vLLM; if its engine core has died, the engine is marked `dead`."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            yield
+        except EngineDeadError:
+            self.dead = True
+            raise
 
     def _own_counter(self) -> Any | None:
         """This engine's `vllm:generation_tokens` counter (the Prometheus child of engine 0).
@@ -377,7 +400,10 @@ class VLLMEngine:
         started = time.perf_counter()
         self._call_started_at = self._token_counter()
         try:
-            outputs = iter(self.llm.generate(prompts, params, use_tqdm=False) if prompts else [])
+            with self._engine_call():
+                outputs = iter(
+                    self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
+                )
         finally:
             self._call_started_at = None
         self.stats.seconds += time.perf_counter() - started
@@ -431,9 +457,10 @@ class VLLMEngine:
             detokenize=False,
             skip_reading_prefix_cache=not use_cache,
         )
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
-        )
+        with self._engine_call():
+            outputs = self.llm.generate(
+                [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False
+            )
         results = []
         for prompt, output in zip(prompts, outputs):
             step = output.outputs[0].logprobs[0]
@@ -474,11 +501,12 @@ class VLLMEngine:
                 detokenize=False,
                 skip_reading_prefix_cache=not read_cache,
             )
-            return self.llm.generate(
-                [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in indices],
-                params,
-                use_tqdm=False,
-            )
+            with self._engine_call():
+                return self.llm.generate(
+                    [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in indices],
+                    params,
+                    use_tqdm=False,
+                )
 
         results: list[tuple[list[float], int] | None] = [None] * len(prompts)
         todo = list(range(len(prompts)))
@@ -510,12 +538,13 @@ class VLLMEngine:
         from vllm import PoolingParams, TokensPrompt
 
         def run(indices: list[int], read_cache: bool) -> list[Any]:
-            return self.llm.encode(
-                [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in indices],
-                pooling_task="token_classify",
-                pooling_params=PoolingParams(skip_reading_prefix_cache=not read_cache),
-                use_tqdm=False,
-            )
+            with self._engine_call():
+                return self.llm.encode(
+                    [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in indices],
+                    pooling_task="token_classify",
+                    pooling_params=PoolingParams(skip_reading_prefix_cache=not read_cache),
+                    use_tqdm=False,
+                )
 
         results: list[tuple[Any, int] | None] = [None] * len(prompts)
         todo = list(range(len(prompts)))
