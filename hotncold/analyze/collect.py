@@ -477,6 +477,7 @@ def _rows(
             "mean_tokens": float(tokens.mean()),
             "mean_steps": float(steps.mean()),
             "finished_share": float(np.mean([bool(c.get("finished")) for c in cs])),
+            **_adaptive_decision(cs),
         }
         at = compute.at(record, tokens, steps)
         row.update({name: at[name][-1] for name, _ in SPENT})
@@ -496,6 +497,16 @@ def _rows(
     for key, value in reversed(keys.items()):
         frame.insert(0, key, value)
     return problem_rows, frame
+
+
+def _adaptive_decision(cs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """adaptive_bon's decision on a problem (`extra.adaptive` of its completions): the
+    temperature its probe chose for the rest and the probe's disagreement; NaN for the rest."""
+    decision = ((cs[0].get("extra") or {}).get("adaptive") or {}) if cs else {}
+    return {
+        "adaptive_temperature": float(decision.get("chosen_temperature", math.nan)),
+        "adaptive_disagreement": float(decision.get("disagreement", math.nan)),
+    }
 
 
 SPENT = (
