@@ -42,7 +42,7 @@ from hotncold.engine.requests import Generation, GenerationRequest, derive_seed
 from hotncold.evaluation.grading import extract_answer, normalize
 from hotncold.prm.base import aggregate
 from hotncold.search.base import Completion, SearchContext, sampling_extra
-from hotncold.search.best_of_n import _completion
+from hotncold.search.best_of_n import sample_completion
 
 SIGNALS = ("majority", "entropy", "prm_spread")
 EPS = 1e-9
@@ -150,7 +150,10 @@ class AdaptiveBestOfN:
         for t, samples in zip(temperatures, generated):
             samples = samples * count if t == 0 else samples  # greedy: one, repeated
             completions.append(
-                [_completion(g, t, ctx.model.step_delimiter, 0, {"phase": phase}) for g in samples]
+                [
+                    sample_completion(g, t, ctx.model.step_delimiter, 0, {"phase": phase})
+                    for g in samples
+                ]
             )
         pairs = [(p.problem, c.steps) for p, cs in zip(problems, completions) for c in cs]
         scores = iter(ctx.prm.score(pairs))
