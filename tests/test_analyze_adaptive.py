@@ -52,6 +52,8 @@ def report(tmp_path_factory):
 
 def test_chosen_temperatures_per_level(report):
     _, a = report
+    # the ladder is no mix with shares: its tag stays the ladder's, never `_real...`
+    assert set(a.configs["temperature"]) == {"T0.4", "T1.2", "T0.4-1.2"}
     chosen = a.adaptive_chosen.set_index(["scope", "scope_value", "chosen_temperature"])
     # cold solves 12 of 20 problems: levels 1 and 2, two of level 3 and two of level 4
     assert chosen.loc[("overall", "", COLD), "share"] == pytest.approx(0.6)

@@ -223,7 +223,8 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
             skipped.append(Skipped(str(path), "every problem repeats another run's"))
             continue
         run.records = fresh
-        if keys["temp_kind"] == "mix":
+        # adaptive_bon's values are a ladder it chooses from, not shares it promised
+        if keys["temp_kind"] == "mix" and not keys["approach"].startswith("adaptive_bon"):
             shares = temperature_shares(fresh, run.cfg["temperature"])
             sampled.setdefault(keys["config"], []).append(shares)
         labels[keys["setting"]] = _setting_label(keys, run.cfg)
