@@ -296,3 +296,15 @@ def test_resampling_settings_are_checked(settings, message):
 
 def test_particle_filter_is_registered():
     assert isinstance(build_approach("particle_filter"), ParticleFilter)
+
+
+def test_a_stored_config_is_typed_by_its_approach_name():
+    """config.yaml read back (rescore, merge): the approach gets its own schema by name."""
+    from hotncold.config import AdaptiveBoNConfig, ApproachConfig
+    from hotncold.experiment.run import to_config
+
+    pf = to_config({"approach": {"name": "particle_filter", "resampling": {"tau": 0.5}}})
+    assert isinstance(pf.approach, ParticleFilterConfig) and pf.approach.resampling.tau == 0.5
+    ab = to_config({"approach": {"name": "adaptive_bon", "signal": "entropy"}})
+    assert isinstance(ab.approach, AdaptiveBoNConfig) and ab.approach.signal == "entropy"
+    assert type(to_config({"approach": {"name": "dvts"}}).approach) is ApproachConfig
