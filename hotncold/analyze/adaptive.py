@@ -7,16 +7,16 @@ aside) at the same n. All figures are at N = n, the budget the adaptive policy r
 its metrics average subsets of one adaptive run's samples, which is no adaptive run), with the
 headline selection method.
 
-- `chosen`: per scope (overall, each level) the share of problems x seeds on which the probe
+- `chosen`: per scope (overall, each level, each subject) the share of problems x seeds on which the probe
   chose each temperature for the rest, and the mean disagreement it read;
-- `versus`: adaptive minus the best fixed temperature of that scope (the fixed temperature
+- `versus`: per scope likewise, adaptive minus the best fixed temperature of that scope (the fixed temperature
   with the best mean accuracy there: chosen with hindsight, which favours the baseline),
   paired by problem and seed (by problem when they share no seed), with its bootstrap interval;
 - `regret`: per problem (seeds averaged), regret against the best fixed temperature (overall
   best: best fixed accuracy on the problem minus adaptive's, negative when adaptive did
   better) and against the per-problem oracle (the best fixed temperature on that problem,
   `tables.oracle`'s yardstick), as a mean with a bootstrap interval over problems and as a
-  tail: the share of problems whose regret exceeds `TAIL` (0.1).
+  tail: the share of problems whose regret exceeds `TAIL` (0.1); overall and per level.
 """
 
 from __future__ import annotations
