@@ -7,11 +7,12 @@ aside) at the same n. All figures are at N = n, the budget the adaptive policy r
 its metrics average subsets of one adaptive run's samples, which is no adaptive run), with the
 headline selection method.
 
-- `chosen`: per scope (overall, each level, each subject) the share of problems x seeds on which the probe
-  chose each temperature for the rest, and the mean disagreement it read;
-- `versus`: per scope likewise, adaptive minus the best fixed temperature of that scope (the fixed temperature
-  with the best mean accuracy there: chosen with hindsight, which favours the baseline),
-  paired by problem and seed (by problem when they share no seed), with its bootstrap interval;
+- `chosen`: per scope (overall, each level, each subject) the share of problems x seeds on
+  which the probe chose each temperature for the rest, and the mean disagreement it read;
+- `versus`: per scope likewise, adaptive minus the best fixed temperature of that scope (the
+  fixed temperature with the best mean accuracy there: chosen with hindsight, which favours
+  the baseline), paired by problem and seed (by problem when they share no seed), with its
+  bootstrap interval;
 - `regret`: per problem (seeds averaged), regret against the best fixed temperature (overall
   best: best fixed accuracy on the problem minus adaptive's, negative when adaptive did
   better) and against the per-problem oracle (the best fixed temperature on that problem,
