@@ -38,6 +38,8 @@ def test_option_composes_into_the_typed_schema(group, option):
     overrides = [f"{group}={option}"]
     if group == "temperature" and "schedule:" in (CONF / group / f"{option}.yaml").read_text():
         overrides.append("approach=dvts")  # per-step schedules need a step-level approach
+    if group == "approach" and option == "adaptive_bon":
+        overrides.append("temperature=multi")  # it picks among temperature.values: a ladder
     composed = make(*overrides)
     cfg = to_config(OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"]))
     assert isinstance(cfg, Config)

@@ -94,6 +94,14 @@ KNOWN = {
         ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],
         "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_921c763f",
     ),
+    "particle_filter": (
+        ["approach=particle_filter", "approach.resampling.tau=0.5", "n=16"],
+        "particle_filter-tau0.5_T0.8_n16_seed0_smollm2_135m_equation_checker_arithmetic_e7c4421a",
+    ),
+    "adaptive_bon": (
+        ["approach=adaptive_bon", "temperature=multi"],
+        "adaptive_bon-majority-p0.25_T0.4-0.8-1.2_n8_seed0_smollm2_135m_equation_checker_arithmetic_d2e589c6",
+    ),
 }
 SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu", "sal_recipe": "multirun/hot_vs_cold"}
 

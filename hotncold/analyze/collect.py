@@ -223,7 +223,8 @@ def collect(paths: Sequence[str | Path], agg: str | None = None) -> Collection:
             skipped.append(Skipped(str(path), "every problem repeats another run's"))
             continue
         run.records = fresh
-        if keys["temp_kind"] == "mix":
+        # adaptive_bon's values are a ladder it chooses from, not shares it promised
+        if keys["temp_kind"] == "mix" and not keys["approach"].startswith("adaptive_bon"):
             shares = temperature_shares(fresh, run.cfg["temperature"])
             sampled.setdefault(keys["config"], []).append(shares)
         labels[keys["setting"]] = _setting_label(keys, run.cfg)
@@ -477,6 +478,7 @@ def _rows(
             "mean_tokens": float(tokens.mean()),
             "mean_steps": float(steps.mean()),
             "finished_share": float(np.mean([bool(c.get("finished")) for c in cs])),
+            **_adaptive_decision(cs),
         }
         at = compute.at(record, tokens, steps)
         row.update({name: at[name][-1] for name, _ in SPENT})
@@ -496,6 +498,16 @@ def _rows(
     for key, value in reversed(keys.items()):
         frame.insert(0, key, value)
     return problem_rows, frame
+
+
+def _adaptive_decision(cs: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """adaptive_bon's decision on a problem (`extra.adaptive` of its completions): the
+    temperature its probe chose for the rest and the probe's disagreement; NaN for the rest."""
+    decision = ((cs[0].get("extra") or {}).get("adaptive") or {}) if cs else {}
+    return {
+        "adaptive_temperature": float(decision.get("chosen_temperature", math.nan)),
+        "adaptive_disagreement": float(decision.get("disagreement", math.nan)),
+    }
 
 
 SPENT = (

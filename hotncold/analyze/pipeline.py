@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from hotncold.analyze import render, tables
+from hotncold.analyze import adaptive, render, tables
 from hotncold.analyze.collect import collect, save
 from hotncold.analyze.tables import Analysis, Options
 
@@ -55,6 +55,9 @@ def analyze(
         equal_flops=tables.equal_compute(summary, opts, column="flops"),
         prm_comparisons=tables.prm_comparisons(data.results, opts),
         selection=tables.selection_summary(data.selection, opts),
+        adaptive_chosen=adaptive.chosen_temperatures(data.problems),
+        adaptive_versus=adaptive.versus_best_fixed(data.results, opts),
+        adaptive_regret=adaptive.regret(data.results, opts),
     )
     files = []
     files += save(data.results, out, "results")
@@ -72,6 +75,9 @@ def analyze(
         ("equal_flops", analysis.equal_flops),
         ("prm_comparisons", analysis.prm_comparisons),
         ("selection", analysis.selection),
+        ("adaptive_chosen", analysis.adaptive_chosen),
+        ("adaptive_versus", analysis.adaptive_versus),
+        ("adaptive_regret", analysis.adaptive_regret),
     ):
         files += save(frame, out, name, formats=("csv",))
     report = render.write_report(analysis, out, opts, command)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hotncold.analyze import plots, tables
+from hotncold.analyze import adaptive, plots, tables
 from hotncold.analyze.tables import Analysis, Options, scope_key, scope_label
 from hotncold.evaluation.metrics import METHODS
 
@@ -113,6 +113,7 @@ class _Writer:
         parts = [self._header(), self._answers(), self._runs(), self._prms()]
         for setting, label in self.settings.items():
             parts.append(self._setting(setting, label))
+        parts.append(adaptive.section(self.a, self.opts))
         parts.append(self._compute())
         parts.append(self._files())
         return "\n\n".join(p for p in parts if p) + "\n"
@@ -754,7 +755,9 @@ class _Writer:
                 "`best_temperature.csv`, `mix_within_point.csv`, `oracle.csv`, "
                 "`oracle_shares.csv`, `diversity.csv`, `equal_compute.csv` (equal generated "
                 "tokens), `equal_flops.csv` (equal FLOPs), `selection.csv` (soft Best-of-N by "
-                "tau), `prm_comparisons.csv` (PRMs on identical samples).",
+                "tau), `prm_comparisons.csv` (PRMs on identical samples), "
+                "`adaptive_chosen.csv`, `adaptive_versus.csv`, `adaptive_regret.csv` (adaptive "
+                "Best-of-N's choices, against the best fixed temperature, regret).",
                 "- `figures/*.png`.",
             ]
         )

@@ -86,6 +86,12 @@ class Analysis:
     """PRMs compared on identical samples (a run and its re-scorings, `prm_comparisons`)."""
     selection: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Soft Best-of-N's accuracy per configuration x tau x N x scope (`selection_summary`)."""
+    adaptive_chosen: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """adaptive_bon: share of problems per chosen temperature and scope (`analyze.adaptive`)."""
+    adaptive_versus: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """adaptive_bon minus the best fixed temperature at the same n, paired, per scope."""
+    adaptive_regret: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """adaptive_bon's regret against the best fixed temperature and the oracle, per scope."""
 
 
 def scopes(frame: pd.DataFrame) -> Iterator[tuple[str, str, pd.DataFrame]]:

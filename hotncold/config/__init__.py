@@ -7,7 +7,9 @@ them all); the Hydra registration is `hotncold.config.hydra`, imported only at t
 
 from hotncold.config.errors import ConfigError
 from hotncold.config.schemas import (
+    APPROACH_SCHEMAS,
     PRM_SCHEMAS,
+    AdaptiveBoNConfig,
     ApproachConfig,
     ClusterConfig,
     Config,
@@ -21,17 +23,21 @@ from hotncold.config.schemas import (
     ModelConfig,
     ModelPRMConfig,
     OutputConfig,
+    ParticleFilterConfig,
     PRMConfig,
     PRMServerConfig,
     PromptConfig,
     QwenMathPRMConfig,
+    ResamplingConfig,
     RescoreConfig,
     SelfCertaintyConfig,
     TemperatureConfig,
 )
 
 __all__ = [
+    "APPROACH_SCHEMAS",
     "PRM_SCHEMAS",
+    "AdaptiveBoNConfig",
     "ApproachConfig",
     "ClusterConfig",
     "Config",
@@ -48,8 +54,10 @@ __all__ = [
     "OutputConfig",
     "PRMConfig",
     "PRMServerConfig",
+    "ParticleFilterConfig",
     "PromptConfig",
     "QwenMathPRMConfig",
+    "ResamplingConfig",
     "RescoreConfig",
     "SelfCertaintyConfig",
     "TemperatureConfig",

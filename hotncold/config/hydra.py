@@ -12,7 +12,14 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from hotncold.config import PRM_SCHEMAS, Config, PRMConfig, PRMServerConfig, RescoreConfig
+from hotncold.config import (
+    APPROACH_SCHEMAS,
+    PRM_SCHEMAS,
+    Config,
+    PRMConfig,
+    PRMServerConfig,
+    RescoreConfig,
+)
 from hotncold.experiment.naming import config_hash, run_name
 from hotncold.train_prm.config import TrainPRMConfig
 
@@ -58,6 +65,8 @@ def register() -> None:
     store.store(name=RESCORE_SCHEMA_NAME, node=RescoreConfig(prm=PRMConfig()))
     for name, schema in PRM_SCHEMAS.items():  # conf/prm/<option>.yaml: defaults [schema_<name>]
         store.store(group="prm", name=f"schema_{name}", node=schema)
+    for name, schema in APPROACH_SCHEMAS.items():  # conf/approach/<name>.yaml likewise
+        store.store(group="approach", name=f"schema_{name}", node=schema)
     if not OmegaConf.has_resolver("hnc.run_name"):
         OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
     if not OmegaConf.has_resolver("hnc.train_run_name"):

@@ -249,7 +249,8 @@ class ApproachConfig:
     """The test-time search algorithm."""
 
     name: str = "best_of_n"
-    """best_of_n, beam_search or dvts."""
+    """best_of_n, beam_search, dvts, adaptive_bon or particle_filter (the last two have
+    schemas of their own, `APPROACH_SCHEMAS`, adding their settings to these)."""
     beam_width: int = 4
     """beam_search/dvts: expansions per beam (m). Beam search keeps the best `n // m` beams;
     DVTS grows `n // m` independent subtrees."""
@@ -271,6 +272,77 @@ class ApproachConfig:
     none finished, the unfinished ones, marked `finished: false`. False lets unfinished text
     vote with its last number and returns what search-and-learn does (beam search: the n best
     of the pool, truncated ones included; DVTS: the last expansion as it is)."""
+
+
+@dataclass
+class AdaptiveBoNConfig(ApproachConfig):
+    """`approach=adaptive_bon`: Best-of-N whose temperature is chosen per problem from a probe.
+
+    A probe of `ceil(probe_fraction * n)` samples at `probe_temperature`, then the rest of the
+    budget (n minus the probe) at one of `temperature.values` (the ladder, coldest first),
+    picked from how much the probe disagrees with itself (`signal`, mapped to [0, 1]) by
+    `thresholds` (hotncold.search.adaptive_bon documents the mapping)."""
+
+    name: str = "adaptive_bon"
+    probe_fraction: float = 0.25
+    """Share of the budget spent on the probe, rounded up; at least 2 samples (one sample
+    cannot disagree with itself) and at least one left for the rest. n=8: 2, n=16: 4."""
+    probe_temperature: float | None = None
+    """Temperature of the probe; null means the coldest of `temperature.values`."""
+    signal: str = "majority"
+    """How disagreement is read from the probe: majority (1 minus the majority answer's share,
+    scaled to [0, 1]), entropy (of the answers, over log of the probe size) or prm_spread (max
+    minus min of the probe's aggregated PRM scores). A probe sample without an answer counts as
+    an answer of its own."""
+    thresholds: list[float] | None = None
+    """Increasing cut points in [0, 1], one fewer than `temperature.values`: the rest is sampled
+    at values[i] where i is how many thresholds the disagreement reaches (>=). null: equal
+    bins, i = min(k - 1, floor(k * disagreement)) for k values."""
+
+
+@dataclass
+class ResamplingConfig:
+    """Particle filtering's resampling: weights proportional to exp(signal / tau)."""
+
+    signal: str = "logit"
+    """logit: the logit of each particle's aggregated PRM score (clipped to [1e-7, 1 - 1e-7]),
+    so tau=1 gives weights proportional to the odds r / (1 - r), its_hub's particle filtering;
+    score: the aggregated score itself (REBASE's softmax over raw scores)."""
+    tau: float = 1.0
+    """Resampling temperature: the weights' exponent is signal / (tau * factor(step)). Small
+    tau follows the PRM greedily, large tau resamples nearly uniformly."""
+    schedule: str = "constant"
+    """How tau changes over the steps, as `temperature.schedule`: constant, linear, cosine (from
+    `start` at step 0 to `end` at step `horizon`) or switch (`start` for `switch_at` steps)."""
+    start: float = 1.0
+    """Factor multiplying tau at the first step."""
+    end: float = 1.0
+    """Factor multiplying tau at the end of the schedule."""
+    horizon: int = 8
+    """linear/cosine: the step at which the factor reaches `end`."""
+    switch_at: int = 2
+    """switch: the number of first steps resampled at `start`."""
+    scheme: str = "multinomial"
+    """multinomial (n independent draws, its_hub's) or systematic (one uniform offset, n evenly
+    spaced positions: every particle gets floor or ceil of n times its weight, lower variance)."""
+
+
+@dataclass
+class ParticleFilterConfig(ApproachConfig):
+    """`approach=particle_filter`: n particles grow one step at a time and are resampled after
+    every step in proportion to their PRM weights (hotncold.search.particle_filter)."""
+
+    name: str = "particle_filter"
+    resampling: ResamplingConfig = field(default_factory=ResamplingConfig)
+
+
+APPROACH_SCHEMAS: dict[str, type[ApproachConfig]] = {
+    "adaptive_bon": AdaptiveBoNConfig,
+    "particle_filter": ParticleFilterConfig,
+}
+"""The approaches with settings of their own, by name (`defaults: [schema_<name>]` in
+hotncold/conf/approach/<name>.yaml; registered by `hotncold.config.hydra`); every other
+approach is typed by `ApproachConfig`, so its run names never saw these fields."""
 
 
 @dataclass

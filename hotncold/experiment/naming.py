@@ -94,9 +94,7 @@ def run_name(cfg: dict[str, Any]) -> str:
     known = {f.name for f in dataclasses.fields(TemperatureConfig)}
     t = TemperatureConfig(**{k: v for k, v in cfg["temperature"].items() if k in known})
     tag = TemperaturePlan.from_config(t).tag()
-    approach = cfg["approach"]["name"]
-    if approach != "best_of_n":
-        approach += f"-m{cfg['approach']['beam_width']}"
+    approach = approach_label(cfg)
     data = cfg["dataset"]
     dataset = data["name"]
     if data["num_shards"] > 1:
@@ -165,18 +163,49 @@ def _compact(value: Any) -> str:
 
 def prm_roles(cfg: dict[str, Any]) -> tuple[str | None, str]:
     """`(guided_by, scored_by)` of a run from its config: the PRM that steered the search (None
-    under Best-of-N, whose samples no PRM steers) and the PRM whose scores select its answers.
+    under Best-of-N, whose samples no PRM steers, and adaptive Best-of-N unless its probe reads
+    the PRM, `signal=prm_spread`) and the PRM whose scores select its answers.
     They differ only in a re-scored beam search or DVTS run (`source_prm`)."""
     scored_by = str(cfg["prm"]["name"])
-    if cfg["approach"]["name"] == "best_of_n":
+    approach = cfg["approach"]
+    if approach["name"] == "best_of_n" or (
+        approach["name"] == "adaptive_bon" and approach.get("signal") != "prm_spread"
+    ):
         return None, scored_by
     source = cfg.get("source_prm")
     return (str(source["name"]) if source else scored_by), scored_by
 
 
 def approach_label(cfg: dict[str, Any]) -> str:
+    """The approach and the settings a reader compares it by, as run names and reports show
+    it: `best_of_n`, `beam_search-m4`, `dvts-m4`, `adaptive_bon-majority-p0.25` (signal, probe
+    fraction, `-th...` thresholds when set, `-probe<T>` a probe temperature when set),
+    `particle_filter-tau1` (tau, then its schedule as temperature tags write one, `-score` for
+    the raw-score signal, `-systematic` for systematic resampling)."""
     approach = cfg["approach"]
     name = approach["name"]
-    if name != "best_of_n" and approach.get("beam_width"):
+    if name == "adaptive_bon":
+        name += f"-{approach.get('signal', 'majority')}-p{_compact(approach['probe_fraction'])}"
+        if approach.get("thresholds") is not None:
+            name += f"-th{_compact(list(approach['thresholds']))}"
+        if approach.get("probe_temperature") is not None:
+            name += f"-probe{_compact(float(approach['probe_temperature']))}"
+    elif name == "particle_filter":
+        r = approach.get("resampling") or {}
+        plan = TemperaturePlan(
+            values=(float(r.get("tau", 1.0)),),
+            ratios=(1.0,),
+            schedule=str(r.get("schedule", "constant")),
+            start=float(r.get("start", 1.0)),
+            end=float(r.get("end", 1.0)),
+            horizon=int(r.get("horizon", 8)),
+            switch_at=int(r.get("switch_at", 2)),
+        )
+        name += "-tau" + plan.tag()[1:]  # the tag's `T` is the sampling temperature's
+        if r.get("signal", "logit") != "logit":
+            name += f"-{r['signal']}"
+        if r.get("scheme", "multinomial") != "multinomial":
+            name += f"-{r['scheme']}"
+    elif name != "best_of_n" and approach.get("beam_width"):
         name += f"-m{approach['beam_width']}"
     return name

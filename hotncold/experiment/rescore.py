@@ -369,7 +369,7 @@ def _score_batch(
     for (job, record), charge in zip(batch, charges):
         new = rescored_record(record, [next(scores) for _ in record["completions"]], job.cfg)
         new["compute"] = _compute(
-            record, charge, costs, guided=job.cfg.approach.name != "best_of_n"
+            record, charge, costs, guided=prm_roles(dataclasses.asdict(job.cfg))[0] is not None
         )
         by_job.setdefault(id(job), []).append(new)
         share = len(record["completions"]) / max(1, completions)

@@ -19,6 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from hotncold.config import (
+    APPROACH_SCHEMAS,
     ConfigError,
     EquationCheckerConfig,
     GenerativePRMConfig,
@@ -169,7 +170,13 @@ def typed_merge(schema: Any, cfg: Any) -> Any:
         # keeps its option's schema even when prm.name was overridden: check_prm refuses that)
         typed = schema_for(str(OmegaConf.select(cfg, "prm.name", default=PRMConfig.name)))
     kind = OmegaConf.structured(typed)
-    return OmegaConf.merge(OmegaConf.structured(schema), {"prm": kind}, cfg)
+    typing: dict[str, Any] = {"prm": kind}
+    if hasattr(schema, "approach"):
+        # the approach likewise: those with settings of their own have a schema of their own
+        approach = OmegaConf.select(cfg, "approach.name", default=None)
+        if approach in APPROACH_SCHEMAS:
+            typing["approach"] = OmegaConf.structured(APPROACH_SCHEMAS[approach])
+    return OmegaConf.merge(OmegaConf.structured(schema), typing, cfg)
 
 
 def prm_config(name: str, **settings: Any) -> PRMConfig:

@@ -67,7 +67,7 @@ class BestOfN:
             extra = sampling_extra(Counter(value for value, _ in samples), 1)
             completions.append(
                 [
-                    _completion(g, value, ctx.model.step_delimiter, slot, extra)
+                    sample_completion(g, value, ctx.model.step_delimiter, slot, extra)
                     for slot, (value, g) in enumerate(samples)
                 ]
             )
@@ -79,9 +79,10 @@ class BestOfN:
         return completions
 
 
-def _completion(
+def sample_completion(
     generation: Generation, temperature: float, delimiter: str, slot: int, extra: dict
 ) -> Completion:
+    """A whole sampled solution as a completion (its steps split for the PRM, unscored)."""
     steps = split_steps(generation.text, delimiter)
     return Completion(
         text=generation.text,

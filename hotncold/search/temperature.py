@@ -309,7 +309,26 @@ def check_temperature(t: TemperatureConfig, approach: ApproachConfig, n: int) ->
         raise ConfigError(f"temperature.values {list(t.values)} repeats a value; list each once")
     _check_schedule(t, approach)
     k = len(t.values)
-    if approach.name == "best_of_n":
+    if approach.name == "adaptive_bon":
+        # the values are the ladder the probe picks from, coldest first; no shares to split
+        if k < 2:
+            raise ConfigError(
+                f"adaptive_bon picks the rest's temperature from temperature.values, and "
+                f"{list(t.values)} leaves nothing to choose; give a ladder, e.g. "
+                "temperature=multi (0.4, 0.8, 1.2)"
+            )
+        if t.ratios is not None:
+            raise ConfigError(
+                "temperature.ratios has no effect under adaptive_bon (its probe picks one of "
+                "temperature.values for the rest); set temperature.ratios=null"
+            )
+        thresholds = getattr(approach, "thresholds", None)
+        if thresholds is not None and len(thresholds) != k - 1:
+            raise ConfigError(
+                f"approach.thresholds has {len(thresholds)} cut points for {k} temperatures; "
+                f"give {k - 1} (one fewer than temperature.values), or null for equal bins"
+            )
+    elif approach.name in ("best_of_n", "particle_filter"):
         if n < k:
             raise ConfigError(
                 f"n={n} is smaller than the {k} temperatures in temperature.values; "
@@ -364,9 +383,10 @@ def _check_schedule(t: TemperatureConfig, approach: ApproachConfig) -> None:
         raise ConfigError(f"temperature.horizon={t.horizon} must be at least 1 step")
     if t.switch_at < 1:
         raise ConfigError(f"temperature.switch_at={t.switch_at} must be at least 1 step")
-    if approach.name == "best_of_n":
+    if approach.name in ("best_of_n", "adaptive_bon"):
         raise ConfigError(
-            f"temperature.schedule={t.schedule} changes the temperature per step, but best_of_n "
-            "samples whole solutions; use approach=dvts approach.beam_width=1 (n independent "
-            "solutions sampled step by step) or approach=beam_search"
+            f"temperature.schedule={t.schedule} changes the temperature per step, but "
+            f"{approach.name} samples whole solutions; use approach=dvts approach.beam_width=1 "
+            "(n independent solutions sampled step by step), approach=beam_search or "
+            "approach=particle_filter"
         )
