@@ -23,6 +23,7 @@ headline selection method.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -76,11 +77,7 @@ def chosen_temperatures(problems: pd.DataFrame) -> pd.DataFrame:
 def versus_best_fixed(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """Adaptive minus the best fixed temperature at the same n, per scope, paired."""
     rows = []
-    for config, head in _heads(results):
-        row = head.iloc[0]
-        base = _at_n(_baselines(results, row), row["n"], opts)
-        if base.empty:
-            continue
+    for config, head, row, base in _with_baselines(results, opts):
         mine = _at_n(head, row["n"], opts)
         both = pd.concat([mine, base])
         for scope, value, part in scopes(both):
@@ -114,11 +111,7 @@ def versus_best_fixed(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
 def regret(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
     """Regret against the best fixed temperature and the per-problem oracle, per scope."""
     rows = []
-    for config, head in _heads(results):
-        row = head.iloc[0]
-        base = _at_n(_baselines(results, row), row["n"], opts)
-        if base.empty:
-            continue
+    for config, head, row, base in _with_baselines(results, opts):
         fixed = base.groupby(["temperature", "uid"])["accuracy"].mean().unstack("temperature")
         fixed = fixed.dropna()
         mine = _at_n(head, row["n"], opts).groupby("uid")["accuracy"].mean()
@@ -157,9 +150,21 @@ def regret(results: pd.DataFrame, opts: Options) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _heads(results: pd.DataFrame):
+def _heads(results: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
     mine = results[is_adaptive(results["approach"])]
     yield from mine.groupby("config", sort=True)
+
+
+def _with_baselines(
+    results: pd.DataFrame, opts: Options
+) -> Iterator[tuple[str, pd.DataFrame, pd.Series, pd.DataFrame]]:
+    """Each adaptive config with its rows, its first row, and its fixed-temperature Best-of-N
+    baselines at its n (configs without any baseline are skipped)."""
+    for config, head in _heads(results):
+        row = head.iloc[0]
+        base = _at_n(_baselines(results, row), row["n"], opts)
+        if not base.empty:
+            yield config, head, row, base
 
 
 def _at_n(frame: pd.DataFrame, n: int, opts: Options) -> pd.DataFrame:
