@@ -38,11 +38,11 @@ from collections.abc import Sequence
 
 from hotncold.config import AdaptiveBoNConfig, ApproachConfig
 from hotncold.data import Problem
-from hotncold.engine.requests import Generation, GenerationRequest, derive_seed
+from hotncold.engine.requests import Generation, derive_seed
 from hotncold.evaluation.grading import extract_answer, normalize
 from hotncold.prm.base import aggregate
 from hotncold.search.base import Completion, SearchContext, sampling_extra
-from hotncold.search.best_of_n import sample_completion
+from hotncold.search.best_of_n import greedy_repeated, sample_completion, whole_solutions
 
 SIGNALS = ("majority", "entropy", "prm_spread")
 EPS = 1e-9
@@ -133,22 +133,15 @@ class AdaptiveBestOfN:
     ) -> list[list[Completion]]:
         """`count` samples per problem at its temperature: one engine call, one PRM call."""
         requests = [
-            GenerationRequest(
-                prompt=prompt,
-                temperature=t,
-                max_tokens=ctx.model.max_tokens,
-                n=1 if t == 0 else count,
-                top_p=ctx.model.top_p,
-                seed=derive_seed(ctx.seed, problem.uid, self.name, phase, t),
-                logprobs=ctx.logprobs,
-                account=problem.uid,
+            whole_solutions(
+                ctx, p, prompt, t, count, derive_seed(ctx.seed, p.uid, self.name, phase, t)
             )
-            for problem, prompt, t in zip(problems, prompts, temperatures)
+            for p, prompt, t in zip(problems, prompts, temperatures)
         ]
         generated: list[list[Generation]] = ctx.engine.generate(requests)
         completions = []
         for t, samples in zip(temperatures, generated):
-            samples = samples * count if t == 0 else samples  # greedy: one, repeated
+            samples = greedy_repeated(samples, t, count)
             completions.append(
                 [
                     sample_completion(g, t, ctx.model.step_delimiter, 0, {"phase": phase})

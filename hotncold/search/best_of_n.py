@@ -18,6 +18,28 @@ from hotncold.prm.base import split_steps
 from hotncold.search.base import Completion, SearchContext, sampling_extra
 
 
+def whole_solutions(
+    ctx: SearchContext, problem: Problem, prompt: str, temperature: float, count: int, seed: int
+) -> GenerationRequest:
+    """One request for `count` whole solutions of `problem` at `temperature` (one sample when
+    greedy: they would all be the same; `greedy_repeated` lays it out `count` times)."""
+    return GenerationRequest(
+        prompt=prompt,
+        temperature=temperature,
+        max_tokens=ctx.model.max_tokens,
+        n=1 if temperature == 0 else count,
+        top_p=ctx.model.top_p,
+        seed=seed,
+        logprobs=ctx.logprobs,
+        account=problem.uid,
+    )
+
+
+def greedy_repeated(samples: list[Generation], temperature: float, count: int) -> list[Generation]:
+    """What `whole_solutions` returned, as `count` samples (a greedy sample repeated)."""
+    return samples * count if temperature == 0 else list(samples)
+
+
 class BestOfN:
     """All n samples of all problems go to the engine in one call.
 
@@ -39,26 +61,15 @@ class BestOfN:
             for value, count in zip(ctx.plan.values, ctx.plan.counts(ctx.n, first)):
                 if count == 0:
                     continue
-                requests.append(
-                    GenerationRequest(
-                        prompt=prompt,
-                        temperature=value,
-                        max_tokens=ctx.model.max_tokens,
-                        n=1 if value == 0 else count,
-                        top_p=ctx.model.top_p,
-                        seed=derive_seed(ctx.seed, problem.uid, "best_of_n", value),
-                        logprobs=ctx.logprobs,
-                        account=problem.uid,
-                    )
-                )
+                seed = derive_seed(ctx.seed, problem.uid, "best_of_n", value)
+                requests.append(whole_solutions(ctx, problem, prompt, value, count, seed))
         outputs = iter(ctx.engine.generate(requests))
         per_problem: list[list[tuple[float, Generation]]] = []
         for first in firsts:
             pools = {}
             for value, count in zip(ctx.plan.values, ctx.plan.counts(ctx.n, first)):
                 if count:
-                    samples = next(outputs)
-                    pools[value] = samples * count if value == 0 else list(samples)
+                    pools[value] = greedy_repeated(next(outputs), value, count)
             order = ctx.plan.for_slots(ctx.n, first)
             per_problem.append([(value, pools[value].pop(0)) for value in order])
 
