@@ -271,6 +271,13 @@ class ApproachConfig:
     none finished, the unfinished ones, marked `finished: false`. False lets unfinished text
     vote with its last number and returns what search-and-learn does (beam search: the n best
     of the pool, truncated ones included; DVTS: the last expansion as it is)."""
+    answer_stop: bool = False
+    """Every approach: a solution ends right after its first complete `\\boxed{...}` (braces
+    balanced), finished with finish reason `answer`; nothing after it is generated (a stop
+    string at `boxed{`, then the answer's braces closed in further engine rounds:
+    `hotncold.engine.answer_stop`). A beam search candidate so ended joins the completed pool, a
+    DVTS subtree whose pick it is stops growing (search-and-learn's DVTS stops a subtree once
+    `boxed{` appears). False (the default): solutions go on until the model ends them."""
 
 
 @dataclass

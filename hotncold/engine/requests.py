@@ -31,6 +31,10 @@ class GenerationRequest:
     account: str | None = None
     """Who pays for the request's compute (a search sets its problem's uid): the engine adds
     the tokens it computed for it to `stats.accounts[account]`."""
+    answer_stop: bool = False
+    """End each sample right after its first complete `\\boxed{...}` (finish reason `answer`).
+    Engines do not read it: `hotncold.engine.answer_stop.generate` carries it out over any
+    engine's `generate`."""
 
 
 @dataclass
@@ -40,7 +44,8 @@ class Generation:
     text: str
     num_tokens: int
     finish_reason: str
-    """`stop` (end of sequence or a stop string) or `length` (hit max_tokens)."""
+    """`stop` (end of sequence or a stop string), `length` (hit max_tokens) or `answer` (an
+    `answer_stop` request: the text ends right after its first complete `\\boxed{...}`)."""
     stop_reason: str | None = None
     """The stop string that ended it; None when it ended at the end-of-sequence token."""
     token_logprobs: list[float] | None = None
@@ -81,6 +86,11 @@ class EngineStats:
     """Of those, the ones the prefix cache held (not computed again)."""
     generated_tokens: int = 0
     seconds: float = 0.0
+    answer_stops: int = 0
+    """Samples the answer stop ended (`GenerationRequest.answer_stop`)."""
+    answer_stop_unspent: int = 0
+    """The token budget (`max_tokens`) those samples had left when it ended them: the most the
+    stop saved them (what it saves in fact is measured by `make bench ARGS=search`)."""
     accounts: dict[str, Charge] = field(default_factory=dict)
     """What each account's requests computed since it was last taken (`take`)."""
 

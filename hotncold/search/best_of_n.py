@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from hotncold.data import Problem
+from hotncold.engine import answer_stop
 from hotncold.engine.requests import Generation, GenerationRequest, derive_seed
 from hotncold.prm.base import split_steps
 from hotncold.search.base import Completion, SearchContext, sampling_extra
@@ -49,9 +50,10 @@ class BestOfN:
                         seed=derive_seed(ctx.seed, problem.uid, "best_of_n", value),
                         logprobs=ctx.logprobs,
                         account=problem.uid,
+                        answer_stop=ctx.approach.answer_stop,
                     )
                 )
-        outputs = iter(ctx.engine.generate(requests))
+        outputs = iter(answer_stop.generate(ctx.engine, requests))
         per_problem: list[list[tuple[float, Generation]]] = []
         for first in firsts:
             pools = {}
@@ -89,10 +91,16 @@ def _completion(
         step_scores=[],
         step_temperatures=[temperature] * len(steps),
         num_tokens=generation.num_tokens,
-        finish_reason="eos" if generation.ended else "length",
+        finish_reason=_finish(generation),
         temperature=temperature,
         group=slot,  # independent samples: each is its own unit for subset sampling
         extra=dict(extra),
         token_logprobs=generation.token_logprobs,
         token_ends=generation.token_ends,
     )
+
+
+def _finish(generation: Generation) -> str:
+    if generation.ended:
+        return "eos"
+    return "answer" if generation.finish_reason == "answer" else "length"

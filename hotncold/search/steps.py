@@ -36,18 +36,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from hotncold.engine import answer_stop
 from hotncold.engine.requests import Engine, GenerationRequest, derive_seed
 from hotncold.prm.base import PRM, aggregate, split_steps
-from hotncold.search.base import Completion, SearchContext
+from hotncold.search.base import FINISHED, Completion, SearchContext
 
 log = logging.getLogger(__name__)
 
 BLANK_RETRIES = 2
 """Extra tries for a step that came back as nothing but the delimiter (see the module doc)."""
-
-FINISHED = ("eos",)
-"""Finish reasons of a solution the model ended (`Completion.finished`); `empty_step` is not
-one (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,8 @@ class Node:
     sampled_at: tuple[float, ...] = ()
     """Every temperature that produced part of the text (blank chunks included)."""
     finish_reason: str | None = None
-    """None while the node can grow (`partial` once output); else eos, length or empty_step."""
+    """None while the node can grow (`partial` once output); else eos, answer, length or
+    empty_step (`Completion.finish_reason`)."""
     depth: int = 0
     """Search iterations that produced this node (its number of generation rounds)."""
     token_logprobs: tuple[float, ...] = ()
@@ -165,6 +163,9 @@ class Limits:
     top_p: float = 1.0
     logprobs: bool = False
     """Keep the sampled tokens' log-probabilities on the nodes (`output.logprobs`)."""
+    answer_stop: bool = False
+    """End a candidate right after its first complete `\\boxed{...}` (`approach.answer_stop`):
+    it is finished (`answer`) and grows no further; its lookahead stops there too."""
 
 
 def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) -> list[Expansion]:
@@ -195,6 +196,7 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
                     top_p=limits.top_p,
                     logprobs=limits.logprobs,
                     account=task.account,
+                    answer_stop=limits.answer_stop,
                 )
             )
         generations = _generate_deduplicated(engine, requests)
@@ -207,6 +209,8 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
             tokens[i] += g.num_tokens
             if g.ended:
                 finish[i] = "eos"
+            elif g.finish_reason == "answer":
+                finish[i] = "answer"  # complete: the answer ends the solution
             elif g.finish_reason == "length":
                 finish[i] = "length"
             elif tasks[i].parent.num_tokens + tokens[i] >= limits.max_tokens:
@@ -256,12 +260,16 @@ def _generate_deduplicated(engine: Engine, requests: list[GenerationRequest]) ->
     index = []
     for r in requests:
         # (each problem pays for its own: identical prompts of two problems are two requests)
-        key = (r.prompt, r.max_tokens, r.stop, r.account) if r.temperature == 0 else len(sent)
+        key = (
+            (r.prompt, r.max_tokens, r.stop, r.account, r.answer_stop)
+            if r.temperature == 0
+            else len(sent)
+        )
         if key not in unique:
             unique[key] = len(sent)
             sent.append(r)
         index.append(unique[key])
-    outputs = engine.generate(sent)
+    outputs = answer_stop.generate(engine, sent)
     return [outputs[i][0] for i in index]
 
 
@@ -376,7 +384,9 @@ def iteration(
     """One search iteration for every live beam of every problem: one engine call for the
     steps (plus lookahead rollouts, used only for scoring), then one PRM call for all of them."""
     model, a = ctx.model, ctx.approach
-    limits = Limits(model.step_delimiter, model.max_tokens, model.top_p, ctx.logprobs)
+    limits = Limits(
+        model.step_delimiter, model.max_tokens, model.top_p, ctx.logprobs, a.answer_stop
+    )
     expansions = generate_steps(ctx.engine, tasks, limits)
     if a.lookahead and not final:
         lookahead(ctx.engine, tasks, expansions, a.lookahead, limits)

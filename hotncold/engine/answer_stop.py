@@ -1,0 +1,121 @@
+"""The answer-aware stop: a sample ends right after its first complete `\\boxed{...}`.
+
+A stop string cannot end a sample at the brace that balances a `\\boxed{`: the answer may hold
+braces of its own (`\\boxed{\\frac{1}{2}}`). So a request with `answer_stop` is generated in
+rounds, through the engine's ordinary `generate`:
+
+1. with the extra stop string `ANSWER_OPENING` (`boxed{`, the substring search-and-learn's DVTS
+   prunes a subtree at): a sample that writes no answer ends as it would have anyway (its
+   samples are exactly those of the request without the stop);
+2. a sample that stopped at the opening is continued, from its prompt and text so far, with the
+   stop string `}` only, again and again while its braces are open (one round per closing
+   brace: `\\frac{1}{2}}` takes three), each round seeded from the request's seed, the sample
+   and the round. It ends `answer` once they balance: its text ends right after the answer.
+
+What this saves is real: the tokens after the answer are never generated, not cut off
+afterwards (at most the rest of the token holding the closing brace is). What it costs: one
+more engine call per brace level for the samples inside an answer, each reading its prompt
+again from the prefix cache (only the text since the last full cache block is computed again),
+and the answer's own tokens are sampled from other seeds than the uncut request would have
+used. A box still open after `MAX_ROUNDS` rounds, or one the model ends (end of sequence, the
+token limit) before it balances, ends as the model ended it.
+
+Braces are counted as the grader counts them (`evaluation.grading`: every `{` and `}`, escaped
+ones included), so the cut text's last box is the answer the grader reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from hotncold.engine.requests import Engine, Generation, GenerationRequest, derive_seed
+
+ANSWER_OPENING = "boxed{"
+"""Where an answer begins (search-and-learn's DVTS stops a subtree once its text holds it)."""
+ANSWER_CLOSING = "}"
+MAX_ROUNDS = 16
+"""Closing rounds at most (nested braces in one answer); then the sample goes on as it would."""
+
+
+def generate(engine: Engine, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+    """`engine.generate(requests)`, with every `answer_stop` request's samples ending right
+    after their first complete `\\boxed{...}` (finish reason `answer`; see the module doc)."""
+    if not any(r.answer_stop for r in requests):
+        return engine.generate(requests)
+    first = [
+        dataclasses.replace(r, stop=(*r.stop, ANSWER_OPENING)) if r.answer_stop else r
+        for r in requests
+    ]
+    outputs = engine.generate(first)
+    # (request index, sample index, open braces) of every sample inside an answer
+    inside = [
+        (i, k, 1)
+        for i, (r, samples) in enumerate(zip(requests, outputs))
+        if r.answer_stop
+        for k, g in enumerate(samples)
+        if g.stop_reason == ANSWER_OPENING
+    ]
+    for sample_round in range(MAX_ROUNDS + 1):
+        for i, k, _ in inside:
+            if not _room(requests[i], outputs[i][k]):  # inside the answer, no budget left
+                outputs[i][k] = dataclasses.replace(
+                    outputs[i][k], finish_reason="length", stop_reason=None
+                )
+        inside = [(i, k, depth) for i, k, depth in inside if _room(requests[i], outputs[i][k])]
+        if not inside:
+            break
+        last = sample_round == MAX_ROUNDS  # still open: the rest as the request asked it
+        more = [
+            _continuation(requests[i], outputs[i][k], k, sample_round, last) for i, k, _ in inside
+        ]
+        still = []
+        for (i, k, depth), (g,) in zip(inside, engine.generate(more)):
+            merged = _joined(outputs[i][k], g)
+            depth += g.text.count("{") - g.text.count("}")
+            if not last and g.stop_reason == ANSWER_CLOSING and depth <= 0:
+                merged = dataclasses.replace(merged, finish_reason="answer", stop_reason=None)
+            elif not last and g.stop_reason == ANSWER_CLOSING:
+                still.append((i, k, depth))
+            outputs[i][k] = merged
+        inside = still
+    for r, samples in zip(requests, outputs):
+        for g in samples:
+            if g.finish_reason == "answer":
+                engine.stats.answer_stops += 1
+                engine.stats.answer_stop_unspent += r.max_tokens - g.num_tokens
+    return outputs
+
+
+def _room(request: GenerationRequest, sample: Generation) -> bool:
+    return request.max_tokens - sample.num_tokens > 0
+
+
+def _continuation(
+    request: GenerationRequest, sample: Generation, k: int, sample_round: int, last: bool
+) -> GenerationRequest:
+    return dataclasses.replace(
+        request,
+        prompt=request.prompt + sample.text,
+        max_tokens=request.max_tokens - sample.num_tokens,
+        n=1,
+        stop=request.stop if last else (ANSWER_CLOSING,),
+        seed=None if request.seed is None else derive_seed(request.seed, k, "answer", sample_round),
+        answer_stop=False,
+    )
+
+
+def _joined(head: Generation, tail: Generation) -> Generation:
+    """`head` followed by `tail`, which continued it; the finish is `tail`'s."""
+    logprobs = ends = None
+    if head.token_logprobs is not None:
+        logprobs = head.token_logprobs + (tail.token_logprobs or [])
+        ends = (head.token_ends or []) + [len(head.text) + e for e in tail.token_ends or []]
+    return Generation(
+        text=head.text + tail.text,
+        num_tokens=head.num_tokens + tail.num_tokens,
+        finish_reason=tail.finish_reason,
+        stop_reason=tail.stop_reason,
+        token_logprobs=logprobs,
+        token_ends=ends,
+    )
