@@ -14,7 +14,8 @@ entered the hash of every experiment run's name, since those runs compute differ
 the same config; the CPU KV cache size (`model.cpu_kv_cache_gib`, issue 16) left the hash of
 every name, the trainer's too, since it changes speed, not results; Qwen2.5-Math-PRM's context
 (issue 13) is its 4096 positions; one schema per PRM kind (issue 15) dropped the settings a kind
-never read from every experiment config.
+never read from every experiment config; the answer-aware stop (`approach.answer_stop`, issue
+18) entered every experiment config's hash, since it decides what a run generates.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ PLAIN = ["out_dir=/tmp/hotncold-test", "overrides=[]"]
 KNOWN = {
     "default": (
         [],
-        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_bdd7420b",
+        "best_of_n_T0.8_n8_seed0_smollm2_135m_equation_checker_arithmetic_7ad7c9d4",
     ),
     "beam_search_multi": (
         ["approach=beam_search", "temperature=multi", "n=12", "approach.beam_width=3"],
-        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_843a6e26",
+        "beam_search-m3_T0.4-0.8-1.2_n12_seed0_smollm2_135m_equation_checker_arithmetic_b78a5012",
     ),
     "dvts_ratio_mix": (
         [
@@ -49,23 +50,23 @@ KNOWN = {
             "temperature.ratios=[0.75,0.25]",
             "n=16",
         ],
-        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_df727289",
+        "dvts-m4_T0.3-1.5_r0.75-0.25_n16_seed0_smollm2_135m_equation_checker_arithmetic_575c5589",
     ),
     "dvts_anneal": (
         ["approach=dvts", "temperature=anneal", "n=16"],
-        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_830635c1",
+        "dvts-m4_T1_lin1.2-0.4h8_n16_seed0_smollm2_135m_equation_checker_arithmetic_b53a0a33",
     ),
     "beam_search_switch": (
         ["approach=beam_search", "temperature=hot_then_cold", "temperature.switch_at=3"],
-        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_86217cb4",
+        "beam_search-m4_T1_sw1.2-0.4at3_n8_seed0_smollm2_135m_equation_checker_arithmetic_94afa1e5",
     ),
     "greedy": (
         ["temperature=greedy", "n=4", "seed=3"],
-        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_b28d55a4",
+        "best_of_n_T0_n4_seed3_smollm2_135m_equation_checker_arithmetic_c0464f0d",
     ),
     "shard": (
         ["dataset=math500", "dataset.num_shards=4", "dataset.shard=1", "temperature=hot", "n=64"],
-        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_c3aa091d",
+        "best_of_n_T1.2_n64_seed0_smollm2_135m_equation_checker_math500-shard1of4_9e6f52c7",
     ),
     "llama_with_qwen_prm": (
         [
@@ -74,11 +75,11 @@ KNOWN = {
             "prm.agg_strategy=min",
             "approach=beam_search",
         ],
-        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_b22e6a33",
+        "beam_search-m4_T0.8_n8_seed0_llama-3.2-1b-instruct_qwen_math_prm_7b_arithmetic_46b0970a",
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_d6fe7dbf",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_d1f7808d",
     ),
     "sal_recipe": (
         [
@@ -88,11 +89,11 @@ KNOWN = {
             "n=16",
             "dataset.shard=3",
         ],
-        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_47386fc4",
+        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_db695a7d",
     ),
     "sal_prompt": (
         ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],
-        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_921c763f",
+        "dvts-m4_T0.8_n16_seed0_qwen2.5-1.5b-instruct_equation_checker_arithmetic_7fb07b09",
     ),
 }
 SWEEP_DIRS = {"preset": "multirun/hot_vs_cold_cpu", "sal_recipe": "multirun/hot_vs_cold"}
