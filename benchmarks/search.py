@@ -2,10 +2,11 @@
 search and DVTS batched across problems against a one-problem-at-a-time loop.
 
 `throughput`: Best-of-N, beam search and DVTS on the same engine, model, PRM, problems and
-seeds, each approach with `answer_stop` off and on. Best-of-N's tokens/s (all samples of all
-problems in one engine call) is the engine's ceiling here; the step searches' tokens/s is given
-as a ratio of it (the issue's target: at least 0.9x), and each approach's wall time and
-generated tokens with the stop as a ratio of those without.
+seeds, each approach with `answer_stop` off and on, and the step searches under both schedulers
+(`approach.scheduler`: barrier, async). Best-of-N's tokens/s (all samples of all problems in
+one engine call) is the engine's ceiling here; the step searches' tokens/s is given as a ratio
+of it (the issue's target: at least 0.9x), each approach's wall time and generated tokens with
+the stop as a ratio of those without, and whether both schedulers wrote the same records.
 
 `main` also runs the batched-vs-one-at-a-time comparison:
 
@@ -41,6 +42,7 @@ from hotncold.experiment.run import grade_problem
 from hotncold.prm.registry import build_prm
 from hotncold.search.base import SearchContext
 from hotncold.search.registry import build_approach
+from hotncold.search.schedule import SCHEDULERS
 from hotncold.search.temperature import TemperaturePlan
 
 # vLLM's prefix cache saves re-reading a candidate's prefix only while the KV cache holds the
@@ -76,15 +78,23 @@ def throughput(n: int = 8, per_level: int = 2, levels: int = 4, iterations: int 
         f"throughput: {len(problems)} problems x n={n}, m=4, {iterations} iterations, "
         f"max_tokens={THROUGHPUT_MODEL.max_tokens}; load average {load[0]:.2f} {load[1]:.2f}"
     )
+    sides = [("best_of_n", "barrier")] + [
+        (name, scheduler) for name in ("beam_search", "dvts") for scheduler in SCHEDULERS
+    ]
+    texts = {}
     for stop in (False, True):
-        for name in ("best_of_n", "beam_search", "dvts"):
+        for name, scheduler in sides:
             ctx = SearchContext(
                 engine=engine,
                 prm=prm,
                 plan=TemperaturePlan.from_config(TemperatureConfig(values=[0.8])),
                 model=THROUGHPUT_MODEL,
                 approach=ApproachConfig(
-                    name=name, beam_width=4, num_iterations=iterations, answer_stop=stop
+                    name=name,
+                    beam_width=4,
+                    num_iterations=iterations,
+                    answer_stop=stop,
+                    scheduler=scheduler,
                 ),
                 n=n,
                 seed=0,
@@ -99,7 +109,9 @@ def throughput(n: int = 8, per_level: int = 2, levels: int = 4, iterations: int 
             after = engine.stats.snapshot()
             tokens = after["generated_tokens"] - before["generated_tokens"]
             flat = [c for cs in completions for c in cs]
-            results[f"{name}{'_answer_stop' if stop else ''}"] = {
+            key = _side(name, scheduler, stop)
+            texts[key] = [[c.to_json() for c in cs] for cs in completions]
+            results[key] = {
                 "seconds": seconds,
                 "generated_tokens": tokens,
                 "tokens_per_s": tokens / seconds,
@@ -107,28 +119,42 @@ def throughput(n: int = 8, per_level: int = 2, levels: int = 4, iterations: int 
                 "answer_stops": after["answer_stops"] - before["answer_stops"],
                 "finish_reasons": dict(Counter(c.finish_reason for c in flat)),
             }
-    for stop in ("", "_answer_stop"):
-        ceiling_rate = results[f"best_of_n{stop}"]["tokens_per_s"]
-        for name in ("best_of_n", "beam_search", "dvts"):
-            r = results[f"{name}{stop}"]
+    for stop in (False, True):
+        ceiling_rate = results[_side("best_of_n", "barrier", stop)]["tokens_per_s"]
+        for name, scheduler in sides:
+            r = results[_side(name, scheduler, stop)]
             r["tokens_per_s_vs_best_of_n"] = r["tokens_per_s"] / ceiling_rate
-    for name in ("best_of_n", "beam_search", "dvts"):
-        off, on = results[name], results[f"{name}_answer_stop"]
+            if scheduler == "async":
+                barrier = texts[_side(name, "barrier", stop)]
+                r["same_records_as_barrier"] = sum(
+                    a == b for a, b in zip(texts[_side(name, scheduler, stop)], barrier)
+                )
+    for name, scheduler in sides:
+        off, on = results[_side(name, scheduler, False)], results[_side(name, scheduler, True)]
         on["seconds_vs_no_stop"] = on["seconds"] / off["seconds"]
         on["tokens_vs_no_stop"] = on["generated_tokens"] / off["generated_tokens"]
         for label, r in (("no stop", off), ("answer stop", on)):
+            same = r.get("same_records_as_barrier")
             print(
-                f"  {name:11s} {label:11s} {r['seconds']:6.1f} s {r['generated_tokens']:6d} tokens "
-                f"{r['tokens_per_s']:6.1f}/s ({r['tokens_per_s_vs_best_of_n']:.2f}x Best-of-N's) "
+                f"  {name:11s} {scheduler:7s} {label:11s} {r['seconds']:6.1f} s "
+                f"{r['generated_tokens']:6d} tokens {r['tokens_per_s']:6.1f}/s "
+                f"({r['tokens_per_s_vs_best_of_n']:.2f}x Best-of-N's) "
                 f"{r['engine_calls']:4d} engine calls, {r['answer_stops']} answer stops "
                 f"{r['finish_reasons']}"
+                + ("" if same is None else f"; {same}/{len(problems)} problems as barrier")
             )
         print(
-            f"  {name:11s} answer stop / none: {on['seconds_vs_no_stop']:.2f}x the time, "
-            f"{on['tokens_vs_no_stop']:.2f}x the tokens"
+            f"  {name:11s} {scheduler:7s} answer stop / none: {on['seconds_vs_no_stop']:.2f}x "
+            f"the time, {on['tokens_vs_no_stop']:.2f}x the tokens"
         )
     results["load_average_after"] = os.getloadavg()
     return results
+
+
+def _side(name: str, scheduler: str, stop: bool) -> str:
+    return "_".join(
+        [name, *([scheduler] if name != "best_of_n" else []), *(["answer_stop"] if stop else [])]
+    )
 
 
 def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:

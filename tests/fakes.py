@@ -19,11 +19,22 @@ class ScriptedEngine:
     def __init__(self, script: Script, honor_stops: bool = False) -> None:
         self.script = script
         self.honor_stops = honor_stops
+        self.in_flight: list[tuple[int, list[Generation]]] = []
+        """Submitted requests not yet polled, oldest first (`submit`)."""
+        self.tickets = 0
+        self.poll_size = 1
+        """How many submitted requests one `poll` finishes (oldest first)."""
+        self.submitted: list[list[GenerationRequest]] = []
+        """Every `submit` call's requests."""
         self.stats = EngineStats()
         self.calls: list[list[GenerationRequest]] = []
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
+        assert not self.in_flight, "generate while submitted requests are unfinished"
         self.calls.append(list(requests))
+        return self._answer(requests)
+
+    def _answer(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
         self.stats.calls += 1
         self.stats.requests += len(requests)
         out = []
@@ -39,6 +50,25 @@ class ScriptedEngine:
             self.stats.sequences += len(samples)
             out.append(samples)
         return out
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Streaming, deterministically: the script answers at once (`generate`'s counts), and
+        `poll` hands the answers back `poll_size` requests at a time, oldest first, so that
+        problems advance at different paces."""
+        self.submitted.append(list(requests))
+        tickets = []
+        for generations in self._answer(requests):
+            self.tickets += 1
+            self.in_flight.append((self.tickets, generations))
+            tickets.append(self.tickets)
+        return tickets
+
+    def poll(self) -> list[tuple[int, list[Generation]]]:
+        done, self.in_flight = self.in_flight[: self.poll_size], self.in_flight[self.poll_size :]
+        return done
+
+    def abort(self) -> None:
+        self.in_flight = []
 
     def generated_so_far(self) -> int:
         return self.stats.generated_tokens

@@ -27,9 +27,15 @@ ones included), so the cut text's last box is the answer the grader reads.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
-from hotncold.engine.requests import Engine, Generation, GenerationRequest, derive_seed
+from hotncold.engine.requests import (
+    Engine,
+    EngineStats,
+    Generation,
+    GenerationRequest,
+    derive_seed,
+)
 
 ANSWER_OPENING = "boxed{"
 """Where an answer begins (search-and-learn's DVTS stops a subtree once its text holds it)."""
@@ -41,13 +47,31 @@ MAX_ROUNDS = 16
 def generate(engine: Engine, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
     """`engine.generate(requests)`, with every `answer_stop` request's samples ending right
     after their first complete `\\boxed{...}` (finish reason `answer`; see the module doc)."""
+    rounds = generate_in_rounds(requests, engine.stats)
+    try:
+        sent = next(rounds)
+        while True:
+            sent = rounds.send(engine.generate(sent))
+    except StopIteration as done:
+        return done.value
+
+
+Rounds = Generator[list[GenerationRequest], list[list[Generation]], list[list[Generation]]]
+
+
+def generate_in_rounds(requests: Sequence[GenerationRequest], stats: EngineStats) -> Rounds:
+    """`generate` as a generator: it yields each round's requests, is sent their generations,
+    and returns the requests' generations (counted in `stats`). Schedulers that group many
+    problems' rounds into their own engine calls drive it (`hotncold.search.schedule`)."""
+    if not requests:
+        return []
     if not any(r.answer_stop for r in requests):
-        return engine.generate(requests)
+        return (yield list(requests))
     first = [
         dataclasses.replace(r, stop=(*r.stop, ANSWER_OPENING)) if r.answer_stop else r
         for r in requests
     ]
-    outputs = engine.generate(first)
+    outputs = yield first
     # (request index, sample index, open braces) of every sample inside an answer
     inside = [
         (i, k, 1)
@@ -70,7 +94,7 @@ def generate(engine: Engine, requests: Sequence[GenerationRequest]) -> list[list
             _continuation(requests[i], outputs[i][k], k, sample_round, last) for i, k, _ in inside
         ]
         still = []
-        for (i, k, depth), (g,) in zip(inside, engine.generate(more)):
+        for (i, k, depth), (g,) in zip(inside, (yield more)):
             merged = _joined(outputs[i][k], g)
             depth += g.text.count("{") - g.text.count("}")
             if not last and g.stop_reason == ANSWER_CLOSING and depth <= 0:
@@ -82,8 +106,8 @@ def generate(engine: Engine, requests: Sequence[GenerationRequest]) -> list[list
     for r, samples in zip(requests, outputs):
         for g in samples:
             if g.finish_reason == "answer":
-                engine.stats.answer_stops += 1
-                engine.stats.answer_stop_unspent += r.max_tokens - g.num_tokens
+                stats.answer_stops += 1
+                stats.answer_stop_unspent += r.max_tokens - g.num_tokens
     return outputs
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,29 @@ class Engine(Protocol):
     def generated_so_far(self) -> int:
         """Tokens generated since the engine started, those of a call in flight included where
         the engine can tell (read from another thread: a run's progress bar)."""
+        ...
+
+
+@runtime_checkable
+class StreamingEngine(Engine, Protocol):
+    """An engine that also takes requests while others run (continuous batching): the step
+    searches' `async` scheduler (`hotncold.search.schedule`) keeps its batch full with it.
+
+    The samples of a request are the same whether it goes through `generate` or `submit`, and
+    whatever else is in flight (each request carries its seed). `generate` must not be called
+    while submitted requests are unfinished."""
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Start generating `requests` now; one ticket per request, in order."""
+        ...
+
+    def poll(self) -> list[tuple[int, list[Generation]]]:
+        """(ticket, its `n` generations) for requests that finished since the last call; waits
+        until at least one has while any is in flight, returns [] at once when none is."""
+        ...
+
+    def abort(self) -> None:
+        """Drop every submitted request not yet polled (a search that failed midway)."""
         ...
 
 

@@ -55,6 +55,8 @@ NON_RESULT_KEYS = (
     # Soft Best-of-N's grid adds numbers to metrics.json (recomputed from completions.jsonl at
     # every run's end) and changes no sample, score or other number.
     "metrics.selection_temperatures",
+    # How a step search's problems share the engine: the same records either way.
+    "approach.scheduler",
 )
 
 OPTIONAL_KEYS = ("source_prm",)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from hotncold.config import ApproachConfig, ConfigError
+from hotncold.search import schedule
 from hotncold.search.base import Approach
 
 REGISTRY = {
@@ -46,3 +47,8 @@ def check_approach(a: ApproachConfig, n: int) -> None:
             raise ConfigError("approach.num_iterations must be at least 1")
         if a.lookahead < 0:
             raise ConfigError("approach.lookahead must be 0 or more")
+        if a.scheduler not in schedule.SCHEDULERS:
+            raise ConfigError(
+                f"approach.scheduler={a.scheduler!r} is unknown; use one of "
+                f"{', '.join(schedule.SCHEDULERS)}"
+            )
