@@ -89,15 +89,19 @@ def _whole(text: str) -> Generation:
 
 def _cut(text: str, request: GenerationRequest) -> Generation:
     found = [(text.find(s) + len(s), s) for s in request.stop if s in text]
-    if found:
+    overrun = ""
+    if found:  # a word is a token: the rest of the word the stop string ended in is overrun
         end, stop = min(found)
+        rest = text[end:]
+        if rest and not rest[0].isspace() and not text[end - 1].isspace():
+            overrun = rest.split(maxsplit=1)[0]
         text = text[:end]
     words = text.split()
     if len(words) > request.max_tokens:  # the token limit, one token a word
         cut = text.index(words[request.max_tokens - 1]) + len(words[request.max_tokens - 1])
         return Generation(text=text[:cut], num_tokens=request.max_tokens, finish_reason="length")
     if found:
-        return Generation(text, max(1, len(words)), "stop", stop_reason=stop)
+        return Generation(text, max(1, len(words)), "stop", stop_reason=stop, overrun=overrun)
     return Generation(text, max(1, len(words)), "stop")
 
 

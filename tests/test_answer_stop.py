@@ -28,7 +28,7 @@ from hotncold.search.base import SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
 
-HALF = "Half of 1.\nSo $\\boxed{\\frac{1}{2}}$. I hope it is correct.\nAnd then some more words"
+HALF = "Half of 1.\nSo $\\boxed{ \\frac{1}{2} }$. I hope it is correct.\nAnd then some more words"
 PLAIN = "No box here, the answer is 3."
 PROBLEMS = [Problem(uid=f"u{i}", problem=f"p{i}", answer="0") for i in range(2)]
 
@@ -55,16 +55,18 @@ def test_best_of_n_text_ends_right_after_the_balanced_box():
     out = solve(engine, context(engine, answer_stop=True))
     for cs in out:
         cut, plain = cs
-        assert cut.text == "Half of 1.\nSo $\\boxed{\\frac{1}{2}}"
+        assert cut.text == "Half of 1.\nSo $\\boxed{ \\frac{1}{2} }"
         assert cut.finish_reason == "answer" and cut.finished
-        assert cut.steps[-1] == "So $\\boxed{\\frac{1}{2}}"
-        assert cut.num_tokens == 5 + 3  # up to the opening (5 words), then 3 rounds
+        assert cut.steps[-1] == "So $\\boxed{ \\frac{1}{2} }"
+        assert cut.num_tokens == 5 + 2  # up to the opening (5 words), then 2 rounds
         assert plain.text == PLAIN and plain.finish_reason == "eos"
-    # the samples themselves, then one round per closing brace: "\frac{1}", "{2}", "}"
-    assert len(engine.calls) == 4
+    # the samples themselves, then a round per closing brace: " \frac{1}" (its token, the
+    # word, goes on to "{2}": read whole), then " }"
+    assert len(engine.calls) == 3
     assert [r.stop for r in engine.calls[0]] == [("boxed{",)] * 2
     assert all(r.stop == ("}",) and r.n == 1 for call in engine.calls[1:] for r in call)
-    assert [len(call) for call in engine.calls[1:]] == [2, 2, 2]  # one open box per problem
+    assert [len(call) for call in engine.calls[1:]] == [2, 2]  # one open box per problem
+    assert engine.calls[2][0].prompt.endswith("$\\boxed{ \\frac{1}{2}")  # the whole token
     seeds = [r.seed for call in engine.calls for r in call]
     assert len(set(seeds)) == len(seeds)  # every round seeded apart
     assert engine.stats.answer_stops == 2
@@ -93,6 +95,13 @@ def generate_one(text, max_tokens=50, stop=()):
     return answer_stop.generate(engine, [request])[0][0], engine
 
 
+def test_a_token_that_closes_the_box_ends_it_there():
+    g, engine = generate_one("So $\\boxed{\\frac{1}{2}}$. I hope it is correct.")
+    assert (g.text, g.finish_reason, g.num_tokens) == ("So $\\boxed{\\frac{1}{2}}", "answer", 2)
+    assert len(engine.calls) == 1  # the stop cut the token "$\boxed{\frac{1}{2}}$.": its rest
+    # closed the answer, which ends at its closing brace
+
+
 def test_a_box_the_model_never_closes_ends_as_the_model_ended_it():
     g, _ = generate_one("So \\boxed{12 and on")
     assert (g.text, g.finish_reason, g.stop_reason) == ("So \\boxed{12 and on", "stop", None)
@@ -105,13 +114,13 @@ def test_a_box_cut_by_the_token_limit_is_truncated():
 
 
 def test_the_opening_at_the_last_token_is_truncated_there():
-    g, engine = generate_one("a b c \\boxed{7} d", max_tokens=4)
-    assert (g.text, g.finish_reason) == ("a b c \\boxed{", "length")
+    g, engine = generate_one("a b c d \\boxed{ 7 } e", max_tokens=5)
+    assert (g.text, g.finish_reason) == ("a b c d \\boxed{", "length")
     assert len(engine.calls) == 1  # no budget left to close it
 
 
 def test_a_box_open_after_every_round_goes_on_as_asked():
-    deep = "\\boxed{" + "{a}" * answer_stop.MAX_ROUNDS + "} then more\nand more"
+    deep = "\\boxed{ " + "{a} " * answer_stop.MAX_ROUNDS + "} then more\nand more"
     g, engine = generate_one(deep, max_tokens=200, stop=("\n",))
     assert len(engine.calls) == 2 + answer_stop.MAX_ROUNDS
     assert engine.calls[-1][0].stop == ("\n",)  # the last round: the request's own stops
@@ -148,8 +157,8 @@ def test_step_search_candidates_end_at_their_answer(approach):
         assert c.steps == ["Step one [0.9]", "So $\\boxed{5}"]
         assert len(c.step_scores) == 2
         assert c.extra["depth"] == 2 and c.extra["iterations"] == 2  # nothing grown after it
-    # iteration 0: the steps; iteration 1: up to the opening, then the one closing round
-    assert len(engine.calls) == 3
+    # iteration 0: the steps; iteration 1: up to the opening, whose token "$\boxed{5}$" closes it
+    assert len(engine.calls) == 2
 
 
 @pytest.mark.parametrize("approach", ["beam_search", "dvts"])

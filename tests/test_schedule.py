@@ -34,7 +34,7 @@ from hotncold.search.temperature import TemperaturePlan
 # its boxed answer; p2 goes on for four steps, its candidates differing by seed.
 TEXTS = {
     "p0": "Done at once [0.9]",
-    "p1": "One [0.6]\n\nTwo [0.7]\nSo $\\boxed{\\frac{1}{2}}$ and more\n",
+    "p1": "One [0.6]\n\nTwo [0.7]\nSo $\\boxed{ \\frac{1}{2} }$ and more\n",
     "p2": "A [0.5]\nB [0.8]\nC [0.4]\nD [0.9]\nE",
 }
 PROBLEMS = [Problem(uid=f"u{i}", problem=k, answer="0") for i, k in enumerate(TEXTS)]

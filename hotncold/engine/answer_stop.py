@@ -9,11 +9,18 @@ rounds, through the engine's ordinary `generate`:
    samples are exactly those of the request without the stop);
 2. a sample that stopped at the opening is continued, from its prompt and text so far, with the
    stop string `}` only, again and again while its braces are open (one round per closing
-   brace: `\\frac{1}{2}}` takes three), each round seeded from the request's seed, the sample
-   and the round. It ends `answer` once they balance: its text ends right after the answer.
+   brace a token ends in: `\\frac{1}{2}}` takes up to three), each round seeded from the
+   request's seed, the sample and the round. It ends `answer` once they balance: its text ends
+   right after the answer.
+
+A stop string cuts the text inside the token it ends in (the token `{\\` is cut to `{`).
+Continuing from the cut text would show the model a token split it never wrote, and change
+the answer it writes next (measured: greedy SmolLM2 went from `\\frac{5}{2}` to `10`). So
+every round continues from the whole token (`Generation.overrun`, the rest of it), and braces
+are counted in it too: a token that closes the answer (`}}$.`) ends it right there.
 
 What this saves is real: the tokens after the answer are never generated, not cut off
-afterwards (at most the rest of the token holding the closing brace is). What it costs: one
+afterwards (only the rest of the token holding the closing brace is). What it costs: one
 more engine call per brace level for the samples inside an answer, each reading its prompt
 again from the prefix cache (only the text since the last full cache block is computed again),
 and the answer's own tokens are sampled from other seeds than the uncut request would have
@@ -72,14 +79,17 @@ def generate_in_rounds(requests: Sequence[GenerationRequest], stats: EngineStats
         for r in requests
     ]
     outputs = yield first
-    # (request index, sample index, open braces) of every sample inside an answer
-    inside = [
-        (i, k, 1)
-        for i, (r, samples) in enumerate(zip(requests, outputs))
-        if r.answer_stop
-        for k, g in enumerate(samples)
-        if g.stop_reason == ANSWER_OPENING
-    ]
+    # (request index, sample index, open braces) of every sample inside an answer; its text
+    # holds the whole token the opening ended in (`Generation.overrun`): cut there, a
+    # continuation would read the token split ("{" where the model wrote "{\\") and write
+    # another answer
+    inside = []
+    for i, (r, samples) in enumerate(zip(requests, outputs)):
+        for k, g in enumerate(samples):
+            if r.answer_stop and g.stop_reason == ANSWER_OPENING:
+                outputs[i][k], depth = _scanned(_opened(g), g.overrun, 1)
+                if depth > 0:
+                    inside.append((i, k, depth))
     for sample_round in range(MAX_ROUNDS + 1):
         for i, k, _ in inside:
             if not _room(requests[i], outputs[i][k]):  # inside the answer, no budget left
@@ -95,13 +105,13 @@ def generate_in_rounds(requests: Sequence[GenerationRequest], stats: EngineStats
         ]
         still = []
         for (i, k, depth), (g,) in zip(inside, (yield more)):
-            merged = _joined(outputs[i][k], g)
-            depth += g.text.count("{") - g.text.count("}")
-            if not last and g.stop_reason == ANSWER_CLOSING and depth <= 0:
-                merged = dataclasses.replace(merged, finish_reason="answer", stop_reason=None)
-            elif not last and g.stop_reason == ANSWER_CLOSING:
+            if last or g.stop_reason != ANSWER_CLOSING:  # ended as the model or budget ended it
+                outputs[i][k] = _joined(outputs[i][k], g)
+                continue
+            head = _joined(outputs[i][k], dataclasses.replace(g, text=""))
+            outputs[i][k], depth = _scanned(head, g.text + g.overrun, depth)
+            if depth > 0:
                 still.append((i, k, depth))
-            outputs[i][k] = merged
         inside = still
     for r, samples in zip(requests, outputs):
         for g in samples:
@@ -109,6 +119,32 @@ def generate_in_rounds(requests: Sequence[GenerationRequest], stats: EngineStats
                 stats.answer_stops += 1
                 stats.answer_stop_unspent += r.max_tokens - g.num_tokens
     return outputs
+
+
+def _opened(g: Generation) -> Generation:
+    """A sample stopped at the opening, its text not yet extended by the token's rest."""
+    return dataclasses.replace(g, stop_reason=None, overrun="")
+
+
+def _scanned(head: Generation, piece: str, depth: int) -> tuple[Generation, int]:
+    """`head` extended by `piece` (text inside an answer with `depth` braces open): up to the
+    brace that balances them, finished `answer`, or all of it, with the braces still open."""
+    for at, char in enumerate(piece):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0:
+            return _extended(head, piece[: at + 1], "answer"), 0
+    return _extended(head, piece, head.finish_reason), depth
+
+
+def _extended(g: Generation, more: str, finish: str) -> Generation:
+    """`g` with `more` text of its own last token (the token ends move with the text)."""
+    text = g.text + more
+    ends = None if g.token_ends is None else [min(e, len(text)) for e in g.token_ends]
+    if ends and more:
+        ends[-1] = len(text)
+    return dataclasses.replace(
+        g, text=text, finish_reason=finish, stop_reason=None, overrun="", token_ends=ends
+    )
 
 
 def _room(request: GenerationRequest, sample: Generation) -> bool:
@@ -142,4 +178,5 @@ def _joined(head: Generation, tail: Generation) -> Generation:
         stop_reason=tail.stop_reason,
         token_logprobs=logprobs,
         token_ends=ends,
+        overrun=tail.overrun,
     )

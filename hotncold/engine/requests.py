@@ -54,6 +54,9 @@ class Generation:
     token_ends: list[int] | None = None
     """With `token_logprobs`: where each token ends in `text` (characters), so a token's span
     is [previous end, its end)."""
+    overrun: str = ""
+    """When a stop string ended `text` inside a token: the rest of that token's text, generated
+    but not in `text` (the answer stop continues from the whole token)."""
 
     @property
     def ended(self) -> bool:

@@ -650,7 +650,15 @@ def _generation(
         stop_reason=sample.stop_reason if isinstance(sample.stop_reason, str) else None,
         token_logprobs=_sampled_logprobs(sample) if request.logprobs else None,
         token_ends=engine._token_ends(sample) if request.logprobs else None,
+        overrun=_overrun(engine, sample) if isinstance(sample.stop_reason, str) else "",
     )
+
+
+def _overrun(engine: VLLMEngine, sample: Any) -> str:
+    """The rest of the last token after the stop string that cut the text inside it: the
+    sample's tokens decoded whole, past its text ("" where they do not extend it)."""
+    whole = engine.tokenizer.decode(list(sample.token_ids), skip_special_tokens=True)
+    return whole[len(sample.text) :] if whole.startswith(sample.text) else ""
 
 
 @dataclass
