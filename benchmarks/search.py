@@ -1,4 +1,14 @@
-"""Beam search and DVTS batched across problems against a one-problem-at-a-time loop.
+"""Step-search throughput against Best-of-N's, with and without the answer-aware stop; and beam
+search and DVTS batched across problems against a one-problem-at-a-time loop.
+
+`throughput`: Best-of-N, beam search and DVTS on the same engine, model, PRM, problems and
+seeds, each approach with `answer_stop` off and on, and the step searches under both schedulers
+(`approach.scheduler`: barrier, async). Best-of-N's tokens/s (all samples of all problems in
+one engine call) is the engine's ceiling here; the step searches' tokens/s is given as a ratio
+of it (the issue's target: at least 0.9x), each approach's wall time and generated tokens with
+the stop as a ratio of those without, and whether both schedulers wrote the same records.
+
+`main` also runs the batched-vs-one-at-a-time comparison:
 
 Both sides run the same approach code on the same engine, model, PRM, problems and seeds; the
 only difference is how many problems one `solve` call gets: all of them (one engine call per
@@ -10,6 +20,7 @@ reports how many problems came out identical, and the accuracy and length statis
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -31,6 +42,7 @@ from hotncold.experiment.run import grade_problem
 from hotncold.prm.registry import build_prm
 from hotncold.search.base import SearchContext
 from hotncold.search.registry import build_approach
+from hotncold.search.schedule import SCHEDULERS
 from hotncold.search.temperature import TemperaturePlan
 
 # vLLM's prefix cache saves re-reading a candidate's prefix only while the KV cache holds the
@@ -42,7 +54,116 @@ MODEL = ModelConfig(
 )
 
 
+THROUGHPUT_MODEL = ModelConfig(
+    path="embedded:smollm2_135m", max_tokens=128, max_model_len=1024, step_delimiter="\n"
+)
+"""The CPU presets' generation settings (`experiment=hot_vs_cold_cpu`)."""
+
+
+def throughput(n: int = 8, per_level: int = 2, levels: int = 4, iterations: int = 8) -> dict:
+    engine = get_engine(THROUGHPUT_MODEL)
+    prm = build_prm(EquationCheckerConfig(), engine=engine)
+    problems = load_problems(DatasetConfig(per_level=per_level, levels=list(range(1, levels + 1))))
+    prompts = [build_prompt(engine, PromptConfig(), THROUGHPUT_MODEL, p.problem) for p in problems]
+    load = os.getloadavg()
+    results: dict = {
+        "problems": len(problems),
+        "n": n,
+        "beam_width": 4,
+        "num_iterations": iterations,
+        "max_tokens": THROUGHPUT_MODEL.max_tokens,
+        "load_average_before": load,
+    }
+    print(
+        f"throughput: {len(problems)} problems x n={n}, m=4, {iterations} iterations, "
+        f"max_tokens={THROUGHPUT_MODEL.max_tokens}; load average {load[0]:.2f} {load[1]:.2f}"
+    )
+    sides = [("best_of_n", "barrier")] + [
+        (name, scheduler) for name in ("beam_search", "dvts") for scheduler in SCHEDULERS
+    ]
+    texts = {}
+    for stop in (False, True):
+        for name, scheduler in sides:
+            ctx = SearchContext(
+                engine=engine,
+                prm=prm,
+                plan=TemperaturePlan.from_config(TemperatureConfig(values=[0.8])),
+                model=THROUGHPUT_MODEL,
+                approach=ApproachConfig(
+                    name=name,
+                    beam_width=4,
+                    num_iterations=iterations,
+                    answer_stop=stop,
+                    scheduler=scheduler,
+                ),
+                n=n,
+                seed=0,
+                agg_strategy=EquationCheckerConfig().agg_strategy,
+            )
+            prm.reset()
+            engine.llm.reset_prefix_cache()  # no side reads another's prompts from the cache
+            before = engine.stats.snapshot()
+            started = time.perf_counter()
+            completions = build_approach(name).solve(problems, prompts, ctx)
+            seconds = time.perf_counter() - started
+            after = engine.stats.snapshot()
+            tokens = after["generated_tokens"] - before["generated_tokens"]
+            flat = [c for cs in completions for c in cs]
+            key = _side(name, scheduler, stop)
+            texts[key] = [[c.to_json() for c in cs] for cs in completions]
+            results[key] = {
+                "seconds": seconds,
+                "generated_tokens": tokens,
+                "tokens_per_s": tokens / seconds,
+                "engine_calls": after["calls"] - before["calls"],
+                "answer_stops": after["answer_stops"] - before["answer_stops"],
+                "finish_reasons": dict(Counter(c.finish_reason for c in flat)),
+            }
+    for stop in (False, True):
+        ceiling_rate = results[_side("best_of_n", "barrier", stop)]["tokens_per_s"]
+        for name, scheduler in sides:
+            r = results[_side(name, scheduler, stop)]
+            r["tokens_per_s_vs_best_of_n"] = r["tokens_per_s"] / ceiling_rate
+            if scheduler == "async":
+                barrier = texts[_side(name, "barrier", stop)]
+                r["same_records_as_barrier"] = sum(
+                    a == b for a, b in zip(texts[_side(name, scheduler, stop)], barrier)
+                )
+    for name, scheduler in sides:
+        off, on = results[_side(name, scheduler, False)], results[_side(name, scheduler, True)]
+        on["seconds_vs_no_stop"] = on["seconds"] / off["seconds"]
+        on["tokens_vs_no_stop"] = on["generated_tokens"] / off["generated_tokens"]
+        for label, r in (("no stop", off), ("answer stop", on)):
+            same = r.get("same_records_as_barrier")
+            print(
+                f"  {name:11s} {scheduler:7s} {label:11s} {r['seconds']:6.1f} s "
+                f"{r['generated_tokens']:6d} tokens {r['tokens_per_s']:6.1f}/s "
+                f"({r['tokens_per_s_vs_best_of_n']:.2f}x Best-of-N's) "
+                f"{r['engine_calls']:4d} engine calls, {r['answer_stops']} answer stops "
+                f"{r['finish_reasons']}"
+                + ("" if same is None else f"; {same}/{len(problems)} problems as barrier")
+            )
+        print(
+            f"  {name:11s} {scheduler:7s} answer stop / none: {on['seconds_vs_no_stop']:.2f}x "
+            f"the time, {on['tokens_vs_no_stop']:.2f}x the tokens"
+        )
+    results["load_average_after"] = os.getloadavg()
+    return results
+
+
+def _side(name: str, scheduler: str, stop: bool) -> str:
+    return "_".join(
+        [name, *([scheduler] if name != "best_of_n" else []), *(["answer_stop"] if stop else [])]
+    )
+
+
 def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
+    results = {"throughput": throughput()}
+    results.update(batched_vs_one_at_a_time(n, per_level, iterations))
+    return results
+
+
+def batched_vs_one_at_a_time(n: int, per_level: int, iterations: int) -> dict:
     engine = get_engine(MODEL)
     prm = build_prm(EquationCheckerConfig(), engine=engine)
     problems = load_problems(DatasetConfig(per_level=per_level))

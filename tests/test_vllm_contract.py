@@ -405,7 +405,7 @@ def test_the_scan_finds_the_engine_wherever_the_package_keeps_it(tmp_path):
 
 SCANNED = """
     from vllm import LLM, SamplingParams
-    from vllm.sampling_params import RequestOutputKind
+    from vllm.sampling_params import BeamSearchParams
 
     from hotncold.fake_cpu import cpu_settings
 
@@ -454,7 +454,7 @@ def test_the_scan_reports_every_unlisted_use(tmp_path):
     uses = usage.scan(contract, tmp_path)
     unlisted = {u.label for u in usage.compare(contract, uses).unlisted}
     assert {
-        "from vllm.sampling_params import RequestOutputKind",  # an import
+        "from vllm.sampling_params import BeamSearchParams",  # an import
         "SamplingParams(best_of=...)",  # a keyword at a call
         "LLM(cpu_offload_gb=...)",  # a key a helper's dict literal adds to LLM(**kwargs)
         "LLM(swap_space=...)",  # a key of a dict handed over as engine_kwargs=

@@ -272,6 +272,20 @@ class ApproachConfig:
     none finished, the unfinished ones, marked `finished: false`. False lets unfinished text
     vote with its last number and returns what search-and-learn does (beam search: the n best
     of the pool, truncated ones included; DVTS: the last expansion as it is)."""
+    answer_stop: bool = False
+    """Every approach: a solution ends right after its first complete `\\boxed{...}` (braces
+    balanced), finished with finish reason `answer`; nothing after it is generated (a stop
+    string at `boxed{`, then the answer's braces closed in further engine rounds:
+    `hotncold.engine.answer_stop`). A beam search candidate so ended joins the completed pool, a
+    DVTS subtree whose pick it is stops growing (search-and-learn's DVTS stops a subtree once
+    `boxed{` appears). False (the default): solutions go on until the model ends them."""
+    scheduler: str = "barrier"
+    """beam_search/dvts: how the problems of a batch share the engine (the records are the same
+    either way; not part of run names). `barrier`: every iteration is one engine call for every
+    candidate of every problem, then one PRM call, so each iteration waits for the slowest
+    problem's longest step. `async`: each problem submits its next requests as soon as its own
+    candidates are scored, keeping the engine's batch full (a PRM on the generator's own engine,
+    such as self_certainty, scores only once the requests in flight are done)."""
 
 
 @dataclass

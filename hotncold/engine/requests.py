@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class GenerationRequest:
     account: str | None = None
     """Who pays for the request's compute (a search sets its problem's uid): the engine adds
     the tokens it computed for it to `stats.accounts[account]`."""
+    answer_stop: bool = False
+    """End each sample right after its first complete `\\boxed{...}` (finish reason `answer`).
+    Engines do not read it: `hotncold.engine.answer_stop.generate` carries it out over any
+    engine's `generate`."""
 
 
 @dataclass
@@ -40,7 +44,8 @@ class Generation:
     text: str
     num_tokens: int
     finish_reason: str
-    """`stop` (end of sequence or a stop string) or `length` (hit max_tokens)."""
+    """`stop` (end of sequence or a stop string), `length` (hit max_tokens) or `answer` (an
+    `answer_stop` request: the text ends right after its first complete `\\boxed{...}`)."""
     stop_reason: str | None = None
     """The stop string that ended it; None when it ended at the end-of-sequence token."""
     token_logprobs: list[float] | None = None
@@ -49,6 +54,9 @@ class Generation:
     token_ends: list[int] | None = None
     """With `token_logprobs`: where each token ends in `text` (characters), so a token's span
     is [previous end, its end)."""
+    overrun: str = ""
+    """When a stop string ended `text` inside a token: the rest of that token's text, generated
+    but not in `text` (the answer stop continues from the whole token)."""
 
     @property
     def ended(self) -> bool:
@@ -81,6 +89,11 @@ class EngineStats:
     """Of those, the ones the prefix cache held (not computed again)."""
     generated_tokens: int = 0
     seconds: float = 0.0
+    answer_stops: int = 0
+    """Samples the answer stop ended (`GenerationRequest.answer_stop`)."""
+    answer_stop_unspent: int = 0
+    """The token budget (`max_tokens`) those samples had left when it ended them: the most the
+    stop saved them (what it saves in fact is measured by `make bench ARGS=search`)."""
     accounts: dict[str, Charge] = field(default_factory=dict)
     """What each account's requests computed since it was last taken (`take`)."""
 
@@ -126,6 +139,29 @@ class Engine(Protocol):
     def generated_so_far(self) -> int:
         """Tokens generated since the engine started, those of a call in flight included where
         the engine can tell (read from another thread: a run's progress bar)."""
+        ...
+
+
+@runtime_checkable
+class StreamingEngine(Engine, Protocol):
+    """An engine that also takes requests while others run (continuous batching): the step
+    searches' `async` scheduler (`hotncold.search.schedule`) keeps its batch full with it.
+
+    The samples of a request are the same whether it goes through `generate` or `submit`, and
+    whatever else is in flight (each request carries its seed). `generate` must not be called
+    while submitted requests are unfinished."""
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        """Start generating `requests` now; one ticket per request, in order."""
+        ...
+
+    def poll(self) -> list[tuple[int, list[Generation]]]:
+        """(ticket, its `n` generations) for requests that finished since the last call; waits
+        until at least one has while any is in flight, returns [] at once when none is."""
+        ...
+
+    def abort(self) -> None:
+        """Drop every submitted request not yet polled (a search that failed midway)."""
         ...
 
 

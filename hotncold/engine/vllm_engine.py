@@ -296,7 +296,16 @@ class VLLMEngine:
         self.max_model_len = cfg.max_model_len
         self._generation_counter = None if kwargs["disable_log_stats"] else self._own_counter()
         self._call_started_at: int | None = None
-        """vLLM's generated-token counter when the call in flight began (None between calls)."""
+        """vLLM's generated-token counter when the call in flight began (None between calls;
+        streaming: from the first submit while none was in flight to the poll that ends the
+        last)."""
+        self._base_tokens = 0
+        """`stats.generated_tokens` at that moment."""
+        self._open: dict[int, _Open] = {}
+        """Streamed requests in flight, by ticket (`submit`)."""
+        self._ready: list[tuple[int, list[Generation]]] = []
+        """Streamed requests answered without vLLM (a full context), for the next `poll`."""
+        self._tickets = 0
         self.dead = False
         """vLLM's engine core died under a call (EngineDeadError): `get_engine` replaces it."""
 
@@ -309,7 +318,8 @@ class VLLMEngine:
         if started is None:
             return self.stats.generated_tokens
         now = self._token_counter()
-        return self.stats.generated_tokens + (0 if now is None else max(0, now - started))
+        counted = self._base_tokens + (0 if now is None else max(0, now - started))
+        return max(counted, self.stats.generated_tokens)  # streamed requests count as they end
 
     @contextlib.contextmanager
     def _engine_call(self) -> Iterator[None]:
@@ -363,29 +373,57 @@ class VLLMEngine:
         return special_prefix(self.tokenizer) + text if add_special_tokens else text
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Generation]]:
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import TokensPrompt
 
         if not requests:
             return []
+        self._check_idle()
+        encoded, params = self._prepared(requests)
+        prompts = [
+            TokensPrompt(prompt_token_ids=ids)
+            for ids, ps in zip(encoded, params)
+            for _ in ps  # one vLLM request per sample (`_prepared`)
+        ]
+        started = time.perf_counter()
+        self._call_started_at = self._token_counter()
+        self._base_tokens = self.stats.generated_tokens
+        try:
+            flat = [p for ps in params for p in ps]
+            with self._engine_call():
+                outputs = iter(self.llm.generate(prompts, flat, use_tqdm=False) if prompts else [])
+        finally:
+            self._call_started_at = None
+        self.stats.seconds += time.perf_counter() - started
+        results = []
+        for request, ids, ps in zip(requests, encoded, params):
+            if not ps:  # the prompt fills the context
+                results.append([Generation("", 0, "length") for _ in range(request.n)])
+                continue
+            results.append([_generation(self, request, len(ids), next(outputs)) for _ in ps])
+        self.stats.calls += 1
+        self.stats.requests += len(requests)
+        return results
+
+    def _prepared(self, requests: Sequence[GenerationRequest]) -> tuple[list[list[int]], list]:
+        """Each request's prompt token ids and its samples' SamplingParams (none for a prompt
+        that already fills the context: it gets empty `length` generations instead of a vLLM
+        error, as a long step-by-step search can)."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
         # Tokenize here without special tokens: chat templates already write the BOS token,
         # and letting the engine add another would shift every model that has one.
         encoded = self.tokenizer([r.prompt for r in requests], add_special_tokens=False)
-        # A prompt that already fills the context (a long step-by-step search) cannot grow:
-        # it gets empty `length` generations instead of a vLLM error.
-        full = [len(ids) >= self.max_model_len for ids in encoded["input_ids"]]
-        prompts, params = [], []
-        for request, ids, is_full in zip(requests, encoded["input_ids"], full):
-            if is_full:
-                continue
+        params = []
+        for request, ids in zip(requests, encoded["input_ids"]):
             room = self.max_model_len - len(ids)
             # One vLLM request per sample, seeded as vLLM seeds the samples of an n-sample
             # request (seed + i, vllm/v1/engine/parallel_sampling.py): the same samples, and
             # each one reports its own prefix-cache hits, which compute accounting needs (an
             # n-sample request reports one sample's only, though each computes its prompt's
             # uncached part).
-            for i in range(request.n):
-                prompts.append(TokensPrompt(prompt_token_ids=ids))
-                params.append(
+            params.append(
+                [
                     SamplingParams(
                         n=1,
                         temperature=request.temperature,
@@ -395,47 +433,92 @@ class VLLMEngine:
                         stop=list(request.stop) or None,
                         include_stop_str_in_output=True,
                         logprobs=0 if request.logprobs else None,
+                        # one output per request, when it is finished (LLM.generate asks the
+                        # same; streaming's step() would otherwise return one every step)
+                        output_kind=RequestOutputKind.FINAL_ONLY,
                     )
+                    for i in range(request.n if room > 0 else 0)
+                ]
+            )
+        return encoded["input_ids"], params
+
+    # Streaming (`StreamingEngine`): requests go to vLLM's engine as they come
+    # (`LLMEngine.add_request`), and `poll` steps it (`LLMEngine.step`), so requests added
+    # between steps join the running batch (continuous batching).
+
+    def submit(self, requests: Sequence[GenerationRequest]) -> list[int]:
+        from vllm import TokensPrompt
+
+        if not requests:
+            return []
+        if not self._open and self._call_started_at is None:
+            self._call_started_at = self._token_counter()
+            self._base_tokens = self.stats.generated_tokens
+        encoded, params = self._prepared(requests)
+        tickets = []
+        for request, ids, ps in zip(requests, encoded, params):
+            self._tickets += 1
+            tickets.append(self._tickets)
+            if not ps:  # the prompt fills the context
+                self._ready.append(
+                    (self._tickets, [Generation("", 0, "length") for _ in range(request.n)])
                 )
-        started = time.perf_counter()
-        self._call_started_at = self._token_counter()
-        try:
-            with self._engine_call():
-                outputs = iter(
-                    self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
-                )
-        finally:
-            self._call_started_at = None
-        self.stats.seconds += time.perf_counter() - started
-        results = []
-        for request, ids, is_full in zip(requests, encoded["input_ids"], full):
-            if is_full:
-                results.append([Generation("", 0, "length") for _ in range(request.n)])
                 continue
-            generations = []
-            for _ in range(request.n):
-                output = next(outputs)
-                sample = output.outputs[0]
-                generations.append(
-                    Generation(
-                        text=sample.text,
-                        num_tokens=len(sample.token_ids),
-                        finish_reason="length" if sample.finish_reason == "length" else "stop",
-                        stop_reason=sample.stop_reason
-                        if isinstance(sample.stop_reason, str)
-                        else None,
-                        token_logprobs=_sampled_logprobs(sample) if request.logprobs else None,
-                        token_ends=self._token_ends(sample) if request.logprobs else None,
+            self._open[self._tickets] = _Open(request, len(ids), [None] * len(ps))
+            with self._engine_call():
+                for i, p in enumerate(ps):
+                    self.llm.llm_engine.add_request(
+                        f"hnc-{self._tickets}-{i}", TokensPrompt(prompt_token_ids=ids), p
                     )
-                )
-                self.stats.charge(
-                    request.account, len(ids), output.num_cached_tokens or 0, len(sample.token_ids)
-                )
-            results.append(generations)
-            self.stats.sequences += len(generations)
         self.stats.calls += 1
         self.stats.requests += len(requests)
-        return results
+        return tickets
+
+    def poll(self) -> list[tuple[int, list[Generation]]]:
+        ready, self._ready = self._ready, []
+        started = time.perf_counter()
+        while self._open and not ready:
+            with self._engine_call():
+                outputs = self.llm.llm_engine.step()
+            for output in outputs:
+                if not output.finished:
+                    continue
+                _, ticket, i = output.request_id.split("-")
+                entry = self._open[int(ticket)]
+                entry.outputs[int(i)] = output
+                if all(o is not None for o in entry.outputs):
+                    del self._open[int(ticket)]
+                    ready.append(
+                        (
+                            int(ticket),
+                            [
+                                _generation(self, entry.request, entry.prompt_tokens, o)
+                                for o in entry.outputs
+                            ],
+                        )
+                    )
+        self.stats.seconds += time.perf_counter() - started
+        if not self._open:
+            self._call_started_at = None
+        return ready
+
+    def abort(self) -> None:
+        ids = [f"hnc-{t}-{i}" for t, entry in self._open.items() for i in range(len(entry.outputs))]
+        if ids:
+            with self._engine_call():
+                self.llm.llm_engine.abort_request(ids)
+        self._open.clear()
+        self._ready = []
+        self._call_started_at = None
+
+    def _check_idle(self) -> None:
+        """`LLM.generate` and the scoring calls step the same engine and would take the
+        streamed requests' outputs: refused while any is in flight."""
+        if self._open:
+            raise RuntimeError(
+                f"{len(self._open)} streamed requests are in flight: finish them (poll) before "
+                "calling generate or scoring on this engine"
+            )
 
     # Scoring: what PRMs read from an engine. None of it counts in `stats`, which describes
     # generation (a PRM on the generator's engine keeps its own counts). Each method returns,
@@ -446,6 +529,7 @@ class VLLMEngine:
         self, prompts: Sequence[Sequence[int]], labels: Sequence[int], use_cache: bool = True
     ) -> list[tuple[list[float], int]]:
         """Log-probabilities of the `labels` token ids as the next token after each prompt."""
+        self._check_idle()
         from vllm import SamplingParams, TokensPrompt
 
         if not prompts:
@@ -491,6 +575,7 @@ class VLLMEngine:
         self, prompts: Sequence[Sequence[int]], first: Sequence[int], use_cache: bool = True
     ) -> list[tuple[list[float], int]]:
         """Log-probability of each prompt token from position `first[i]` on, given the rest."""
+        self._check_idle()
         from vllm import SamplingParams, TokensPrompt
 
         def run(indices: list[int], read_cache: bool) -> list[Any]:
@@ -535,6 +620,7 @@ class VLLMEngine:
 
         Returns a float tensor of shape (len - first, num_labels) per prompt.
         """
+        self._check_idle()
         from vllm import PoolingParams, TokensPrompt
 
         def run(indices: list[int], read_cache: bool) -> list[Any]:
@@ -575,6 +661,44 @@ class VLLMEngine:
             except Exception as error:  # shutting down twice or mid-teardown is harmless
                 log.debug("engine shutdown: %s", error)
         self.llm = None
+
+
+def _generation(
+    engine: VLLMEngine, request: GenerationRequest, prompt_tokens: int, output: Any
+) -> Generation:
+    """One finished sample (a vLLM RequestOutput of n=1) as a Generation, charged to its
+    request's account in `engine.stats`. (A module function, not a method: the vLLM contract's
+    code scan follows the output's type into it.)"""
+    sample = output.outputs[0]
+    engine.stats.charge(
+        request.account, prompt_tokens, output.num_cached_tokens or 0, len(sample.token_ids)
+    )
+    engine.stats.sequences += 1
+    return Generation(
+        text=sample.text,
+        num_tokens=len(sample.token_ids),
+        finish_reason="length" if sample.finish_reason == "length" else "stop",
+        stop_reason=sample.stop_reason if isinstance(sample.stop_reason, str) else None,
+        token_logprobs=_sampled_logprobs(sample) if request.logprobs else None,
+        token_ends=engine._token_ends(sample) if request.logprobs else None,
+        overrun=_overrun(engine, sample) if isinstance(sample.stop_reason, str) else "",
+    )
+
+
+def _overrun(engine: VLLMEngine, sample: Any) -> str:
+    """The rest of the last token after the stop string that cut the text inside it: the
+    sample's tokens decoded whole, past its text ("" where they do not extend it)."""
+    whole = engine.tokenizer.decode(list(sample.token_ids), skip_special_tokens=True)
+    return whole[len(sample.text) :] if whole.startswith(sample.text) else ""
+
+
+@dataclass
+class _Open:
+    """A streamed request in flight: its samples' outputs as they finish."""
+
+    request: GenerationRequest
+    prompt_tokens: int
+    outputs: list[Any]
 
 
 def prompt_token_logprobs(

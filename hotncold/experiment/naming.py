@@ -55,11 +55,18 @@ NON_RESULT_KEYS = (
     # Soft Best-of-N's grid adds numbers to metrics.json (recomputed from completions.jsonl at
     # every run's end) and changes no sample, score or other number.
     "metrics.selection_temperatures",
+    # How a step search's problems share the engine: the same records either way.
+    "approach.scheduler",
 )
 
 OPTIONAL_KEYS = ("source_prm",)
 """Fields left out of a run's name while null (their default), so that adding them kept the
 names of every run that does not set them (`source_prm`: only re-scored runs set it)."""
+
+DEFAULTED_FIELDS = {"approach.answer_stop": False}
+"""`group.field` settings added after runs existed, left out of a run's name while they hold the
+value every earlier run had (its default), so adding them renamed no run; any other value enters
+the hash (`approach.answer_stop`, issue 18: true decides what a run generates)."""
 
 
 def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +79,11 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
         group, _, name = key.partition(".")
         if name and isinstance(out.get(group), dict) and name in out[group]:
             out[group] = {k: v for k, v in out[group].items() if k != name}
+    for key, default in DEFAULTED_FIELDS.items():
+        group, _, name = key.partition(".")
+        fields = out.get(group)
+        if isinstance(fields, dict) and name in fields and fields[name] == default:
+            out[group] = {k: v for k, v in fields.items() if k != name}
     return out
 
 

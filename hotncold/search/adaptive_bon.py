@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from hotncold.config import AdaptiveBoNConfig, ApproachConfig
 from hotncold.data import Problem
+from hotncold.engine import answer_stop
 from hotncold.engine.requests import Generation, derive_seed
 from hotncold.evaluation.grading import extract_answer, normalize
 from hotncold.prm.base import aggregate
@@ -138,7 +139,7 @@ class AdaptiveBestOfN:
             )
             for p, prompt, t in zip(problems, prompts, temperatures)
         ]
-        generated: list[list[Generation]] = ctx.engine.generate(requests)
+        generated: list[list[Generation]] = answer_stop.generate(ctx.engine, requests)
         completions = []
         for t, samples in zip(temperatures, generated):
             samples = greedy_repeated(samples, t, count)

@@ -12,6 +12,9 @@ from hotncold.engine.requests import Engine
 from hotncold.prm.base import PRM
 from hotncold.search.temperature import TemperaturePlan
 
+FINISHED = ("eos", "answer")
+"""Finish reasons of a solution that is complete: the model ended it, or its answer was."""
+
 
 @dataclass
 class Completion:
@@ -23,10 +26,11 @@ class Completion:
     step_temperatures: list[float]
     num_tokens: int
     finish_reason: str
-    """`eos` (the model ended it), `length` (token limit or full context), `empty_step` (the
-    model wrote nothing but step delimiters where a step was due), or `partial` (a step-level
-    search stopped growing it: a DVTS sibling of its subtree's final pick). Only `eos` is
-    finished."""
+    """`eos` (the model ended it), `answer` (the answer stop, `approach.answer_stop`, ended it
+    right after its first complete `\\boxed{...}`), `length` (token limit or full context),
+    `empty_step` (the model wrote nothing but step delimiters where a step was due), or
+    `partial` (a step-level search stopped growing it: a DVTS sibling of its subtree's final
+    pick). `eos` and `answer` are finished (`FINISHED`)."""
     temperature: float | None = None
     """The temperature every token was sampled at; None when steps used different ones."""
     group: int = 0
@@ -44,7 +48,7 @@ class Completion:
     def finished(self) -> bool:
         """The model ended the solution. An `empty_step` ending is not that: the model only
         repeated the delimiter, and the candidate added nothing."""
-        return self.finish_reason == "eos"
+        return self.finish_reason in FINISHED
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

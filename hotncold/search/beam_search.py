@@ -31,8 +31,11 @@ width m, per problem:
 Every random choice (ties, which duplicate stays) uses a generator seeded from the run seed,
 the problem, the depth and what is ranked, so a run is reproducible.
 
-Every iteration is one engine call for the candidates of every unfinished problem of the batch
-(plus one per lookahead step and per blank retry round, see `steps`) and one PRM call.
+Each problem's search is a generator of the work it needs (`schedule`): under
+`approach.scheduler=barrier` every iteration is one engine call for the candidates of every
+unfinished problem of the batch (plus one per lookahead step, blank retry round and answer-stop
+round, see `steps`) and one PRM call; under `async` a problem goes on to its next iteration as
+soon as its own candidates are scored. The records are the same.
 """
 
 from __future__ import annotations
@@ -42,10 +45,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from hotncold.data import Problem
 from hotncold.engine.requests import derive_seed
+from hotncold.search import schedule
 from hotncold.search.base import Completion, SearchContext, sampling_extra
 from hotncold.search.steps import (
     Expansion,
@@ -53,7 +55,7 @@ from hotncold.search.steps import (
     StepTask,
     distinct,
     fill,
-    iteration,
+    iteration_work,
     ranked,
     ranked_nodes,
     tie_breaker,
@@ -96,57 +98,55 @@ class BeamSearch:
     def solve(
         self, problems: Sequence[Problem], prompts: Sequence[str], ctx: SearchContext
     ) -> list[list[Completion]]:
+        return schedule.run(ctx, [self.search(p, q, ctx) for p, q in zip(problems, prompts)])
+
+    def search(
+        self, problem: Problem, prompt: str, ctx: SearchContext
+    ) -> schedule.Search[list[Completion]]:
+        """One problem's beam search, as the work it yields (`schedule`)."""
         a = ctx.approach
         keep = ctx.n // a.beam_width
-        agg = ctx.agg_strategy
-        searches = [_Search(p, prompt) for p, prompt in zip(problems, prompts)]
-        for depth in tqdm(
-            range(a.num_iterations), desc=f"{self.name} steps", unit="step", leave=False
-        ):
-            live = [s for s in searches if s.live]
-            if not live:
+        s = _Search(problem, prompt)
+        uid = problem.uid
+        for depth in range(a.num_iterations):
+            if not s.live:
                 break
             final = depth == a.num_iterations - 1
-            tasks, owners = [], []
-            for s in live:
-                s.iterations += 1
-                uid = s.problem.uid
-                dealt = ctx.plan.deal(
-                    expansion_counts(ctx.n, len(s.beams)),
-                    depth,
-                    ctx.plan.rotation(ctx.seed, uid, depth),
-                )
-                for b, (parent, temperatures) in enumerate(zip(s.beams, dealt)):
-                    for j, temperature in enumerate(temperatures):
-                        tasks.append(
-                            StepTask(
-                                prompt=s.prompt,
-                                parent=parent,
-                                temperature=temperature,
-                                seed=derive_seed(ctx.seed, uid, self.name, depth, b, j),
-                                final=final,
-                                account=s.problem.uid,
-                            )
+            s.iterations += 1
+            dealt = ctx.plan.deal(
+                expansion_counts(ctx.n, len(s.beams)),
+                depth,
+                ctx.plan.rotation(ctx.seed, uid, depth),
+            )
+            tasks = []
+            for b, (parent, temperatures) in enumerate(zip(s.beams, dealt)):
+                for j, temperature in enumerate(temperatures):
+                    tasks.append(
+                        StepTask(
+                            prompt=prompt,
+                            parent=parent,
+                            temperature=temperature,
+                            seed=derive_seed(ctx.seed, uid, self.name, depth, b, j),
+                            final=final,
+                            account=uid,
                         )
-                        owners.append(s)
-                        s.sampled[temperature] += 1
-            expansions = iteration(ctx, tasks, [s.problem.problem for s in owners], final)
-            by_search: dict[int, list[Expansion]] = {}
-            for s, e in zip(owners, expansions):
+                    )
+                    s.sampled[temperature] += 1
+            expansions = yield from iteration_work(
+                ctx, tasks, [problem.problem] * len(tasks), final
+            )
+            for e in expansions:
                 s.search_tokens += e.tokens + e.lookahead_tokens
                 s.lookahead_tokens += e.lookahead_tokens
-                by_search.setdefault(id(s), []).append(e)
-            for s in live:
-                s.beams = self._prune(
-                    s, by_search[id(s)], keep, a.filter_duplicates, (ctx.seed, depth)
-                )
-            log.info(
-                "beam search step %d: %d candidates, %d problems still searching",
+            s.beams = self._prune(s, expansions, keep, a.filter_duplicates, (ctx.seed, depth))
+            log.debug(
+                "beam search %s step %d: %d candidates, %d beams left",
+                uid,
                 depth,
                 len(tasks),
-                sum(s.live for s in searches),
+                len(s.beams),
             )
-        return [self._result(s, ctx.n, agg, a.finished_only, ctx.seed) for s in searches]
+        return self._result(s, ctx.n, ctx.agg_strategy, a.finished_only, ctx.seed)
 
     def _prune(
         self,

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from hotncold.data import Problem
+from hotncold.engine import answer_stop
 from hotncold.engine.requests import Generation, GenerationRequest, derive_seed
 from hotncold.prm.base import split_steps
 from hotncold.search.base import Completion, SearchContext, sampling_extra
@@ -32,6 +33,7 @@ def whole_solutions(
         seed=seed,
         logprobs=ctx.logprobs,
         account=problem.uid,
+        answer_stop=ctx.approach.answer_stop,
     )
 
 
@@ -63,7 +65,7 @@ class BestOfN:
                     continue
                 seed = derive_seed(ctx.seed, problem.uid, "best_of_n", value)
                 requests.append(whole_solutions(ctx, problem, prompt, value, count, seed))
-        outputs = iter(ctx.engine.generate(requests))
+        outputs = iter(answer_stop.generate(ctx.engine, requests))
         per_problem: list[list[tuple[float, Generation]]] = []
         for first in firsts:
             pools = {}
@@ -101,10 +103,16 @@ def sample_completion(
         step_scores=[],
         step_temperatures=[temperature] * len(steps),
         num_tokens=generation.num_tokens,
-        finish_reason="eos" if generation.ended else "length",
+        finish_reason=_finish(generation),
         temperature=temperature,
         group=slot,  # independent samples: each is its own unit for subset sampling
         extra=dict(extra),
         token_logprobs=generation.token_logprobs,
         token_ends=generation.token_ends,
     )
+
+
+def _finish(generation: Generation) -> str:
+    if generation.ended:
+        return "eos"
+    return "answer" if generation.finish_reason == "answer" else "length"

@@ -27,8 +27,11 @@ unfinished ones, marked `finished: false` (under `finished_only` metrics give th
 search-and-learn returns the last expansion as it is
 (`finished_only=false`).
 
-Every iteration is one engine call for the candidates of every live subtree of every problem of
-the batch (plus one per lookahead step and per blank retry round, see `steps`) and one PRM call.
+Each problem's search is a generator of the work it needs (`schedule`): under
+`approach.scheduler=barrier` every iteration is one engine call for the candidates of every live
+subtree of every problem of the batch (plus one per lookahead step, blank retry round and
+answer-stop round, see `steps`) and one PRM call; under `async` a problem goes on to its next
+iteration as soon as its own candidates are scored. The records are the same.
 """
 
 from __future__ import annotations
@@ -38,12 +41,19 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from hotncold.data import Problem
 from hotncold.engine.requests import derive_seed
+from hotncold.search import schedule
 from hotncold.search.base import Completion, SearchContext, sampling_extra
-from hotncold.search.steps import Expansion, Node, StepTask, fill, iteration, ranked, tie_breaker
+from hotncold.search.steps import (
+    Expansion,
+    Node,
+    StepTask,
+    fill,
+    iteration_work,
+    ranked,
+    tie_breaker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,60 +91,61 @@ class DVTS:
     def solve(
         self, problems: Sequence[Problem], prompts: Sequence[str], ctx: SearchContext
     ) -> list[list[Completion]]:
+        return schedule.run(ctx, [self.search(p, q, ctx) for p, q in zip(problems, prompts)])
+
+    def search(
+        self, problem: Problem, prompt: str, ctx: SearchContext
+    ) -> schedule.Search[list[Completion]]:
+        """One problem's DVTS, as the work it yields (`schedule`)."""
         a = ctx.approach
         m = a.beam_width
-        searches = [
-            _Search(p, prompt, [_Subtree(t) for t in range(ctx.n // m)])
-            for p, prompt in zip(problems, prompts)
-        ]
-        for depth in tqdm(
-            range(a.num_iterations), desc=f"{self.name} steps", unit="step", leave=False
-        ):
+        s = _Search(problem, prompt, [_Subtree(t) for t in range(ctx.n // m)])
+        uid = problem.uid
+        for depth in range(a.num_iterations):
             final = depth == a.num_iterations - 1
-            tasks, owners = [], []
-            for s in searches:
-                live = [t for t in s.subtrees if t.live]
-                if not live:
-                    continue
-                s.iterations += 1
-                uid = s.problem.uid
-                rows = ctx.plan.deal(
-                    [m] * len(s.subtrees), depth, ctx.plan.rotation(ctx.seed, uid, depth)
-                )
-                for t in live:
-                    s.expansions += 1
-                    for j, temperature in enumerate(rows[t.index]):
-                        tasks.append(
-                            StepTask(
-                                prompt=s.prompt,
-                                parent=t.node,
-                                temperature=temperature,
-                                seed=derive_seed(ctx.seed, uid, self.name, depth, t.index, j),
-                                final=final,
-                                account=s.problem.uid,
-                            )
-                        )
-                        owners.append((s, t))
-                        s.sampled[temperature] += 1
-            if not tasks:
+            live = [t for t in s.subtrees if t.live]
+            if not live:
                 break
-            expansions = iteration(ctx, tasks, [s.problem.problem for s, _ in owners], final)
-            grown: dict[int, tuple[_Search, _Subtree, list[Expansion]]] = {}
-            for (s, t), e in zip(owners, expansions):
+            s.iterations += 1
+            rows = ctx.plan.deal(
+                [m] * len(s.subtrees), depth, ctx.plan.rotation(ctx.seed, uid, depth)
+            )
+            tasks, owners = [], []
+            for t in live:
+                s.expansions += 1
+                for j, temperature in enumerate(rows[t.index]):
+                    tasks.append(
+                        StepTask(
+                            prompt=prompt,
+                            parent=t.node,
+                            temperature=temperature,
+                            seed=derive_seed(ctx.seed, uid, self.name, depth, t.index, j),
+                            final=final,
+                            account=uid,
+                        )
+                    )
+                    owners.append(t)
+                    s.sampled[temperature] += 1
+            expansions = yield from iteration_work(
+                ctx, tasks, [problem.problem] * len(tasks), final
+            )
+            grown: dict[int, tuple[_Subtree, list[Expansion]]] = {}
+            for t, e in zip(owners, expansions):
                 t.tokens += e.tokens + e.lookahead_tokens
                 s.lookahead_tokens += e.lookahead_tokens
-                grown.setdefault(id(t), (s, t, []))[2].append(e)
-            for s, t, candidates in grown.values():
-                rng = tie_breaker(ctx.seed, s.problem.uid, self.name, depth, t.index, "pick")
+                grown.setdefault(id(t), (t, []))[1].append(e)
+            for t, candidates in grown.values():
+                rng = tie_breaker(ctx.seed, uid, self.name, depth, t.index, "pick")
                 t.last = ranked(candidates, rng)
                 t.node = t.last[0].node
-            log.info(
-                "dvts step %d: %d candidates, %d subtrees still growing",
+            log.debug(
+                "dvts %s step %d: %d candidates, %d subtrees still growing",
+                uid,
                 depth,
                 len(tasks),
-                sum(t.live for s in searches for t in s.subtrees),
+                sum(t.live for t in s.subtrees),
             )
-        return [self._result(s, m, a.finished_only) for s in searches]
+        return self._result(s, m, a.finished_only)
 
     @staticmethod
     def _result(s: _Search, m: int, finished_only: bool) -> list[Completion]:

@@ -17,6 +17,7 @@ from hotncold.config import (
     ConfigError,
     ParticleFilterConfig,
 )
+from hotncold.search import schedule
 from hotncold.search.base import Approach
 from hotncold.search.resampling import SCHEMES, SIGNALS
 from hotncold.search.temperature import SCHEDULES
@@ -72,6 +73,11 @@ def check_approach(a: ApproachConfig, n: int) -> None:
             raise ConfigError(
                 f"n={n} is not divisible by approach.beam_width={a.beam_width}; "
                 "choose n as a multiple of beam_width"
+            )
+        if a.scheduler not in schedule.SCHEDULERS:
+            raise ConfigError(
+                f"approach.scheduler={a.scheduler!r} is unknown; use one of "
+                f"{', '.join(schedule.SCHEDULERS)}"
             )
 
 

@@ -1,12 +1,17 @@
 """What beam search and DVTS share: partial solutions, one-step generation, lookahead, scoring.
 
-A search grows `Node`s one step at a time. Every round of a search goes through three calls,
-each batched across all candidates of all problems of the batch:
+A search grows `Node`s one step at a time. Every round of a search goes through three calls:
 
 - `generate_steps`: one engine call generating one step (text up to `model.step_delimiter`,
   kept) for every candidate;
 - `lookahead` (when `approach.lookahead` > 0): one greedy engine call per lookahead step;
 - `score`: one PRM call for all candidates (the PRM's prefix cache scores only new steps).
+
+Each has a `*_work` form, a generator that yields its engine rounds and PRM pairs instead of
+calling anything (`hotncold.search.schedule`): beam search and DVTS run one problem's search
+as such a generator, and the scheduler decides how the rounds of many problems share calls
+(`barrier`: all problems' rounds batched together, as the plain functions do for the tasks
+they get; `async`: each problem's as soon as it is ready).
 
 Why a step can take a second engine call: with a one-character delimiter such as "\\n", a model
 that writes a blank line between paragraphs returns a step that is only the delimiter (vLLM cuts
@@ -36,18 +41,16 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from hotncold.engine.requests import Engine, GenerationRequest, derive_seed
+from hotncold.engine import answer_stop
+from hotncold.engine.requests import Engine, EngineStats, Generation, GenerationRequest, derive_seed
 from hotncold.prm.base import PRM, aggregate, split_steps
-from hotncold.search.base import Completion, SearchContext
+from hotncold.search import schedule
+from hotncold.search.base import FINISHED, Completion, SearchContext
 
 log = logging.getLogger(__name__)
 
 BLANK_RETRIES = 2
 """Extra tries for a step that came back as nothing but the delimiter (see the module doc)."""
-
-FINISHED = ("eos",)
-"""Finish reasons of a solution the model ended (`Completion.finished`); `empty_step` is not
-one (see the module doc)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ class Node:
     sampled_at: tuple[float, ...] = ()
     """Every temperature that produced part of the text (blank chunks included)."""
     finish_reason: str | None = None
-    """None while the node can grow (`partial` once output); else eos, length or empty_step."""
+    """None while the node can grow (`partial` once output); else eos, answer, length or
+    empty_step (`Completion.finish_reason`)."""
     depth: int = 0
     """Search iterations that produced this node (its number of generation rounds)."""
     token_logprobs: tuple[float, ...] = ()
@@ -165,14 +169,25 @@ class Limits:
     top_p: float = 1.0
     logprobs: bool = False
     """Keep the sampled tokens' log-probabilities on the nodes (`output.logprobs`)."""
+    answer_stop: bool = False
+    """End a candidate right after its first complete `\\boxed{...}` (`approach.answer_stop`):
+    it is finished (`answer`) and grows no further; its lookahead stops there too."""
 
 
 def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) -> list[Expansion]:
     """One step (or, for final tasks, the rest of the solution) for every task.
 
     One engine call for all tasks, plus one per blank retry round when some steps came back
-    blank. Identical greedy requests are generated once: their outputs are identical anyway.
+    blank (and per answer-stop round). Identical greedy requests are generated once: their
+    outputs are identical anyway.
     """
+    return schedule.drive(engine, None, generate_steps_work(tasks, limits, engine.stats))
+
+
+def generate_steps_work(
+    tasks: Sequence[StepTask], limits: Limits, stats: EngineStats
+) -> schedule.Search[list[Expansion]]:
+    """`generate_steps` as a search's work (`schedule`): each engine round is yielded."""
     texts = [""] * len(tasks)
     tokens = [0] * len(tasks)
     logprobs: list[list[float]] = [[] for _ in tasks]
@@ -195,9 +210,10 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
                     top_p=limits.top_p,
                     logprobs=limits.logprobs,
                     account=task.account,
+                    answer_stop=limits.answer_stop,
                 )
             )
-        generations = _generate_deduplicated(engine, requests)
+        generations = yield from _deduplicated(requests, stats)
         still_blank = []
         for i, g in zip(pending, generations):
             if limits.logprobs:  # a blank retry's tokens stay: its text stays too
@@ -207,6 +223,8 @@ def generate_steps(engine: Engine, tasks: Sequence[StepTask], limits: Limits) ->
             tokens[i] += g.num_tokens
             if g.ended:
                 finish[i] = "eos"
+            elif g.finish_reason == "answer":
+                finish[i] = "answer"  # complete: the answer ends the solution
             elif g.finish_reason == "length":
                 finish[i] = "length"
             elif tasks[i].parent.num_tokens + tokens[i] >= limits.max_tokens:
@@ -250,18 +268,24 @@ def _child(
     )
 
 
-def _generate_deduplicated(engine: Engine, requests: list[GenerationRequest]) -> list:
+def _deduplicated(
+    requests: list[GenerationRequest], stats: EngineStats
+) -> schedule.Search[list[Generation]]:
     unique: dict[object, int] = {}
     sent: list[GenerationRequest] = []
     index = []
     for r in requests:
         # (each problem pays for its own: identical prompts of two problems are two requests)
-        key = (r.prompt, r.max_tokens, r.stop, r.account) if r.temperature == 0 else len(sent)
+        key = (
+            (r.prompt, r.max_tokens, r.stop, r.account, r.answer_stop)
+            if r.temperature == 0
+            else len(sent)
+        )
         if key not in unique:
             unique[key] = len(sent)
             sent.append(r)
         index.append(unique[key])
-    outputs = engine.generate(sent)
+    outputs = yield from answer_stop.generate_in_rounds(sent, stats)
     return [outputs[i][0] for i in index]
 
 
@@ -277,6 +301,17 @@ def lookahead(
     One engine call per lookahead step (plus blank retries); a lookahead stops early at the
     end of the solution or of the token budget. The greedy text only feeds scoring.
     """
+    schedule.drive(engine, None, lookahead_work(tasks, expansions, steps, limits, engine.stats))
+
+
+def lookahead_work(
+    tasks: Sequence[StepTask],
+    expansions: Sequence[Expansion],
+    steps: int,
+    limits: Limits,
+    stats: EngineStats,
+) -> schedule.Search[None]:
+    """`lookahead` as a search's work (`schedule`)."""
     todo = [i for i, e in enumerate(expansions) if e.node.live]
     for _ in range(steps):
         if not todo:
@@ -297,7 +332,7 @@ def lookahead(
                 )
             )
         # greedy text that only feeds scoring: its log-probabilities are never kept
-        results = generate_steps(engine, rollouts, replace(limits, logprobs=False))
+        results = yield from generate_steps_work(rollouts, replace(limits, logprobs=False), stats)
         next_todo = []
         for i, result in zip(todo, results):
             e = expansions[i]
@@ -316,8 +351,15 @@ def _spent(e: Expansion) -> int:
 
 def score(prm: PRM, problems: Sequence[str], expansions: Sequence[Expansion], agg: str) -> None:
     """One PRM call: each expansion's step scores and its selection score (lookahead included)."""
+    schedule.drive(None, prm, score_work(problems, expansions, agg))
+
+
+def score_work(
+    problems: Sequence[str], expansions: Sequence[Expansion], agg: str
+) -> schedule.Search[None]:
+    """`score` as a search's work (`schedule`)."""
     pairs = [(p, e.node.steps + e.lookahead_steps) for p, e in zip(problems, expansions)]
-    scores = prm.score(pairs)
+    scores = yield schedule.Score(pairs)
     for e, s in zip(expansions, scores):
         e.node = replace(e.node, step_scores=tuple(s[: len(e.node.steps)]))
         e.selection_score = aggregate(s, agg)
@@ -375,10 +417,20 @@ def iteration(
 ) -> list[Expansion]:
     """One search iteration for every live beam of every problem: one engine call for the
     steps (plus lookahead rollouts, used only for scoring), then one PRM call for all of them."""
+    return schedule.drive(ctx.engine, ctx.prm, iteration_work(ctx, tasks, problems, final))
+
+
+def iteration_work(
+    ctx: SearchContext, tasks: Sequence[StepTask], problems: Sequence[str], final: bool
+) -> schedule.Search[list[Expansion]]:
+    """`iteration` as a search's work (`schedule`): what one problem's search yields for one
+    iteration (the step rounds, the lookahead rounds, then one PRM call)."""
     model, a = ctx.model, ctx.approach
-    limits = Limits(model.step_delimiter, model.max_tokens, model.top_p, ctx.logprobs)
-    expansions = generate_steps(ctx.engine, tasks, limits)
+    limits = Limits(
+        model.step_delimiter, model.max_tokens, model.top_p, ctx.logprobs, a.answer_stop
+    )
+    expansions = yield from generate_steps_work(tasks, limits, ctx.engine.stats)
     if a.lookahead and not final:
-        lookahead(ctx.engine, tasks, expansions, a.lookahead, limits)
-    score(ctx.prm, problems, expansions, ctx.agg_strategy)
+        yield from lookahead_work(tasks, expansions, a.lookahead, limits, ctx.engine.stats)
+    yield from score_work(problems, expansions, ctx.agg_strategy)
     return expansions
