@@ -66,7 +66,11 @@ def test_probe_size_is_a_quarter_of_the_budget_rounded_up_and_at_least_two():
         ("majority", ["1", "1", "1", "2"], 1 / 3),
         ("majority", ["1", "1", "2", "2"], 2 / 3),
         ("majority", ["1", "2", "3", "4"], 1.0),
-        ("majority", ["1", None, None, "1"], 2 / 3),  # no answer: an answer of its own
+        ("majority", ["1", None, None, "1"], 0.0),  # no answer: not counted
+        ("majority", ["1", None, "2", None], 1.0),
+        ("majority", ["1", None], 0.0),  # one answer cannot disagree
+        ("majority", [None, None], 0.0),
+        ("entropy", ["1", None, "2", None], 1.0),
         ("majority", ["7", "8"], 1.0),
         ("entropy", ["1", "1", "2", "2"], 0.5),
         ("entropy", ["1", "2", "3", "4"], 1.0),
@@ -75,6 +79,19 @@ def test_probe_size_is_a_quarter_of_the_budget_rounded_up_and_at_least_two():
 )
 def test_disagreement_of_a_probe(signal, answers, d):
     assert disagreement(signal, answers, [0.5] * len(answers)) == pytest.approx(d)
+
+
+@pytest.mark.parametrize(
+    ("signal", "answers", "d"),
+    [
+        ("majority", ["1", None, None, "1"], 2 / 3),  # no answer: an answer of its own
+        ("majority", [None, None], 1.0),
+        ("entropy", ["1", "1", None, None], 1.5 * 0.5),  # shares 1/2, 1/4, 1/4 over log 4
+    ],
+)
+def test_disagreement_counting_each_unanswered_sample_as_an_answer_of_its_own(signal, answers, d):
+    scores = [0.5] * len(answers)
+    assert disagreement(signal, answers, scores, "distinct") == pytest.approx(d)
 
 
 def test_prm_spread_is_the_range_of_the_probe_scores():
@@ -134,11 +151,30 @@ def test_an_unfinished_probe_sample_has_no_answer_under_finished_only():
 
     problems = [Problem(uid="u0", problem="p0", answer="3")]
     engine = ScriptedEngine(script)
-    cs = solve(engine, context(engine, n=8), problems)[0]
+    cs = solve(engine, context(engine, n=8, unanswered="distinct"), problems)[0]
     assert cs[0].extra["adaptive"]["chosen_temperature"] == 1.2  # p=2, d=1: the hottest
+    assert cs[0].extra["adaptive"]["answered"] == 1
     engine = ScriptedEngine(script)
     cs = solve(engine, context(engine, n=8, finished_only=False), problems)[0]
     assert cs[0].extra["adaptive"]["chosen_temperature"] == 0.4
+    assert cs[0].extra["adaptive"]["answered"] == 2
+
+
+def test_a_probe_cut_off_before_answering_stays_cold_by_default():
+    """The default (`unanswered: ignore`): truncated probe samples are no sign of disagreement,
+    so a probe that never finished does not heat the rest up (it did before the setting)."""
+
+    def script(request, i):
+        if request.n == 2:  # the probe: both cut off by the token limit
+            return Generation("the sum is 3 and then", 50, "length")
+        return eos("\\boxed{3} [0.5]")
+
+    problems = [Problem(uid=f"u{k}", problem=f"p{k}", answer="3") for k in range(3)]
+    engine = ScriptedEngine(script)
+    out = solve(engine, context(engine, n=8), problems)
+    assert [cs[0].extra["adaptive"]["chosen_temperature"] for cs in out] == [0.4] * 3
+    assert [cs[0].extra["adaptive"]["answered"] for cs in out] == [0] * 3
+    assert [r.temperature for r in engine.calls[1]] == [0.4] * 3
 
 
 def test_probe_temperature_and_signal_are_settings():
@@ -159,6 +195,7 @@ def test_probe_temperature_and_signal_are_settings():
         (2, {}, LADDER, "leaving none for the rest; raise n"),
         (8, {"probe_fraction": 1.0}, LADDER, "probe_fraction=1 must be between 0 and 1"),
         (8, {"signal": "vibes"}, LADDER, "approach.signal='vibes' is unknown"),
+        (8, {"unanswered": "skip"}, LADDER, "approach.unanswered='skip' is unknown"),
         (8, {"thresholds": [0.6, 0.2]}, LADDER, "must be increasing values in"),
         (8, {"thresholds": [0.5]}, LADDER, "has 1 cut points for 3 temperatures; give 2"),
         (8, {}, (0.8,), "leaves nothing to choose; give a ladder"),

@@ -14,7 +14,9 @@ entered the hash of every experiment run's name, since those runs compute differ
 the same config; the CPU KV cache size (`model.cpu_kv_cache_gib`, issue 16) left the hash of
 every name, the trainer's too, since it changes speed, not results; Qwen2.5-Math-PRM's context
 (issue 13) is its 4096 positions; one schema per PRM kind (issue 15) dropped the settings a kind
-never read from every experiment config.
+never read from every experiment config; adaptive_bon's probe no longer counts a sample without
+an answer as disagreement by default (`approach.unanswered: ignore`, issue 17), so its default
+runs were renamed, while `unanswered=distinct`, the old policy, keeps the old name.
 """
 
 from __future__ import annotations
@@ -100,6 +102,10 @@ KNOWN = {
     ),
     "adaptive_bon": (
         ["approach=adaptive_bon", "temperature=multi"],
+        "adaptive_bon-majority-p0.25_T0.4-0.8-1.2_n8_seed0_smollm2_135m_equation_checker_arithmetic_faeca642",
+    ),
+    "adaptive_bon_distinct": (  # the probe policy before `approach.unanswered`: its old name
+        ["approach=adaptive_bon", "temperature=multi", "approach.unanswered=distinct"],
         "adaptive_bon-majority-p0.25_T0.4-0.8-1.2_n8_seed0_smollm2_135m_equation_checker_arithmetic_d2e589c6",
     ),
 }

@@ -306,8 +306,16 @@ class AdaptiveBoNConfig(ApproachConfig):
     signal: str = "majority"
     """How disagreement is read from the probe: majority (1 minus the majority answer's share,
     scaled to [0, 1]), entropy (of the answers, over log of the probe size) or prm_spread (max
-    minus min of the probe's aggregated PRM scores). A probe sample without an answer counts as
-    an answer of its own."""
+    minus min of the probe's aggregated PRM scores). How a sample without an answer counts:
+    `unanswered`."""
+    unanswered: str = "ignore"
+    """How a probe sample without an answer (no final answer in its text; under `finished_only`
+    also any unfinished one) enters `majority` and `entropy`. ignore: the disagreement is read
+    from the answered samples only, and a probe with fewer than two answers reads as agreeing
+    (d = 0: nothing in it says heat would help; unfinished samples are what heat makes more of:
+    in the CPU quickstart 81% of T=1.2 samples hit the token limit against 42% at T=0.4).
+    distinct: each counts as an answer of its own, i.e. as disagreement (the policy before this
+    setting existed, which heats up exactly where the solutions are too long to finish)."""
     thresholds: list[float] | None = None
     """Increasing cut points in [0, 1], one fewer than `temperature.values`: the rest is sampled
     at values[i] where i is how many thresholds the disagreement reaches (>=). null: equal

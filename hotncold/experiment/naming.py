@@ -63,10 +63,13 @@ OPTIONAL_KEYS = ("source_prm",)
 """Fields left out of a run's name while null (their default), so that adding them kept the
 names of every run that does not set them (`source_prm`: only re-scored runs set it)."""
 
-DEFAULTED_FIELDS = {"approach.answer_stop": False}
-"""`group.field` settings added after runs existed, left out of a run's name while they hold the
-value every earlier run had (its default), so adding them renamed no run; any other value enters
-the hash (`approach.answer_stop`, issue 18: true decides what a run generates)."""
+DEFAULTED_FIELDS: dict[str, Any] = {"approach.unanswered": "distinct", "approach.answer_stop": False}
+"""`group.field` settings added after runs existed, left out of a run's name while they hold
+the value that gives what every earlier run did, so a config meaning the same keeps its name and
+any other value gets a new one (`approach.unanswered`: adaptive_bon's probe counted a sample
+without an answer as an answer of its own, `distinct`, before the setting; its default is now
+`ignore`, so default adaptive_bon runs were renamed. `approach.answer_stop`: false, its
+default, is what every earlier run did, so adding it renamed no run; true enters the hash)."""
 
 
 def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +82,10 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
         group, _, name = key.partition(".")
         if name and isinstance(out.get(group), dict) and name in out[group]:
             out[group] = {k: v for k, v in out[group].items() if k != name}
-    for key, default in DEFAULTED_FIELDS.items():
+    for key, value in DEFAULTED_FIELDS.items():
         group, _, name = key.partition(".")
         fields = out.get(group)
-        if isinstance(fields, dict) and name in fields and fields[name] == default:
+        if isinstance(fields, dict) and name in fields and fields[name] == value:
             out[group] = {k: v for k, v in fields.items() if k != name}
     return out
 

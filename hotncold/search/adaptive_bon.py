@@ -8,8 +8,9 @@ Semantics, for budget n, per problem (settings: `approach=adaptive_bon`, `Adapti
 2. Signal: the probe's disagreement d in [0, 1]. Answers are the extracted final answers
    (`evaluation.grading.extract_answer`) compared by their normalised string (`normalize`:
    cheap and deterministic; math-verify's equivalence is for grading). Under `finished_only`
-   an unfinished sample has no answer. A sample without an answer counts as an answer of its
-   own (a probe that cannot answer is not agreeing).
+   an unfinished sample has no answer. `unanswered` says how samples without an answer count:
+   `ignore` (default) reads the answered ones only, p below being their number, and a probe
+   with fewer than two answers has d = 0; `distinct` counts each as an answer of its own.
    - majority: d = (1 - s) / (1 - 1/p), s the majority answer's share (0 when all agree, 1
      when all differ);
    - entropy: d = H / log(p), H the entropy of the answers' shares;
@@ -54,12 +55,28 @@ def probe_size(fraction: float, n: int) -> int:
     return max(2, math.ceil(fraction * n - EPS))
 
 
-def disagreement(signal: str, answers: Sequence[str | None], scores: Sequence[float]) -> float:
+UNANSWERED = ("ignore", "distinct")
+"""`approach.unanswered`: how a probe sample without an answer counts (module doc, step 2)."""
+
+
+def disagreement(
+    signal: str,
+    answers: Sequence[str | None],
+    scores: Sequence[float],
+    unanswered: str = "ignore",
+) -> float:
     """The probe's disagreement in [0, 1] (module doc, step 2); `answers` None for none."""
-    p = len(answers)
     if signal == "prm_spread":
         return min(1.0, max(0.0, max(scores) - min(scores)))
-    keys = [a if a is not None else ("none", i) for i, a in enumerate(answers)]
+    if unanswered == "ignore":
+        keys: list = [a for a in answers if a is not None]
+        if len(keys) < 2:
+            return 0.0  # one answer or none cannot disagree
+    elif unanswered == "distinct":
+        keys = [a if a is not None else ("none", i) for i, a in enumerate(answers)]
+    else:
+        raise ValueError(f"unknown unanswered={unanswered!r}; use one of {', '.join(UNANSWERED)}")
+    p = len(keys)
     counts = Counter(keys).values()
     if signal == "majority":
         return (1 - max(counts) / p) / (1 - 1 / p)
@@ -98,7 +115,7 @@ class AdaptiveBestOfN:
         for probe in probes:
             answers = [_answer(c, a.finished_only) for c in probe]  # as votes read them
             scores = [aggregate(c.step_scores, ctx.agg_strategy) for c in probe]
-            d = disagreement(a.signal, answers, scores)
+            d = disagreement(a.signal, answers, scores, a.unanswered)
             t = choose(d, ladder, a.thresholds)
             chosen.append(t)
             decisions.append(
@@ -106,6 +123,7 @@ class AdaptiveBestOfN:
                     "probe": p,
                     "rest": ctx.n - p,
                     "signal": a.signal,
+                    "answered": sum(x is not None for x in answers),
                     "disagreement": round(d, 6),
                     "probe_temperature": cold,
                     "chosen_temperature": t,

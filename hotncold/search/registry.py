@@ -24,6 +24,8 @@ from hotncold.search.temperature import SCHEDULES
 
 ADAPTIVE_SIGNALS = ("majority", "entropy", "prm_spread")
 """`approach.signal` of adaptive_bon (hotncold.search.adaptive_bon reads them)."""
+UNANSWERED = ("ignore", "distinct")
+"""`approach.unanswered` of adaptive_bon (hotncold.search.adaptive_bon reads them)."""
 STEP_LEVEL = ("beam_search", "dvts", "particle_filter")
 """Approaches that grow solutions one step at a time (`num_iterations`, `lookahead`)."""
 
@@ -85,6 +87,10 @@ def _check_adaptive(a: AdaptiveBoNConfig, n: int) -> None:
     if a.signal not in ADAPTIVE_SIGNALS:
         raise ConfigError(
             f"approach.signal={a.signal!r} is unknown; use one of {', '.join(ADAPTIVE_SIGNALS)}"
+        )
+    if a.unanswered not in UNANSWERED:
+        raise ConfigError(
+            f"approach.unanswered={a.unanswered!r} is unknown; use one of {', '.join(UNANSWERED)}"
         )
     if not 0 < a.probe_fraction < 1:
         raise ConfigError(
