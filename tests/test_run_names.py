@@ -16,7 +16,10 @@ every name, the trainer's too, since it changes speed, not results; Qwen2.5-Math
 (issue 13) is its 4096 positions; one schema per PRM kind (issue 15) dropped the settings a kind
 never read from every experiment config; adaptive_bon's probe no longer counts a sample without
 an answer as disagreement by default (`approach.unanswered: ignore`, issue 17), so its default
-runs were renamed, while `unanswered=distinct`, the old policy, keeps the old name.
+runs were renamed, while `unanswered=distinct`, the old policy, keeps the old name; the study
+presets turned the answer-aware stop on (`approach.answer_stop: true`, issue 18), which renamed
+their runs (the "preset" and "sal_recipe" cases), while at its default, false, the field stays
+out of the hash and no other name changed.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ KNOWN = {
     ),
     "preset": (
         ["experiment=hot_vs_cold_cpu", "approach=dvts", "temperature=multi", "seed=1"],
-        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_d6fe7dbf",
+        "dvts-m4_T0.4-0.8-1.2_n8_seed1_smollm2_135m_equation_checker_arithmetic_d1f7808d",
     ),
     "sal_recipe": (
         [
@@ -90,7 +93,7 @@ KNOWN = {
             "n=16",
             "dataset.shard=3",
         ],
-        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_47386fc4",
+        "beam_search-m4_T0.8_n16_seed0_llama-3.2-1b-instruct_rlhflow_8b_math500-shard3of10_db695a7d",
     ),
     "sal_prompt": (
         ["prompt=sal", "model=qwen2.5-1.5b-instruct", "approach=dvts", "n=16"],

@@ -63,7 +63,10 @@ OPTIONAL_KEYS = ("source_prm",)
 """Fields left out of a run's name while null (their default), so that adding them kept the
 names of every run that does not set them (`source_prm`: only re-scored runs set it)."""
 
-DEFAULTED_FIELDS: dict[str, Any] = {"approach.unanswered": "distinct", "approach.answer_stop": False}
+DEFAULTED_FIELDS: dict[str, Any] = {
+    "approach.unanswered": "distinct",
+    "approach.answer_stop": False,
+}
 """`group.field` settings added after runs existed, left out of a run's name while they hold
 the value that gives what every earlier run did, so a config meaning the same keeps its name and
 any other value gets a new one (`approach.unanswered`: adaptive_bon's probe counted a sample
