@@ -66,6 +66,7 @@ class FakeLLM:
 def engine_on(llm: FakeLLM) -> VLLMEngine:
     engine = object.__new__(VLLMEngine)  # the real methods, on a scripted `vllm.LLM`
     engine.llm = llm
+    engine._open = {}  # no streamed request in flight (`submit`)
     return engine
 
 
