@@ -793,3 +793,27 @@ def test_a_mix_that_did_not_sample_its_ratios_is_labelled_by_what_it_sampled(stu
     plain = collect([study / "sweep"])
     assert "T0.4-1.2" in set(plain.runs["temperature"])
     assert not plain.runs["temperature"].str.contains("_real").any()
+
+
+def test_terminal_columns_stay_apart_and_aligned_when_a_cell_is_wider_than_the_default():
+    """The quickstart printed `-15.8 [-25, -7]*-24.9 [-40, -11]*`: cells of 17 characters ran
+    into each other in 17-character columns."""
+    from hotncold.analyze.render import _cell, _columns
+
+    diffs = [_cell(-0.158, -0.25, -0.07, True, True), _cell(-0.249, -0.40, -0.11, True, True)]
+    lines = _columns(
+        [("", ["N=1", "N=2"]), ("T0.4 (cold)", ["15.8 [7, 25] "] * 2), ("hot − cold", diffs)], 12
+    )
+    assert lines[2].split() == [
+        "hot",
+        "−",
+        "cold",
+        "-15.8",
+        "[-25,",
+        "-7]*",
+        "-24.9",
+        "[-40,",
+        "-11]*",
+    ]
+    assert len({len(line) for line in lines}) == 1  # every row as wide: the columns line up
+    assert all(line.endswith(("N=2", "25] ", "-11]*")) for line in lines)

@@ -797,14 +797,21 @@ def terminal_summary(a: Analysis, opts: Options, report: Path) -> str:
 
 
 CELL = 17
-"""Width of one N column of the terminal summary: `+35.0 [-20, 50]*` and a space."""
+"""Least width of one N column of the terminal summary: `+35.0 [-20, 50]*` and a space (wider
+when a cell is: `-100.0 [-100, -100]*`)."""
 WIDTH = 100
 """Sentences of the terminal summary wrap at this width."""
 
 
 def _cell(mean: float, lo: float, hi: float, signed: bool = False, star: bool = False) -> str:
-    text = f"{_pts(mean, signed)} [{100 * lo:.0f}, {100 * hi:.0f}]" + ("*" if star else " ")
-    return f"{text:>{CELL}}"
+    return f"{_pts(mean, signed)} [{100 * lo:.0f}, {100 * hi:.0f}]" + ("*" if star else " ")
+
+
+def _columns(rows: list[tuple[str, list[str]]], width: int) -> list[str]:
+    """Rows of a name and its cells, the cells right-aligned in columns at least `CELL` wide
+    and always a space apart."""
+    cell = max([CELL, *(len(c) + 1 for _, cells in rows for c in cells)])
+    return [f"{name:<{width}}" + "".join(f"{c:>{cell}}" for c in cells) for name, cells in rows]
 
 
 def _terminal_setting(a: Analysis, opts: Options, setting: str, label: str) -> str:
@@ -826,18 +833,19 @@ def _terminal_setting(a: Analysis, opts: Options, setting: str, label: str) -> s
     lines = [
         f"{label}: {_count(problems, 'problem')} x {_count(seeds, 'seed')}",
         f"{opts.method} accuracy (%) with {100 * opts.level:g}% intervals:",
-        " " * width + "".join(f"{'N=' + str(k):>{CELL}}" for k in ns),
     ]
+    table: list[tuple[str, list[str]]] = [("", [f"N={k}" for k in ns])]
     for config, name in names.items():
         line = rows[rows["config"] == config].set_index("N")
         cells = [
             _cell(line.at[k, "mean"], line.at[k, "lo"], line.at[k, "hi"])
             if k in line.index
-            else f"{'–':>{CELL}}"
+            else "–"
             for k in ns
         ]
-        lines.append(f"{name:<{width}}" + "".join(cells))
+        table.append((name, cells))
     if chosen is None:
+        lines += _columns(table, width)
         lines.append("(hot vs cold needs two single temperatures)")
         return "\n".join(lines)
     hot, cold = chosen
@@ -856,10 +864,12 @@ def _terminal_setting(a: Analysis, opts: Options, setting: str, label: str) -> s
             star=bool(overall.at[k, "significant"]),
         )
         if k in overall.index
-        else f"{'–':>{CELL}}"
+        else "–"
         for k in ns
     ]
-    lines.append(f"{'hot − cold':<{width}}" + "".join(cells) + "  (*: interval excludes 0)")
+    table.append(("hot − cold", cells))
+    lines += _columns(table, width)
+    lines[-1] += "  (*: interval excludes 0)"
     top = int(cmp["N"].max())
     at_top = cmp[cmp["N"] == top]
     lines.append("")
