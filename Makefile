@@ -55,12 +55,12 @@ test-quick: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check hotncold tests benchmarks tools
-	$(BIN)/ruff format --check hotncold tests benchmarks tools
+	$(BIN)/ruff check hotncold hydra_plugins tests benchmarks tools
+	$(BIN)/ruff format --check hotncold hydra_plugins tests benchmarks tools
 
 format: install
-	$(BIN)/ruff check --fix hotncold tests benchmarks tools
-	$(BIN)/ruff format hotncold tests benchmarks tools
+	$(BIN)/ruff check --fix hotncold hydra_plugins tests benchmarks tools
+	$(BIN)/ruff format hotncold hydra_plugins tests benchmarks tools
 
 # The CUDA vLLM API hotncold uses, checked against the Python sources of the oldest and newest
 # supported releases (read from PyPI's wheels, cached under ~/.cache/hotncold/vllm-sources).
