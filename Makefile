@@ -40,7 +40,8 @@ run: model
 	$(BIN)/python -m hotncold -m experiment=quickstart hydra.sweep.dir=$(QUICKSTART_DIR) $(ARGS)
 	$(BIN)/python -m hotncold.analyze $(QUICKSTART_DIR) --out $(QUICKSTART_DIR)/analysis
 
-# The hot-vs-cold study shrunk to this CPU (~12 min), then its report. Rerunning resumes.
+# The hot-vs-cold study shrunk to this CPU (26 jobs; time: README's presets table), then its
+# report. Rerunning resumes.
 EXPERIMENT ?= hot_vs_cold_cpu
 SWEEP_DIR ?= multirun/$(EXPERIMENT)
 experiment: model
