@@ -40,7 +40,8 @@ run: model
 	$(BIN)/python -m hotncold -m experiment=quickstart hydra.sweep.dir=$(QUICKSTART_DIR) $(ARGS)
 	$(BIN)/python -m hotncold.analyze $(QUICKSTART_DIR) --out $(QUICKSTART_DIR)/analysis
 
-# The hot-vs-cold study shrunk to this CPU (~12 min), then its report. Rerunning resumes.
+# The hot-vs-cold study shrunk to this CPU (26 jobs; time: README's presets table), then its
+# report. Rerunning resumes.
 EXPERIMENT ?= hot_vs_cold_cpu
 SWEEP_DIR ?= multirun/$(EXPERIMENT)
 experiment: model
@@ -55,12 +56,12 @@ test-quick: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check hotncold tests benchmarks tools
-	$(BIN)/ruff format --check hotncold tests benchmarks tools
+	$(BIN)/ruff check hotncold hydra_plugins tests benchmarks tools
+	$(BIN)/ruff format --check hotncold hydra_plugins tests benchmarks tools
 
 format: install
-	$(BIN)/ruff check --fix hotncold tests benchmarks tools
-	$(BIN)/ruff format hotncold tests benchmarks tools
+	$(BIN)/ruff check --fix hotncold hydra_plugins tests benchmarks tools
+	$(BIN)/ruff format hotncold hydra_plugins tests benchmarks tools
 
 # The CUDA vLLM API hotncold uses, checked against the Python sources of the oldest and newest
 # supported releases (read from PyPI's wheels, cached under ~/.cache/hotncold/vllm-sources).

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 import hotncold.config.hydra  # noqa: F401  (registers the schema and resolvers)
+from hotncold.cluster import hydra_private
+from hotncold.cluster.sweep import hydra_app
+from hotncold.cluster.sweep_grids import sweeper_jobs
 from hotncold.experiment.run import to_config
 from hotncold.experiment.validate import validate
 
@@ -24,11 +25,12 @@ def compose_job(*overrides: str):
 
 
 def sweep_jobs(preset: str) -> list[list[str]]:
-    """The overrides of every job the preset's sweep launches, expanded as Hydra's basic
-    sweeper expands `hydra.sweeper.params` (the Slurm launcher takes the same job list)."""
-    params = compose_job(f"experiment={preset}").hydra.sweeper.params
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    """The overrides of every job the preset's sweep launches, expanded as its sweeper (Hydra's
+    basic one, or hotncold's union sweeper) expands `hydra.sweeper` (the Slurm launcher takes
+    the same job list)."""
+    with hydra_app("hotncold") as hydra:
+        config = hydra_private.compose_multirun(hydra, "config", [f"experiment={preset}"])
+        return sweeper_jobs(hydra.config_loader, config.hydra.sweeper, [])
 
 
 def checked(preset: str, job: list[str]):
@@ -44,9 +46,11 @@ def test_presets_exist():
 
 def test_cpu_preset_composes_every_job():
     jobs = sweep_jobs("hot_vs_cold_cpu")
-    assert len(jobs) == 3 * 3 * 2  # approaches x temperatures x seeds
+    # approaches x temperatures x seeds, then adaptive Best-of-N on the mix x seeds
+    assert len(jobs) == 4 * 3 * 2 + 1 * 1 * 2
     names = set()
     temperatures = set()
+    approaches = set()
     for job in jobs:
         composed, cfg = checked("hot_vs_cold_cpu", job)
         assert cfg.model.path == "embedded:smollm2_135m"  # nothing to download
@@ -56,8 +60,14 @@ def test_cpu_preset_composes_every_job():
         assert composed.hydra.sweep.dir == "multirun/hot_vs_cold_cpu"
         names.add(composed.run_name)
         temperatures.add(tuple(cfg.temperature.values))
+        approaches.add(cfg.approach.name)
+        if cfg.approach.name in ("beam_search", "dvts", "particle_filter"):
+            assert cfg.approach.num_iterations == 6  # the preset's short solutions
+        if cfg.approach.name == "adaptive_bon":
+            assert len(cfg.temperature.values) > 1  # a ladder to choose among
     assert len(names) == len(jobs)  # no two jobs share a run directory
     assert len(temperatures) == 3 and any(len(t) > 1 for t in temperatures)
+    assert approaches == {"best_of_n", "beam_search", "dvts", "particle_filter", "adaptive_bon"}
 
 
 def test_full_preset_declares_the_study_and_every_axis_value_composes():

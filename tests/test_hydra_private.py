@@ -1,16 +1,18 @@
 """What hotncold relies on in Hydra's private API (`hotncold.cluster.hydra_private`), pinned.
 
 `python -m hotncold.status` lists a sweep's jobs by expanding its stored overrides as Hydra's
-basic sweeper did, and `--resubmit` relaunches jobs through the launcher a composed config
-names. A Hydra upgrade that changes any of this fails here, not in a user's sweep.
+basic sweeper did, `--resubmit` relaunches jobs through the launcher a composed config names,
+and the union sweeper is a basic sweeper launching a job list of its own. A Hydra upgrade that
+changes any of this fails here, not in a user's sweep.
 """
 
 from __future__ import annotations
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from hydra.types import HydraContext
 
-from hotncold.cluster import hydra_private
+from hotncold.cluster import hydra_private, sweep_grids
 from hotncold.cluster.sweep import CONF_DIR, hydra_app, task
 from hotncold.cluster.sweep_status import LAUNCHERS
 
@@ -22,7 +24,7 @@ def app():
 
 
 def test_a_sweep_expands_into_the_cross_product_in_launch_order(app):
-    jobs = hydra_private.expand(app, ["temperature=cold,hot", "seed=0,1", "n=4"])
+    jobs = hydra_private.expand(app.config_loader, ["temperature=cold,hot", "seed=0,1", "n=4"])
     assert jobs == [
         ["temperature=cold", "seed=0", "n=4"],
         ["temperature=cold", "seed=1", "n=4"],
@@ -33,12 +35,14 @@ def test_a_sweep_expands_into_the_cross_product_in_launch_order(app):
 
 def test_a_key_given_twice_keeps_its_first_place_and_its_last_value(app):
     """How a command line overrides a preset's `hydra.sweeper.params` (params come first)."""
-    jobs = hydra_private.expand(app, ["approach=best_of_n,dvts", "seed=0,1", "approach=dvts"])
+    arguments = ["approach=best_of_n,dvts", "seed=0,1", "approach=dvts"]
+    jobs = hydra_private.expand(app.config_loader, arguments)
     assert jobs == [["approach=dvts", "seed=0"], ["approach=dvts", "seed=1"]]
 
 
 def test_sweep_functions_and_quoting_expand_as_on_the_command_line(app):
-    jobs = hydra_private.expand(app, ["dataset.shard=range(3)", "dataset.levels=[1, 2]"])
+    arguments = ["dataset.shard=range(3)", "dataset.levels=[1, 2]"]
+    jobs = hydra_private.expand(app.config_loader, arguments)
     assert [job[0] for job in jobs] == ["dataset.shard=0", "dataset.shard=1", "dataset.shard=2"]
     assert {job[1] for job in jobs} == {"dataset.levels=[1,2]"}
 
@@ -92,3 +96,56 @@ def test_the_instance_is_cleared_when_its_block_ends_even_on_an_error():
     with pytest.raises(RuntimeError), hydra_app("hotncold"):
         raise RuntimeError("a job failed")
     assert not GlobalHydra.instance().is_initialized()
+
+
+class Listed(hydra_private.ListedJobsSweeper):
+    """A sweeper launching a fixed job list, whatever the command line says."""
+
+    JOBS = (["seed=7", "n=2"], ["seed=3"], ["temperature=hot", "seed=7"])
+
+    def jobs(self, arguments):
+        self.arguments = arguments
+        return [list(job) for job in self.JOBS]
+
+
+@pytest.mark.parametrize("batch", [None, 2])
+def test_a_listed_jobs_sweeper_launches_its_list_through_the_basic_sweeper(tmp_path, batch):
+    """BasicSweeper.sweep takes its jobs from self.split_arguments (which ListedJobsSweeper
+    replaces), saves multirun.yaml, and launches the batches in order with running indices."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.hydra_config import HydraConfig
+
+    launched = []
+
+    def record(cfg):
+        launched.append((HydraConfig.get().job.num, list(HydraConfig.get().overrides.task)))
+
+    with hydra_app("hotncold") as hydra:
+        config = hydra_private.compose_multirun(
+            hydra, "config", [f"hydra.sweep.dir={tmp_path}", "seed=0,1", "n=4"]
+        )
+        context = HydraContext(config_loader=hydra.config_loader, callbacks=Callbacks(config))
+        sweeper = Listed(max_batch_size=batch, params={"temperature": "cold,hot"})
+        sweeper.setup(hydra_context=context, task_function=record, config=config)
+        batches = []
+        launch = sweeper.launcher.launch
+
+        def in_batches(jobs, initial_job_idx):
+            batches.append(len(jobs))
+            return launch(jobs, initial_job_idx=initial_job_idx)
+
+        sweeper.launcher.launch = in_batches
+        sweeper.sweep(["seed=0,1", "n=4"])
+    assert sweeper.arguments == ["seed=0,1", "n=4"]
+    assert launched == list(enumerate(Listed.JOBS))
+    assert batches == ([3] if batch is None else [2, 1])
+    assert (tmp_path / "multirun.yaml").is_file()
+
+
+def test_the_union_sweeper_is_the_plugin_its_config_option_names(app):
+    config = hydra_private.compose_multirun(app, "config", ["hydra/sweeper=union"])
+    assert config.hydra.sweeper._target_ == sweep_grids.UNION_SWEEPER
+    from hydra.core.plugins import Plugins
+
+    plugin = Plugins.instance().class_name_to_class[sweep_grids.UNION_SWEEPER]
+    assert issubclass(plugin, hydra_private.ListedJobsSweeper)

@@ -34,6 +34,7 @@ HYDRA_EDGE = {
     "hotncold.train_prm.__main__",
     "hotncold.config.hydra",
     "hotncold.cluster.sweep",
+    "hotncold.cluster.sweep_grids",
     "hotncold.cluster.hydra_private",
     "hotncold.cluster.prefetch",
     "hotncold.doctor",

@@ -36,9 +36,10 @@ def installed(tmp_path_factory) -> Path:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, source / name)
-    shutil.copytree(
-        ROOT / "hotncold", source / "hotncold", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in ("hotncold", "hydra_plugins"):  # hydra_plugins: the union sweeper
+        shutil.copytree(
+            ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     built = subprocess.run(
         [*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist")],
@@ -51,6 +52,12 @@ def installed(tmp_path_factory) -> Path:
     shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".yaml")}
     conf = {str(p.relative_to(ROOT)) for p in (ROOT / "hotncold" / "conf").rglob("*.yaml")}
     assert shipped == conf
+    plugin = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("hydra_plugins/")}
+    # a namespace package shared with other plugins: no hydra_plugins/__init__.py of its own
+    assert plugin == {
+        "hydra_plugins/hotncold_sweeper/__init__.py",
+        "hydra_plugins/hotncold_sweeper/union_sweeper.py",
+    }
 
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -132,3 +139,23 @@ def test_the_installed_package_names_runs_as_the_checkout_does(installed, tmp_pa
     proc = run(installed, "-c", script, "out_dir=x", "overrides=[]", *overrides, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == name
+
+
+def test_the_installed_union_sweeper_launches_the_cpu_preset_jobs_status_lists(installed, tmp_path):
+    """Hydra builds the union sweeper from the wheel's hydra_plugins package, outside the
+    checkout; the task records what each job was given and runs nothing."""
+    script = (
+        "import sys\n"
+        "from hydra.core.hydra_config import HydraConfig\n"
+        "from hotncold.cluster.sweep import expected_jobs, hydra_app\n"
+        "launched = []\n"
+        "def task(cfg):\n"
+        "    launched.append(tuple(HydraConfig.get().overrides.task))\n"
+        "with hydra_app('hotncold') as hydra:\n"
+        "    hydra.multirun(config_name='config', task_function=task, overrides=sys.argv[1:])\n"
+        "print(len(launched), expected_jobs(sys.argv[-1].split('=', 1)[1]) == launched)\n"
+    )
+    args = ["experiment=hot_vs_cold_cpu", "seed=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = run(installed, "-c", script, *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["13", "True"]  # 4 x 3 fixed-temperature + 1 adaptive

@@ -2,14 +2,14 @@
 
 `python -m hotncold.prefetch <overrides>` takes the same arguments as `python -m hotncold -m`:
 a preset (`experiment=hot_vs_cold`), swept values (`prm=rlhflow_8b,qwen_math_prm_7b`) or a
-single run's overrides. It expands the sweep as Hydra's basic sweeper does, composes each
-distinct job (only the settings that choose models and datasets matter, so 7,800 jobs are a
-handful of compositions), collects the hub repositories they load (`experiment.preflight.
-hub_needs`, the very list an offline run checks), and downloads each into the standard
-Hugging Face cache: models without the weight formats vLLM will not load, datasets whole (a
-run reads them from the snapshot). Then it checks each distinct generator + PRM pair against
-the card the cluster profile declares (`cluster.gpu_memory_gib`), so a sweep that cannot fit
-is found before it is submitted. Jobs then run with HF_HUB_OFFLINE=1.
+single run's overrides. It expands the sweep as its sweeper does (`cluster.sweep_grids`),
+composes each distinct job (only the settings that choose models and datasets matter, so 7,800
+jobs are a handful of compositions), collects the hub repositories they load
+(`experiment.preflight.hub_needs`, the very list an offline run checks), and downloads each
+into the standard Hugging Face cache: models without the weight formats vLLM will not load,
+datasets whole (a run reads them from the snapshot). Then it checks each distinct generator +
+PRM pair against the card the cluster profile declares (`cluster.gpu_memory_gib`), so a sweep
+that cannot fit is found before it is submitted. Jobs then run with HF_HUB_OFFLINE=1.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 import hotncold.config.hydra  # noqa: F401  (the schema and resolvers the jobs' configs need)
 from hotncold.cluster import hydra_private
 from hotncold.cluster.sweep import CONF_DIR
+from hotncold.cluster.sweep_grids import sweeper_jobs
 from hotncold.config import Config, ConfigError
 from hotncold.engine import hf_cache
 from hotncold.engine.hf_cache import Need
@@ -49,11 +50,10 @@ def _chooses(override: str) -> bool:
 
 def job_configs(arguments: Sequence[str]) -> list[Config]:
     """The distinct configs (as far as downloads go) of the sweep `arguments` describe: the
-    preset's `hydra.sweeper.params` and the command line's values, expanded to jobs."""
+    preset's `hydra.sweeper` grids and the command line's values, expanded to jobs."""
     with hydra_private.app("hotncold", str(CONF_DIR)) as hydra:
         base = hydra_private.compose_multirun(hydra, "config", list(arguments))
-        params = [f"{k}={v}" for k, v in (base.hydra.sweeper.get("params") or {}).items()]
-        jobs = hydra_private.expand(hydra, [*params, *arguments])
+        jobs = sweeper_jobs(hydra.config_loader, base.hydra.sweeper, list(arguments))
         distinct = list(dict.fromkeys(tuple(o for o in job if _chooses(o)) for job in jobs))
         configs = []
         for job in distinct:

@@ -2,8 +2,9 @@
 
 `python -m hotncold -m ...` writes `multirun.yaml` (the sweep's config and its command-line
 overrides) into the sweep folder, and `.hydra/overrides.yaml` into every job's run directory.
-`expected_jobs` expands the stored overrides exactly as Hydra's basic sweeper did, so jobs that
-never started are known too. `relaunch` sends chosen jobs through the launcher the sweep used
+`expected_jobs` expands the stored overrides exactly as the sweep's sweeper did (Hydra's basic
+sweeper or hotncold's union sweeper, `cluster.sweep_grids`), so jobs that never started are
+known too. `relaunch` sends chosen jobs through the launcher the sweep used
 (composed again from the same overrides), calling the launcher directly rather than rerunning
 the sweep: the other jobs are left alone and `multirun.yaml` keeps describing the whole sweep.
 What needs Hydra's private API is in `hotncold.cluster.hydra_private`.
@@ -22,7 +23,7 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 import hotncold.config.hydra  # noqa: F401  (the schema and resolvers the jobs' configs need)
-from hotncold.cluster import hydra_private
+from hotncold.cluster import hydra_private, sweep_grids
 from hotncold.config import ConfigError
 from hotncold.experiment.run import run
 
@@ -46,18 +47,17 @@ def read_multirun(sweep_dir: Path) -> DictConfig:
 
 
 def expected_jobs(sweep_dir: Path) -> list[Job]:
-    """Every job of the sweep, in launch order (the cross product of the swept overrides)."""
+    """Every job of the sweep, in launch order: what its sweeper launched (the basic sweeper's
+    cross product, or the union sweeper's grids), expanded by the sweeper's own expansion
+    (`sweep_grids.sweeper_jobs`) from the stored `hydra.sweeper` and command line."""
     stored = read_multirun(sweep_dir)
-    sweeper = stored.hydra.sweeper
-    if sweeper.get("_target_") != hydra_private.BASIC_SWEEPER:
-        raise ConfigError(
-            f"{sweep_dir} was swept by {sweeper.get('_target_')}; only Hydra's basic sweeper "
-            "(the default) lists its jobs up front"
-        )
-    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
-    arguments = params + list(stored.hydra.overrides.task)
     with hydra_app(stored.hydra.job.name) as hydra:
-        jobs = hydra_private.expand(hydra, arguments)
+        try:
+            jobs = sweep_grids.sweeper_jobs(
+                hydra.config_loader, stored.hydra.sweeper, list(stored.hydra.overrides.task)
+            )
+        except ConfigError as error:
+            raise ConfigError(f"{sweep_dir}: {error}") from error
     return [tuple(job) for job in jobs]
 
 

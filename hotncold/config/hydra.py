@@ -1,4 +1,5 @@
-"""The Hydra edge of configuration: registers the typed schemas and the run-name resolvers.
+"""The Hydra edge of configuration: registers the typed schemas, the run-name resolvers and
+hotncold's union sweeper (`hydra/sweeper=union`).
 
 Imported by the commands (`hotncold.__main__`, `prm_server`, `rescore`, `train_prm`), by the
 sweep tools (`hotncold.cluster.sweep`) and by tests that compose configs; the core never
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
 from omegaconf import OmegaConf
 
 from hotncold.config import (
@@ -71,6 +73,21 @@ def register() -> None:
         OmegaConf.register_new_resolver("hnc.run_name", _run_name, use_cache=False)
     if not OmegaConf.has_resolver("hnc.train_run_name"):
         OmegaConf.register_new_resolver("hnc.train_run_name", _train_run_name, use_cache=False)
+    _register_union_sweeper()
+
+
+def _register_union_sweeper() -> None:
+    # Hydra finds plugins by walking the hydra_plugins namespace package, which an editable
+    # install (PEP 660, setuptools >= 64) hides from that walk though it imports fine
+    # (hydra#3252): registered by hand, `hydra/sweeper=union` works however hotncold is installed.
+    try:
+        from hydra_plugins.hotncold_sweeper.union_sweeper import UnionSweeper
+    except ModuleNotFoundError as error:
+        raise ImportError(
+            "hotncold's Hydra plugin hydra_plugins/hotncold_sweeper is not installed beside "
+            "the hotncold package; reinstall hotncold (pip install -e . in the checkout)"
+        ) from error
+    Plugins.instance().register(UnionSweeper)
 
 
 register()
