@@ -39,7 +39,8 @@ def context(engine, approach="best_of_n", n=2, max_tokens=50, prm=None, **fields
         prm=prm or EquationChecker(EquationCheckerConfig()),
         plan=TemperaturePlan.from_config(TemperatureConfig(values=[0.8])),
         model=ModelConfig(max_tokens=max_tokens, step_delimiter="\n"),
-        approach=ApproachConfig(name=approach, **fields),
+        # barrier: requests read from engine.calls (async: tests/test_schedule.py)
+        approach=ApproachConfig(name=approach, **{"scheduler": "barrier", **fields}),
         n=n,
         seed=7,
     )

@@ -137,7 +137,9 @@ def test_records_and_run_json_carry_exact_flops_on_the_scripted_engine(
         out_dir=str(tmp_path / "run"),
         n=4,
         model=ModelConfig(step_delimiter="\n"),
-        approach=ApproachConfig(name=approach, beam_width=2, num_iterations=4),
+        approach=ApproachConfig(  # barrier: requests read from engine.calls
+            name=approach, beam_width=2, num_iterations=4, scheduler="barrier"
+        ),
         temperature=TemperatureConfig(values=[0.4, 1.2]),
         dataset=DatasetConfig(per_level=1),
     )

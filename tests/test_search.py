@@ -112,8 +112,13 @@ def context(
             TemperatureConfig(values=list(values), **(temperature or {}))
         ),
         model=ModelConfig(max_tokens=max_tokens, step_delimiter=NL),
+        # barrier: these tests read each iteration's requests from `engine.calls`, one engine
+        # call per iteration (tests/test_schedule.py checks async writes the same records)
         approach=ApproachConfig(
-            name=approach, beam_width=m, num_iterations=iterations, **approach_fields
+            name=approach,
+            beam_width=m,
+            num_iterations=iterations,
+            **{"scheduler": "barrier", **approach_fields},
         ),
         n=n,
         seed=SEED,

@@ -108,8 +108,11 @@ def search_calls(p: dict[str, Any]) -> tuple[list, list]:
         prm=FlatPRM(),
         plan=plan(p),
         model=ModelConfig(max_tokens=1000, step_delimiter="\n"),
-        approach=ApproachConfig(
-            name=approach, beam_width=p.get("beam_width", 4), num_iterations=p.get("depths", 3)
+        approach=ApproachConfig(  # barrier: each depth's requests read from engine.calls
+            name=approach,
+            beam_width=p.get("beam_width", 4),
+            num_iterations=p.get("depths", 3),
+            scheduler="barrier",
         ),
         n=p["n"],
         seed=0,
