@@ -137,8 +137,10 @@ def test_adaptive_bon_probes_cold_then_samples_the_rest_and_resumes(
         assert [c["temperature"] for c in cs[:2]] == [0.4, 0.4]
         assert [c["temperature"] for c in cs[2:]] == [decision["chosen_temperature"]] * 2
         answers = [normalize(c["answer"]) if c["finished"] and c["answer"] else None for c in cs]
-        agree = answers[0] is not None and answers[0] == answers[1]
-        assert decision["chosen_temperature"] == (0.4 if agree else 1.2)
+        probe = [a for a in answers[:2] if a is not None]  # `unanswered: ignore`
+        disagree = len(probe) == 2 and probe[0] != probe[1]
+        assert decision["answered"] == len(probe)
+        assert decision["chosen_temperature"] == (1.2 if disagree else 0.4)
         assert Counter(cs[0]["extra"]["sampled_temperatures"]).total() == 4
     # killed at the second batch's rest call, after its probe: resumed, the same samples
     cut = tmp_path / "adaptive_cut"

@@ -25,6 +25,7 @@ from hotncold.engine.prompts import build_prompt
 from hotncold.engine.requests import GenerationRequest, StreamingEngine
 from hotncold.experiment.validate import validate
 from hotncold.prm.equation_checker import EquationChecker
+from hotncold.prm.registry import build_prm, prm_config
 from hotncold.search.base import SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -194,12 +195,28 @@ def test_real_streaming_engine_samples_what_generate_samples(real_engine):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("approach", ["beam_search", "dvts"])
-def test_real_engine_async_records_equal_barrier(real_engine, approach):
+@pytest.mark.parametrize(
+    ("approach", "prm_name"),
+    [
+        ("beam_search", "equation_checker"),
+        ("dvts", "equation_checker"),
+        ("beam_search", "self_certainty"),
+    ],
+)
+def test_real_engine_async_records_equal_barrier(real_engine, approach, prm_name):
+    """self_certainty scores on the generator's own engine, whose scoring calls are refused
+    while streamed requests are in flight: async must hold new requests back until the engine
+    is idle, then score (`schedule.streaming(exclusive=True)`)."""
     model = ModelConfig(path="embedded:smollm2_135m", max_tokens=64, step_delimiter="\n")
     problems = load_problems(DatasetConfig(per_level=1, levels=[1, 3, 5]))
     prompts = [build_prompt(real_engine, PromptConfig(), model, p.problem) for p in problems]
-    prm = EquationChecker(EquationCheckerConfig())
+    if prm_name == "self_certainty":
+        prm = build_prm(
+            prm_config("self_certainty"), engine=real_engine, model=model, prompt=PromptConfig()
+        )
+        assert prm.engine is real_engine
+    else:
+        prm = EquationChecker(EquationCheckerConfig())
     records = {}
     for scheduler in ("barrier", "async"):
         ctx = SearchContext(
