@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,15 +83,18 @@ def result_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if out.get(key) is None:
             out.pop(key, None)
     for key in NON_RESULT_KEYS:  # `group.field` entries drop one field of a group
-        group, _, name = key.partition(".")
-        if name and isinstance(out.get(group), dict) and name in out[group]:
-            out[group] = {k: v for k, v in out[group].items() if k != name}
-    for key, value in DEFAULTED_FIELDS.items():
-        group, _, name = key.partition(".")
-        fields = out.get(group)
-        if isinstance(fields, dict) and name in fields and fields[name] == value:
-            out[group] = {k: v for k, v in fields.items() if k != name}
+        _drop_field(out, key, lambda value: True)
+    for key, default in DEFAULTED_FIELDS.items():
+        _drop_field(out, key, lambda value, default=default: value == default)
     return out
+
+
+def _drop_field(out: dict[str, Any], key: str, when: Callable[[Any], bool]) -> None:
+    """Leave the field of a `group.field` key out of its group in `out` where `when(value)`."""
+    group, _, name = key.partition(".")
+    fields = out.get(group)
+    if name and isinstance(fields, dict) and name in fields and when(fields[name]):
+        out[group] = {k: v for k, v in fields.items() if k != name}
 
 
 def config_hash(cfg: dict[str, Any], results_version: int | None = None) -> str:
