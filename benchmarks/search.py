@@ -20,6 +20,7 @@ reports how many problems came out identical, and the accuracy and length statis
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -33,9 +34,10 @@ from hotncold.config import (
     TemperatureConfig,
 )
 from hotncold.data import load_problems
+from hotncold.engine.kv_cache import Batch, prompt_tokens_bound
 from hotncold.engine.prompts import build_prompt
 from hotncold.engine.requests import GenerationRequest
-from hotncold.engine.vllm_engine import get_engine
+from hotncold.engine.vllm_engine import get_engine, sized_for
 from hotncold.evaluation.grading import Grader
 from hotncold.evaluation.metrics import metrics_from_records
 from hotncold.experiment.run import grade_problem
@@ -60,35 +62,51 @@ THROUGHPUT_MODEL = ModelConfig(
 """The CPU presets' generation settings (`experiment=hot_vs_cold_cpu`)."""
 
 
-def throughput(n: int = 8, per_level: int = 2, levels: int = 4, iterations: int = 8) -> dict:
-    engine = get_engine(THROUGHPUT_MODEL)
-    prm = build_prm(EquationCheckerConfig(), engine=engine)
+def throughput(
+    n: int = 8,
+    per_level: int = 2,
+    levels: int = 4,
+    iterations: int = 8,
+    engine_kwargs: dict | None = None,
+    stops: tuple[bool, ...] = (False, True),
+    schedulers: tuple[str, ...] = SCHEDULERS,
+) -> dict:
+    model = dataclasses.replace(THROUGHPUT_MODEL, engine_kwargs=dict(engine_kwargs or {}))
     problems = load_problems(DatasetConfig(per_level=per_level, levels=list(range(1, levels + 1))))
-    prompts = [build_prompt(engine, PromptConfig(), THROUGHPUT_MODEL, p.problem) for p in problems]
+    # the KV cache a run of this batch would get (`model.cpu_kv_cache_gib` unset)
+    model, _ = sized_for(
+        model, Batch(len(problems), n, prompt_tokens_bound(PromptConfig(), problems)), 0
+    )
+    engine = get_engine(model)
+    prm = build_prm(EquationCheckerConfig(), engine=engine)
+    prompts = [build_prompt(engine, PromptConfig(), model, p.problem) for p in problems]
     load = os.getloadavg()
     results: dict = {
         "problems": len(problems),
         "n": n,
         "beam_width": 4,
         "num_iterations": iterations,
-        "max_tokens": THROUGHPUT_MODEL.max_tokens,
+        "max_tokens": model.max_tokens,
+        "engine_kwargs": model.engine_kwargs,
+        "cpu_kv_cache_gib": model.cpu_kv_cache_gib,
         "load_average_before": load,
     }
     print(
         f"throughput: {len(problems)} problems x n={n}, m=4, {iterations} iterations, "
-        f"max_tokens={THROUGHPUT_MODEL.max_tokens}; load average {load[0]:.2f} {load[1]:.2f}"
+        f"max_tokens={model.max_tokens}, KV cache {model.cpu_kv_cache_gib:g} GiB, "
+        f"engine {model.engine_kwargs}; load average {load[0]:.2f} {load[1]:.2f}"
     )
     sides = [("best_of_n", "barrier")] + [
-        (name, scheduler) for name in ("beam_search", "dvts") for scheduler in SCHEDULERS
+        (name, scheduler) for name in ("beam_search", "dvts") for scheduler in schedulers
     ]
     texts = {}
-    for stop in (False, True):
+    for stop in stops:
         for name, scheduler in sides:
             ctx = SearchContext(
                 engine=engine,
                 prm=prm,
                 plan=TemperaturePlan.from_config(TemperatureConfig(values=[0.8])),
-                model=THROUGHPUT_MODEL,
+                model=model,
                 approach=ApproachConfig(
                     name=name,
                     beam_width=4,
@@ -116,37 +134,48 @@ def throughput(n: int = 8, per_level: int = 2, levels: int = 4, iterations: int 
                 "generated_tokens": tokens,
                 "tokens_per_s": tokens / seconds,
                 "engine_calls": after["calls"] - before["calls"],
+                "prompt_tokens": after["prompt_tokens"] - before["prompt_tokens"],
+                # the share of prompt tokens vLLM's prefix cache held (not computed again)
+                "cached_prompt_share": (
+                    after["cached_prompt_tokens"] - before["cached_prompt_tokens"]
+                )
+                / max(1, after["prompt_tokens"] - before["prompt_tokens"]),
                 "answer_stops": after["answer_stops"] - before["answer_stops"],
                 "finish_reasons": dict(Counter(c.finish_reason for c in flat)),
             }
-    for stop in (False, True):
+    for stop in stops:
         ceiling_rate = results[_side("best_of_n", "barrier", stop)]["tokens_per_s"]
         for name, scheduler in sides:
             r = results[_side(name, scheduler, stop)]
             r["tokens_per_s_vs_best_of_n"] = r["tokens_per_s"] / ceiling_rate
-            if scheduler == "async":
+            if scheduler == "async" and _side(name, "barrier", stop) in texts:
                 barrier = texts[_side(name, "barrier", stop)]
                 r["same_records_as_barrier"] = sum(
                     a == b for a, b in zip(texts[_side(name, scheduler, stop)], barrier)
                 )
     for name, scheduler in sides:
-        off, on = results[_side(name, scheduler, False)], results[_side(name, scheduler, True)]
-        on["seconds_vs_no_stop"] = on["seconds"] / off["seconds"]
-        on["tokens_vs_no_stop"] = on["generated_tokens"] / off["generated_tokens"]
-        for label, r in (("no stop", off), ("answer stop", on)):
+        both = (False, True) == stops
+        if both:
+            off, on = results[_side(name, scheduler, False)], results[_side(name, scheduler, True)]
+            on["seconds_vs_no_stop"] = on["seconds"] / off["seconds"]
+            on["tokens_vs_no_stop"] = on["generated_tokens"] / off["generated_tokens"]
+        for stop in stops:
+            r = results[_side(name, scheduler, stop)]
             same = r.get("same_records_as_barrier")
             print(
-                f"  {name:11s} {scheduler:7s} {label:11s} {r['seconds']:6.1f} s "
-                f"{r['generated_tokens']:6d} tokens {r['tokens_per_s']:6.1f}/s "
-                f"({r['tokens_per_s_vs_best_of_n']:.2f}x Best-of-N's) "
-                f"{r['engine_calls']:4d} engine calls, {r['answer_stops']} answer stops "
-                f"{r['finish_reasons']}"
+                f"  {name:11s} {scheduler:7s} {'answer stop' if stop else 'no stop':11s} "
+                f"{r['seconds']:6.1f} s {r['generated_tokens']:6d} tokens "
+                f"{r['tokens_per_s']:6.1f}/s ({r['tokens_per_s_vs_best_of_n']:.2f}x Best-of-N's) "
+                f"{r['engine_calls']:4d} engine calls, prompts {r['cached_prompt_share']:.0%} "
+                f"cached, {r['answer_stops']} answer stops {r['finish_reasons']}"
                 + ("" if same is None else f"; {same}/{len(problems)} problems as barrier")
             )
-        print(
-            f"  {name:11s} {scheduler:7s} answer stop / none: {on['seconds_vs_no_stop']:.2f}x "
-            f"the time, {on['tokens_vs_no_stop']:.2f}x the tokens"
-        )
+        if both:
+            print(
+                f"  {name:11s} {scheduler:7s} answer stop / none: "
+                f"{on['seconds_vs_no_stop']:.2f}x the time, {on['tokens_vs_no_stop']:.2f}x "
+                "the tokens"
+            )
     results["load_average_after"] = os.getloadavg()
     return results
 

@@ -35,6 +35,25 @@ def no_hydra_state_left_behind():
     assert not leaked, "this test left GlobalHydra initialized (see hydra_private.app)"
 
 
+@pytest.fixture(autouse=True)
+def no_stream_handler_left_on_a_captured_stream():
+    """A command's `main()` run in process (`logging.basicConfig` in status, merge, analyze...)
+    adds a plain stream handler bound to the test's captured stderr; left on the root logger,
+    it writes to a closed file in every later test ("--- Logging error ---" on CI). Such
+    handlers are removed after each test (pytest's own capture handlers are subclasses, and a
+    run's log file is a FileHandler: both stay), and the root logger's level is put back."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in list(root.handlers):
+        real = getattr(handler, "stream", None) in (sys.__stderr__, sys.__stdout__)
+        if type(handler) is logging.StreamHandler and not real:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def real_engine():
     """The embedded SmolLM2 model on vLLM, shared by every slow test of the session."""

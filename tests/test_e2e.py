@@ -259,7 +259,7 @@ def test_engine_kwargs_reach_vllm(real_engine):
         assert vllm_config.cache_config.block_size == 64
         assert vllm_config.scheduler_config.max_num_seqs == 3
         default = real_engine.llm.llm_engine.vllm_config.cache_config.block_size
-        assert default != 64
+        assert default == 32  # hotncold's CPU block (kv_cache.BLOCK_TOKENS_CPU), not vLLM's 128
 
         prompt = list(range(1000, 1100))  # 100 tokens
         labels = [1, 2]

@@ -42,10 +42,28 @@ def test_a_batch_needs_one_shared_prompt_and_n_samples_per_problem():
 def test_the_default_run_batch_gets_the_cache_it_needs_where_memory_allows():
     batch = Batch(problems=32, n=8, prompt_tokens=224)  # the defaults: batch_size 32, n=8
     chosen = kv_cache.plan(batch, 256, SMOLLM2_FP32, available=PLENTY, engine_bytes=3 * GIB)
-    need = 32 * (224 + 8 * (256 + 128)) * SMOLLM2_FP32
+    need = 32 * (224 + 8 * (256 + kv_cache.BLOCK_TOKENS_CPU)) * SMOLLM2_FP32
     assert chosen.need_bytes == need
-    assert chosen.gib == 5.0 and chosen.gib * GIB >= need > (chosen.gib - 0.5) * GIB
+    assert chosen.gib == 3.5 and chosen.gib * GIB >= need > (chosen.gib - 0.5) * GIB
     assert not chosen.capped
+
+
+def test_the_cpu_engine_gets_32_token_blocks_unless_engine_kwargs_say_otherwise(monkeypatch):
+    """vLLM's CPU default (128) would leave up to 127 cached prompt tokens to compute again per
+    request; 32 is the smallest block its attention takes. An engine_kwargs block size wins
+    (it is applied after the CPU settings)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(kv_cache, "available_bytes", lambda: PLENTY)
+    model = dataclasses.replace(tiny_model_config(ModelConfig), cpu_kv_cache_gib=1.0)
+    kwargs = vllm_engine._configure_cpu(model)
+    assert kwargs["block_size"] == kv_cache.BLOCK_TOKENS_CPU == 32
+    assert kwargs["kv_cache_memory_bytes"] == GIB
+    sized, plan = vllm_engine.sized_for(
+        dataclasses.replace(model, cpu_kv_cache_gib=None, engine_kwargs={"block_size": 64}),
+        Batch(4, 8, 224),
+    )
+    assert plan is not None
+    assert plan.need_bytes == 4 * (224 + 8 * (model.max_tokens + 64)) * SMOLLM2_FP32
 
 
 def test_a_small_batch_keeps_the_one_gib_default():
@@ -100,7 +118,7 @@ def test_an_unset_cache_is_sized_for_the_run_batch_and_a_set_one_is_kept(on_cpu)
     sized = sized_for_batch(
         dataclasses.replace(model, max_tokens=256), EquationCheckerConfig(), batch
     )
-    assert sized.cpu_kv_cache_gib == 5.0
+    assert sized.cpu_kv_cache_gib == 3.5
     fixed = dataclasses.replace(model, cpu_kv_cache_gib=1.0)
     assert sized_for_batch(fixed, EquationCheckerConfig(), batch) == fixed
 

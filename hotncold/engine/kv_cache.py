@@ -32,8 +32,10 @@ DEFAULT_GIB = 1.0
 """The KV cache of an engine started outside a run (tests, tools): there is no batch to size."""
 STEP_GIB = 0.5
 """Sizes are rounded up to a multiple of this, so runs with similar batches share an engine."""
-BLOCK_TOKENS_CPU = 128
-"""vLLM's KV block on the CPU backend (`block_size` in `model.engine_kwargs` changes it)."""
+BLOCK_TOKENS_CPU = 32
+"""The KV block hotncold gives vLLM's CPU backend (whose own default is 128): the smallest its
+attention takes, so the prefix cache reuses all but at most 31 tokens of a cached prompt
+(`vllm_engine._configure_cpu`; `block_size` in `model.engine_kwargs` changes it)."""
 OS_BYTES = 1 * GIB
 """Left to the operating system and everything else on the machine."""
 ENGINE_RUNTIME_BYTES = 2 * GIB

@@ -208,7 +208,16 @@ def _configure_cpu(cfg: ModelConfig) -> dict[str, Any]:
     # only, and as process state it would also resize every later engine (a PRM beside the
     # generator wants its own, smaller cache).
     os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
-    return {"kv_cache_memory_bytes": int(cpu_kv_cache_gib(cfg) * kv_cache.GIB)}
+    return {
+        "kv_cache_memory_bytes": int(cpu_kv_cache_gib(cfg) * kv_cache.GIB),
+        # The prefix cache reuses whole blocks only. With the CPU backend's default of 128
+        # tokens, a step search's next-step prompts (and Best-of-N's samples of one prompt)
+        # compute again up to 127 tokens each that the cache holds; 32 is the smallest block
+        # the CPU attention kernels take. Measured here (`make bench ARGS=search`), the same
+        # tokens generated: Best-of-N 1.39x, beam search 1.86x, DVTS 1.69x faster than with
+        # 128. `model.engine_kwargs.block_size` still overrides it.
+        "block_size": kv_cache.BLOCK_TOKENS_CPU,
+    }
 
 
 @contextlib.contextmanager
