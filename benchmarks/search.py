@@ -186,8 +186,34 @@ def _side(name: str, scheduler: str, stop: bool) -> str:
     )
 
 
+def block_sizes(sizes: tuple[int, ...] = (128, 32)) -> dict:
+    """`throughput`'s Best-of-N and async step searches (no answer stop) on engines that differ
+    only in their KV block: vLLM's CPU default (128) against hotncold's (32). The prefix cache
+    reuses whole blocks, so a smaller block leaves less of each cached prompt to compute again
+    (the samples of one prompt, a step search's next-step prompts)."""
+    from hotncold.engine.vllm_engine import close_engines
+
+    results = {}
+    for size in sizes:
+        close_engines()  # one engine at a time on this machine
+        results[size] = throughput(
+            engine_kwargs={"block_size": size}, stops=(False,), schedulers=("async",)
+        )
+    close_engines()
+    first = results[sizes[0]]
+    for size in sizes[1:]:
+        for side in ("best_of_n", "beam_search_async", "dvts_async"):
+            ratio = first[side]["seconds"] / results[size][side]["seconds"]
+            same = results[size][side]["generated_tokens"] == first[side]["generated_tokens"]
+            print(
+                f"  block {size} against {sizes[0]}: {side} {ratio:.2f}x faster"
+                f"{'' if same else ' (different tokens)'}"
+            )
+    return results
+
+
 def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
-    results = {"throughput": throughput()}
+    results = {"throughput": throughput(), "block_sizes": block_sizes()}
     results.update(batched_vs_one_at_a_time(n, per_level, iterations))
     return results
 

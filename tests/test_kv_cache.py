@@ -58,7 +58,7 @@ def test_the_cpu_engine_gets_32_token_blocks_unless_engine_kwargs_say_otherwise(
     kwargs = vllm_engine._configure_cpu(model)
     assert kwargs["block_size"] == kv_cache.BLOCK_TOKENS_CPU == 32
     assert kwargs["kv_cache_memory_bytes"] == GIB
-    sized, plan = vllm_engine.sized_for(
+    _, plan = vllm_engine.sized_for(
         dataclasses.replace(model, cpu_kv_cache_gib=None, engine_kwargs={"block_size": 64}),
         Batch(4, 8, 224),
     )
