@@ -33,7 +33,7 @@ install-gpu:
 model: install
 	$(BIN)/python -m hotncold.engine.embedded
 
-# The default: cold, hot and their mix on 9 generated problems (one engine, ~4.5 min), then the
+# The default: cold, hot and their mix on 9 generated problems (one engine, ~4 min), then the
 # analyzer's verdict. One run with the plain defaults: `python -m hotncold`. Rerunning resumes.
 QUICKSTART_DIR ?= multirun/quickstart
 run: model
