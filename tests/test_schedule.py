@@ -265,4 +265,24 @@ def test_real_engine_async_records_equal_barrier(real_engine, approach, prm_name
         out = build_approach(approach).solve(problems, prompts, ctx)
         records[scheduler] = [[c.to_json() for c in cs] for cs in out]
     for problem, barrier, streamed in zip(problems, records["barrier"], records["async"]):
-        assert streamed == barrier, problem.uid
+        same_up_to_float_rounding(streamed, barrier, problem.uid)
+
+
+def same_up_to_float_rounding(a: object, b: object, where: str) -> None:
+    """Equal records, every text, choice, count and seed exactly; scores to float32 rounding.
+    A PRM on the generator's engine (self_certainty) reads log-probabilities through vLLM's
+    prefix cache, whose state at each call depends on the schedule: a prompt partly read from
+    the cache gives the same log-probabilities up to the last bits (measured: relative
+    differences below 2e-6, on last steps' scores only)."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-9), where
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            same_up_to_float_rounding(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            same_up_to_float_rounding(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
