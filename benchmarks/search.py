@@ -153,8 +153,8 @@ def throughput(
                 r["same_records_as_barrier"] = sum(
                     a == b for a, b in zip(texts[_side(name, scheduler, stop)], barrier)
                 )
+    both = stops == (False, True)  # the answer stop's ratios need both sides
     for name, scheduler in sides:
-        both = (False, True) == stops
         if both:
             off, on = results[_side(name, scheduler, False)], results[_side(name, scheduler, True)]
             on["seconds_vs_no_stop"] = on["seconds"] / off["seconds"]

@@ -118,32 +118,6 @@ def test_async_advances_a_problem_while_others_are_in_flight():
     assert not engine.in_flight
 
 
-def test_async_advances_a_dvts_subtree_while_its_sibling_is_in_flight():
-    """DVTS's subtrees never read one another: each is its own search, so a subtree's next
-    round goes in while the other subtree of the same problem is still generating (a search
-    per problem would wait for all of its candidates)."""
-    engine = ScriptedEngine(continuing(full_text), honor_stops=True)
-    same_problem_in_flight = []
-    submit = engine.submit
-    owner: dict[int, str] = {}
-
-    def watched(requests):
-        accounts = {r.account for r in requests}
-        assert len(accounts) == 1 and len(requests) <= 2  # one subtree's m=2 candidates
-        (account,) = accounts
-        same_problem_in_flight.append(any(owner[t] == account for t, _ in engine.in_flight))
-        tickets = submit(requests)
-        owner.update(zip(tickets, (r.account for r in requests)))
-        return tickets
-
-    engine.submit = watched
-    ctx = context(engine, "dvts", "async")
-    prompts = [engine.format_chat([{"role": "user", "content": p.problem}]) for p in PROBLEMS]
-    build_approach("dvts").solve(PROBLEMS, prompts, ctx)
-    assert any(same_problem_in_flight[len(PROBLEMS) * 2 :])  # after the first round's submits
-    assert not engine.in_flight
-
-
 class FailingPRM(TagPRM):
     def _score_new(self, items):
         raise RuntimeError("the PRM failed")

@@ -281,11 +281,11 @@ class ApproachConfig:
     `boxed{` appears). False (the default): solutions go on until the model ends them."""
     scheduler: str = "async"
     """beam_search/dvts: how the problems of a batch share the engine (the records are the same
-    either way; not part of run names). `async` (the default): each problem (each DVTS
-    subtree) submits its next requests to the running engine as soon as its own candidates are
-    scored, so none waits for another's longest step (a PRM on the generator's own engine, such as
+    either way; not part of run names). `async` (the default): each problem submits its next
+    requests to the running engine as soon as its own candidates are scored, so no problem
+    waits for another's longest step (a PRM on the generator's own engine, such as
     self_certainty, scores only once the requests in flight are done); 1.29x (beam search) and
-    1.38x (DVTS) faster than `barrier` on the CPU benchmark, the same records. `barrier`: every
+    1.29x (DVTS) faster than `barrier` on the CPU benchmark, the same records. `barrier`: every
     iteration is one engine call for every candidate of every problem, then one PRM call, so
     each iteration waits for the slowest problem's longest step (what scripted tests count
     calls under). The particle filter always advances all particles together."""

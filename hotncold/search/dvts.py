@@ -27,11 +27,11 @@ unfinished ones, marked `finished: false` (under `finished_only` metrics give th
 search-and-learn returns the last expansion as it is
 (`finished_only=false`).
 
-Each subtree's search is a generator of the work it needs (`schedule`): under
+Each problem's search is a generator of the work it needs (`schedule`): under
 `approach.scheduler=barrier` every iteration is one engine call for the candidates of every live
 subtree of every problem of the batch (plus one per lookahead step, blank retry round and
-answer-stop round, see `steps`) and one PRM call; under `async` a subtree goes on to its next
-iteration as soon as its own m candidates are scored. The records are the same.
+answer-stop round, see `steps`) and one PRM call; under `async` a problem goes on to its next
+iteration as soon as its own candidates are scored. The records are the same.
 """
 
 from __future__ import annotations
@@ -66,8 +66,6 @@ class _Subtree:
     """Its last expansion, best first."""
     tokens: int = 0
     """Tokens generated for it: every candidate, lookahead included."""
-    iterations: int = 0
-    """Iterations it grew in (it stops at its first ended pick)."""
 
     @property
     def live(self) -> bool:
@@ -80,6 +78,7 @@ class _Search:
     prompt: str
     subtrees: list[_Subtree]
     lookahead_tokens: int = 0
+    iterations: int = 0
     sampled: Counter[float] = field(default_factory=Counter)
     """Candidates sampled at each temperature."""
     expansions: int = 0
@@ -92,55 +91,61 @@ class DVTS:
     def solve(
         self, problems: Sequence[Problem], prompts: Sequence[str], ctx: SearchContext
     ) -> list[list[Completion]]:
-        m = ctx.approach.beam_width
-        searches = [
-            _Search(p, q, [_Subtree(t) for t in range(ctx.n // m)])
-            for p, q in zip(problems, prompts)
-        ]
-        # One generator per subtree, not per problem: the subtrees of a problem never read one
-        # another, so under `async` a subtree goes on as soon as its own m candidates are
-        # scored, instead of waiting for its siblings' longest step.
-        schedule.run(ctx, [self.grow(s, t, ctx) for s in searches for t in s.subtrees])
-        return [self._result(s, m, ctx.approach.finished_only) for s in searches]
+        return schedule.run(ctx, [self.search(p, q, ctx) for p, q in zip(problems, prompts)])
 
-    def grow(self, s: _Search, t: _Subtree, ctx: SearchContext) -> schedule.Search[None]:
-        """One subtree of one problem's DVTS, as the work it yields (`schedule`)."""
+    def search(
+        self, problem: Problem, prompt: str, ctx: SearchContext
+    ) -> schedule.Search[list[Completion]]:
+        """One problem's DVTS, as the work it yields (`schedule`)."""
         a = ctx.approach
         m = a.beam_width
-        uid = s.problem.uid
+        s = _Search(problem, prompt, [_Subtree(t) for t in range(ctx.n // m)])
+        uid = problem.uid
         for depth in range(a.num_iterations):
             final = depth == a.num_iterations - 1
-            if not t.live:
+            live = [t for t in s.subtrees if t.live]
+            if not live:
                 break
-            t.iterations += 1
-            s.expansions += 1
-            # the deal over all the problem's subtrees, live or not; this one takes its row
-            row = ctx.plan.deal(
+            s.iterations += 1
+            rows = ctx.plan.deal(
                 [m] * len(s.subtrees), depth, ctx.plan.rotation(ctx.seed, uid, depth)
-            )[t.index]
-            tasks = []
-            for j, temperature in enumerate(row):
-                tasks.append(
-                    StepTask(
-                        prompt=s.prompt,
-                        parent=t.node,
-                        temperature=temperature,
-                        seed=derive_seed(ctx.seed, uid, self.name, depth, t.index, j),
-                        final=final,
-                        account=uid,
-                    )
-                )
-                s.sampled[temperature] += 1
-            expansions = yield from iteration_work(
-                ctx, tasks, [s.problem.problem] * len(tasks), final
             )
-            for e in expansions:
+            tasks, owners = [], []
+            for t in live:
+                s.expansions += 1
+                for j, temperature in enumerate(rows[t.index]):
+                    tasks.append(
+                        StepTask(
+                            prompt=prompt,
+                            parent=t.node,
+                            temperature=temperature,
+                            seed=derive_seed(ctx.seed, uid, self.name, depth, t.index, j),
+                            final=final,
+                            account=uid,
+                        )
+                    )
+                    owners.append(t)
+                    s.sampled[temperature] += 1
+            expansions = yield from iteration_work(
+                ctx, tasks, [problem.problem] * len(tasks), final
+            )
+            grown: dict[int, tuple[_Subtree, list[Expansion]]] = {}
+            for t, e in zip(owners, expansions):
                 t.tokens += e.tokens + e.lookahead_tokens
                 s.lookahead_tokens += e.lookahead_tokens
-            rng = tie_breaker(ctx.seed, uid, self.name, depth, t.index, "pick")
-            t.last = ranked(expansions, rng)
-            t.node = t.last[0].node
-            log.debug("dvts %s subtree %d step %d: live %s", uid, t.index, depth, t.live)
+                grown.setdefault(id(t), (t, []))[1].append(e)
+            for t, candidates in grown.values():
+                rng = tie_breaker(ctx.seed, uid, self.name, depth, t.index, "pick")
+                t.last = ranked(candidates, rng)
+                t.node = t.last[0].node
+            log.debug(
+                "dvts %s step %d: %d candidates, %d subtrees still growing",
+                uid,
+                depth,
+                len(tasks),
+                sum(t.live for t in s.subtrees),
+            )
+        return self._result(s, m, a.finished_only)
 
     @staticmethod
     def _result(s: _Search, m: int, finished_only: bool) -> list[Completion]:
@@ -152,8 +157,7 @@ class DVTS:
                 "subtree_tokens": t.tokens,
                 "search_tokens": search_tokens,
                 "lookahead_tokens": s.lookahead_tokens,
-                # iterations in which any subtree grew: the longest-growing one's
-                "iterations": max(x.iterations for x in s.subtrees),
+                "iterations": s.iterations,
                 **sampling_extra(s.sampled, s.expansions),
             }
             first = len(out)
