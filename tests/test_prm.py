@@ -87,6 +87,16 @@ def test_prefix_cache_scores_only_new_steps():
     assert prm.asked[-1] == ("p", 1, 0)
 
 
+def test_forgetting_a_problem_drops_its_cached_scores_only():
+    """A windowed run forgets each problem's scores as its search ends (`PRM.forget`)."""
+    prm = CountingPRM()
+    prm.score([("p", ["a", "b"]), ("q", ["a", "b"])])
+    prm.forget("p")
+    prm.forget("never scored")  # nothing to forget: no error
+    prm.score([("p", ["a", "b", "c"]), ("q", ["a", "b", "c"])])
+    assert prm.asked[-2:] == [("p", 3, 0), ("q", 3, 2)]  # p from scratch, q from its cache
+
+
 def test_identical_pairs_in_one_batch_are_scored_once():
     prm = CountingPRM()
     assert prm.score([("p", ["a"]), ("p", ["a"]), ("p", ["a"])]) == [[0.1]] * 3

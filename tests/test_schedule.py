@@ -26,6 +26,7 @@ from hotncold.engine.requests import GenerationRequest, StreamingEngine
 from hotncold.experiment.validate import validate
 from hotncold.prm.equation_checker import EquationChecker
 from hotncold.prm.registry import build_prm, prm_config
+from hotncold.search import schedule
 from hotncold.search.base import SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -162,6 +163,112 @@ def test_async_waits_for_the_engine_when_the_prm_runs_on_it(approach):
     out = build_approach(approach).solve(PROBLEMS, prompts, ctx)
     assert [[c.to_json() for c in cs] for cs in out] == barrier
     assert engine.submitted and not engine.calls
+
+
+# The window (`schedule.window`): searches start as the engine has room.
+
+MANY = [
+    Problem(uid=f"m{k}{i}", problem=text, answer="0")
+    for k in range(3)
+    for i, text in enumerate(TEXTS)
+]
+"""Nine problems, each text three times (the searches differ by uid: seeds, rotations)."""
+
+
+def windowed(approach, sequences, open_limit, poll_size=1):
+    """Every MANY problem's search through one window: (results in problem order, the engine,
+    what was seen at each start: (open searches before it, samples in flight), the most open)."""
+    engine = ScriptedEngine(continuing(full_text), honor_stops=True)
+    engine.poll_size = poll_size
+    ctx = context(engine, approach, "async")
+    state = {"open": 0, "peak": 0, "starts": [], "ends": []}
+
+    def tracked(i, search):
+        state["starts"].append((i, state["open"], sum(len(g) for _, g in engine.in_flight)))
+        state["open"] += 1
+        state["peak"] = max(state["peak"], state["open"])
+        result = yield from search
+        state["open"] -= 1
+        state["ends"].append(i)
+        return result
+
+    prompts = [engine.format_chat([{"role": "user", "content": p.problem}]) for p in MANY]
+    searches = (
+        tracked(i, build_approach(approach).search(p, q, ctx))
+        for i, (p, q) in enumerate(zip(MANY, prompts))
+    )
+    out = dict(schedule.window(engine, ctx.prm, searches, sequences, open_limit))
+    assert sorted(out) == list(range(len(MANY)))
+    return [[c.to_json() for c in out[i]] for i in range(len(MANY))], engine, state
+
+
+def barrier_records(approach):
+    engine = ScriptedEngine(continuing(full_text), honor_stops=True)
+    ctx = context(engine, approach, "barrier")
+    prompts = [engine.format_chat([{"role": "user", "content": p.problem}]) for p in MANY]
+    out = build_approach(approach).solve(MANY, prompts, ctx)
+    return [[c.to_json() for c in cs] for cs in out], engine
+
+
+@pytest.mark.parametrize("approach", ["beam_search", "dvts"])
+@pytest.mark.parametrize(
+    ("sequences", "open_limit", "poll_size"),
+    [(None, None, 1), (None, 2, 1), (None, 3, 2), (4, None, 1), (8, 4, 3), (1, 1, 1)],
+)
+def test_the_window_gives_the_records_of_one_batch(approach, sequences, open_limit, poll_size):
+    expected, lockstep = barrier_records(approach)
+    got, engine, state = windowed(approach, sequences, open_limit, poll_size)
+    assert got == expected
+    assert engine.stats.snapshot() == lockstep.stats.snapshot() | {"calls": engine.stats.calls}
+    assert not engine.in_flight
+    # a search started only while the window had room: nothing else open, or fewer than
+    # `sequences` samples in flight and fewer than `open_limit` searches open
+    for _, already_open, in_flight in state["starts"]:
+        assert already_open == 0 or (
+            (sequences is None or in_flight < sequences)
+            and (open_limit is None or already_open < open_limit)
+        )
+    most = open_limit or len(MANY)
+    if sequences is None:  # nothing else holds a start back: the window fills at once
+        assert state["peak"] == most
+    else:
+        assert state["peak"] <= most
+
+
+@pytest.mark.parametrize("approach", ["beam_search", "dvts"])
+def test_the_window_refills_as_searches_end(approach):
+    _, _, state = windowed(approach, None, 3)
+    assert state["peak"] == 3
+    assert [i for i, _, _ in state["starts"]] == list(range(len(MANY)))  # in problem order
+    assert state["ends"] != sorted(state["ends"])  # ended as each was done, not in order
+    # every start after the first three came when one had just ended and two were still open
+    assert [already for _, already, _ in state["starts"][3:]] == [2] * (len(MANY) - 3)
+
+
+def test_the_window_holds_new_searches_back_while_the_samples_in_flight_fill_it():
+    _, _, state = windowed("beam_search", 4, None)  # n=4: one problem's first round fills it
+    first_rounds = [in_flight for _, already, in_flight in state["starts"] if already]
+    assert first_rounds and all(in_flight < 4 for in_flight in first_rounds)
+    _, _, unbounded = windowed("beam_search", None, None)
+    assert unbounded["peak"] == len(MANY) > state["peak"]
+
+
+def test_closing_the_window_early_aborts_what_is_in_flight():
+    engine = ScriptedEngine(continuing(full_text), honor_stops=True)
+    ctx = context(engine, "beam_search", "async")
+    prompts = [engine.format_chat([{"role": "user", "content": p.problem}]) for p in MANY]
+    searches = (build_approach("beam_search").search(p, q, ctx) for p, q in zip(MANY, prompts))
+    window = schedule.window(engine, ctx.prm, searches, None, 4)
+    next(window)  # the first problem to end; the others are still in flight
+    assert engine.in_flight
+    window.close()  # the run failed while recording it, or was interrupted
+    assert not engine.in_flight
+    engine.generate([])  # the engine takes a blocking call again
+
+
+def test_open_batches_below_one_is_refused():
+    with pytest.raises(ConfigError, match=r"approach\.open_batches=0: set it to 1 or more"):
+        validate(Config(approach=ApproachConfig(name="beam_search", open_batches=0)))
 
 
 def test_an_unknown_scheduler_is_refused():

@@ -89,7 +89,8 @@ class PRM(ABC):
         self.batch_size = batch_size
         self.incremental = incremental
         self.stats = PRMStats()
-        self._cache: dict[bytes, float] = {}
+        self._cache: dict[str, dict[bytes, float]] = {}
+        """Scores of known step prefixes, per problem text (`forget`)."""
 
     def score(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
         """One score per step for each (problem, steps) pair."""
@@ -109,11 +110,12 @@ class PRM(ABC):
         for index, (problem, steps) in enumerate(batch):
             steps = tuple(steps)
             digests = prefix_digests(problem, steps)
+            cache = self._cache.get(problem, {})
             known: list[float] = []
             for digest in digests if self.incremental else ():
-                if digest not in self._cache:
+                if digest not in cache:
                     break
-                known.append(self._cache[digest])
+                known.append(cache[digest])
             self.stats.steps_cached += len(known)
             results.append(known)
             if len(known) < len(steps):
@@ -122,13 +124,15 @@ class PRM(ABC):
                 waiting.append((index, key))
         items = list(todo.items())
         pending = [PendingScore(problem, steps, start) for (problem, steps), (start, _) in items]
-        for (_, (start, digests)), result in zip(items, self.compute(pending)):
+        for ((problem, _), (start, digests)), result in zip(items, self.compute(pending)):
+            cache = self._cache.setdefault(problem, {})
             for digest, value in zip(digests[start:], result.scores):
-                self._cache[digest] = float(value)
+                cache[digest] = float(value)
         for index, (problem, steps) in waiting:
             start = len(results[index])
             digests = prefix_digests(problem, steps)
-            results[index] = results[index] + [self._cache[d] for d in digests[start:]]
+            cache = self._cache[problem]
+            results[index] = results[index] + [cache[d] for d in digests[start:]]
         return results
 
     def compute(self, pending: Sequence[PendingScore]) -> list[ItemScores]:
@@ -153,8 +157,12 @@ class PRM(ABC):
         return out
 
     def reset(self) -> None:
-        """Forget cached scores (between problem batches, to bound memory)."""
+        """Forget every cached score."""
         self._cache.clear()
+
+    def forget(self, problem: str) -> None:
+        """Forget the cached scores of `problem`'s steps (its search ended: bounds memory)."""
+        self._cache.pop(problem, None)
 
     def _forget_prefixes(self) -> None:  # noqa: B027  (optional hook; model-free PRMs skip it)
         """Non-incremental mode: drop whatever lets a model skip re-reading known prefixes."""
