@@ -212,8 +212,128 @@ def block_sizes(sizes: tuple[int, ...] = (128, 32)) -> dict:
     return results
 
 
+def window(
+    n: int = 8,
+    per_level: int = 6,
+    levels: int = 4,
+    batch_size: int = 8,
+    iterations: int = 8,
+    open_batches: tuple[int, ...] = (1, 4),
+    approaches: tuple[str, ...] = ("beam_search", "dvts"),
+    barrier: bool = True,
+) -> dict:
+    """A run's problems as a run solves them (`run.solve_in_groups`), more problems than a
+    batch: Best-of-N `batch_size` problems per engine call; beam search and DVTS under `async`
+    as a window of up to `batch_size * n` samples in flight over at most `open_batches`
+    batches of open problems (1: a batch's worth of problems, the next starting as one ends);
+    and `barrier`, one batch at a time. The engine is sized for one batch, as a run's is. Each
+    step search's tokens/s as a ratio of Best-of-N's, and whether every side wrote the same
+    records (by problem) as the barrier."""
+    from hotncold.config import Config
+    from hotncold.experiment.run import solve_in_groups
+
+    model = THROUGHPUT_MODEL
+    problems = load_problems(DatasetConfig(per_level=per_level, levels=list(range(1, levels + 1))))
+    model, _ = sized_for(
+        model, Batch(batch_size, n, prompt_tokens_bound(PromptConfig(), problems)), 0
+    )
+    engine = get_engine(model)
+    prm = build_prm(EquationCheckerConfig(), engine=engine)
+    load = os.getloadavg()
+    results: dict = {
+        "problems": len(problems),
+        "batch_size": batch_size,
+        "n": n,
+        "beam_width": 4,
+        "num_iterations": iterations,
+        "max_tokens": model.max_tokens,
+        "cpu_kv_cache_gib": model.cpu_kv_cache_gib,
+        "load_average_before": load,
+    }
+    print(
+        f"window: {len(problems)} problems in batches of {batch_size} x n={n}, m=4, "
+        f"{iterations} iterations, max_tokens={model.max_tokens}, KV cache "
+        f"{model.cpu_kv_cache_gib:g} GiB; load average {load[0]:.2f} {load[1]:.2f}"
+    )
+    sides = [("best_of_n", "barrier", 1)] + [
+        (name, scheduler, k)
+        for name in approaches
+        for scheduler, k in [("barrier", 1)] * barrier + [("async", k) for k in open_batches]
+    ]
+    records = {}
+    for name, scheduler, k in sides:
+        cfg = Config(
+            model=model,
+            n=n,
+            batch_size=batch_size,
+            approach=ApproachConfig(
+                name=name,
+                beam_width=4,
+                num_iterations=iterations,
+                scheduler=scheduler,
+                open_batches=k,
+            ),
+            prm=EquationCheckerConfig(),
+        )
+        ctx = SearchContext(
+            engine=engine,
+            prm=prm,
+            plan=TemperaturePlan.from_config(TemperatureConfig(values=[0.8])),
+            model=model,
+            approach=cfg.approach,
+            n=n,
+            seed=0,
+            agg_strategy=cfg.prm.agg_strategy,
+        )
+        prm.reset()
+        engine.llm.reset_prefix_cache()  # no side reads another's prompts from the cache
+        before = engine.stats.snapshot()
+        started = time.perf_counter()
+        out = {}
+        for group in solve_in_groups(cfg, build_approach(name), ctx, problems, batch_size):
+            for p, _, cs in group:
+                out[p.uid] = [c.to_json() for c in cs]
+                prm.forget(p.problem)
+        seconds = time.perf_counter() - started
+        after = engine.stats.snapshot()
+        tokens = after["generated_tokens"] - before["generated_tokens"]
+        key = (
+            name
+            if name == "best_of_n"
+            else f"{name}_{scheduler}" + (f"_open_{k}" if scheduler == "async" else "")
+        )
+        records[key] = out
+        results[key] = {
+            "seconds": seconds,
+            "generated_tokens": tokens,
+            "tokens_per_s": tokens / seconds,
+            "engine_calls": after["calls"] - before["calls"],
+            "cached_prompt_share": (after["cached_prompt_tokens"] - before["cached_prompt_tokens"])
+            / max(1, after["prompt_tokens"] - before["prompt_tokens"]),
+        }
+    ceiling_rate = results["best_of_n"]["tokens_per_s"]
+    for key, r in results.items():
+        if not isinstance(r, dict) or "tokens_per_s" not in r:
+            continue
+        r["tokens_per_s_vs_best_of_n"] = r["tokens_per_s"] / ceiling_rate
+        name = "beam_search" if key.startswith("beam_search") else key.split("_")[0]
+        barrier = records.get(f"{name}_barrier")
+        same = ""
+        if barrier is not None and key != f"{name}_barrier":
+            r["same_records_as_barrier"] = sum(records[key][u] == barrier[u] for u in barrier)
+            same = f"; {r['same_records_as_barrier']}/{len(problems)} problems as barrier"
+        print(
+            f"  {key:24s} {r['seconds']:6.1f} s {r['generated_tokens']:6d} tokens "
+            f"{r['tokens_per_s']:6.1f}/s ({r['tokens_per_s_vs_best_of_n']:.2f}x Best-of-N's) "
+            f"{r['engine_calls']:4d} engine calls, prompts {r['cached_prompt_share']:.0%} "
+            f"cached{same}"
+        )
+    results["load_average_after"] = os.getloadavg()
+    return results
+
+
 def main(n: int = 16, per_level: int = 2, iterations: int = 5) -> dict:
-    results = {"throughput": throughput(), "block_sizes": block_sizes()}
+    results = {"throughput": throughput(), "window": window(), "block_sizes": block_sizes()}
     results.update(batched_vs_one_at_a_time(n, per_level, iterations))
     return results
 

@@ -39,6 +39,14 @@ def test_a_batch_needs_one_shared_prompt_and_n_samples_per_problem():
     assert kv_cache.batch_tokens(batch, max_tokens=128, block=128) == 20 * (224 + 8 * 256)
 
 
+def test_a_window_of_open_problems_holds_a_prompt_for_each_of_them():
+    # a windowed step search: the batch's samples in flight, over up to 80 open problems
+    batch = Batch(problems=20, n=8, prompt_tokens=224, open_problems=80)
+    assert kv_cache.batch_tokens(batch, max_tokens=128, block=128) == 80 * 224 + 20 * 8 * 256
+    one_batch = dataclasses.replace(batch, open_problems=None)
+    assert kv_cache.batch_tokens(one_batch, max_tokens=128, block=128) == 20 * (224 + 8 * 256)
+
+
 def test_the_default_run_batch_gets_the_cache_it_needs_where_memory_allows():
     batch = Batch(problems=32, n=8, prompt_tokens=224)  # the defaults: batch_size 32, n=8
     chosen = kv_cache.plan(batch, 256, SMOLLM2_FP32, available=PLENTY, engine_bytes=3 * GIB)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import Counter
 
 import pytest
 import yaml
-from fakes import ScriptedEngine, half_right
+from fakes import ScriptedEngine, continuing, half_right, problem_of
 
 import hotncold.engine.vllm_engine
-from hotncold.config import Config, ConfigError, DatasetConfig, TemperatureConfig
+import hotncold.experiment.run
+from hotncold.config import (
+    ApproachConfig,
+    Config,
+    ConfigError,
+    DatasetConfig,
+    ModelConfig,
+    TemperatureConfig,
+)
+from hotncold.data import load_problems
 from hotncold.data.arithmetic import generate
 from hotncold.experiment.run import execute
 
@@ -158,3 +168,157 @@ def test_a_run_directory_of_an_older_results_version_is_not_resumed(tmp_path, en
     (run / "run.json").write_text(json.dumps(info))
     with pytest.raises(ConfigError, match="results version 1, computed differently"):
         execute(config(tmp_path))
+
+
+# Beam search and DVTS under the async scheduler run as a window over the run's problems
+# (`run.solve_in_groups`, `schedule.window`): more than a batch open, each problem recorded as
+# it ends, the finished file in problem order.
+
+
+def steps_of(written: str, request, i: int) -> str:
+    """For `continuing`: a solution of 1-3 checked steps (as many as the problem's length
+    says, so problems end at different iterations) after a first step the seed picks."""
+    text = problem_of(request.prompt)
+    answer = ANSWERS[text]
+    first = written.split("\n", 1)[0] if written else f"Try {request.seed % 5}: {answer} = {answer}"
+    rest = "".join(f"{answer} + 0 = {answer}\n" for _ in range(1 + len(text) % 3))
+    return f"{first}\n{rest}The answer is {answer}."
+
+
+@pytest.fixture
+def step_engine(monkeypatch):
+    fake = ScriptedEngine(continuing(steps_of), honor_stops=True)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
+    return fake
+
+
+def search_config(tmp_path, name="run", approach="beam_search", **kw) -> Config:
+    fields = {"scheduler": "async", "open_batches": 3} | kw.pop("approach_fields", {})
+    return Config(
+        out_dir=str(tmp_path / name),
+        n=4,
+        dataset=DatasetConfig(per_level=4),
+        model=ModelConfig(step_delimiter="\n", max_tokens=60),
+        approach=ApproachConfig(name=approach, beam_width=2, num_iterations=5, **fields),
+        **kw,
+    )
+
+
+def records_of(run) -> dict:
+    lines = (run / "completions.jsonl").read_text().splitlines()
+    return {r["uid"]: r for r in map(json.loads, lines)}
+
+
+def open_accounts(engine):
+    """Wrap `engine.submit` to record how many problems had requests in flight at each call."""
+    owner: dict[int, str] = {}
+    seen: list[int] = []
+    submit = engine.submit
+
+    def watched(requests):
+        tickets = submit(requests)
+        owner.update(zip(tickets, (r.account for r in requests)))
+        seen.append(len({owner[t] for t, _ in engine.in_flight}))
+        return tickets
+
+    engine.submit = watched
+    return seen
+
+
+@pytest.mark.parametrize("approach", ["beam_search", "dvts"])
+def test_a_windowed_run_records_what_a_barrier_run_of_one_batch_records(
+    tmp_path, step_engine, approach
+):
+    execute(
+        search_config(
+            tmp_path, "barrier", approach, batch_size=20, approach_fields={"scheduler": "barrier"}
+        )
+    )
+    seen = open_accounts(step_engine)
+    execute(search_config(tmp_path, "window", approach, batch_size=2))
+    barrier, window = records_of(tmp_path / "barrier"), records_of(tmp_path / "window")
+    assert window == barrier  # texts, scores, choices and each problem's compute
+    # more than a batch of 2 problems in flight at once, never more than open_batches=3 batches
+    # (the 8 samples in flight the window allows hold it at 3 here)
+    assert 2 < max(seen) <= 6
+    # recorded as each problem ended, then put in problem order once all had
+    assert (
+        list(window) == list(barrier) == [p.uid for p in load_problems(DatasetConfig(per_level=4))]
+    )
+    info = json.loads((tmp_path / "window" / "run.json").read_text())
+    assert info["status"] == "finished" and info["problems"]["done"] == 20
+
+
+def test_an_interrupted_windowed_run_keeps_every_problem_that_ended_and_resumes(
+    tmp_path, step_engine
+):
+    execute(search_config(tmp_path, "whole", batch_size=2))
+    submit, calls = step_engine.submit, {"n": 0}
+
+    def dies_on_the_twentieth(requests):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt
+        return submit(requests)
+
+    step_engine.submit = dies_on_the_twentieth
+    with pytest.raises(KeyboardInterrupt):
+        execute(search_config(tmp_path, batch_size=2))
+    assert not step_engine.in_flight  # the window aborted what was in flight
+    run = tmp_path / "run"
+    info = json.loads((run / "run.json").read_text())
+    kept = records_of(run)
+    assert info["status"] == "interrupted" and info["problems"]["done"] == len(kept)
+    assert 0 < len(kept) < 20 and len(kept) % 2  # per problem, not per batch of 2
+    order = [p.uid for p in load_problems(DatasetConfig(per_level=4))]
+    assert list(kept) != order[: len(kept)]  # in the order they ended
+    step_engine.submit = submit
+    execute(search_config(tmp_path, batch_size=2))
+    resumed, whole = records_of(run), records_of(tmp_path / "whole")
+    assert resumed == whole and list(resumed) == list(whole) == order  # the same file
+    # byte for byte: the resumed run's file is the uninterrupted run's
+    assert (run / "completions.jsonl").read_text() == (
+        tmp_path / "whole" / "completions.jsonl"
+    ).read_text()
+
+
+def test_problems_open_together_with_one_text_share_its_prm_charge(tmp_path, monkeypatch):
+    twice = [
+        p for p in load_problems(DatasetConfig(per_level=2)) for _ in range(2)
+    ]  # each text twice, in a row
+    twice = [dataclasses.replace(p, uid=f"{p.uid}-{k % 2}") for k, p in enumerate(twice)]
+    monkeypatch.setattr(hotncold.experiment.run, "load_problems", lambda cfg: twice)
+    fake = ScriptedEngine(continuing(steps_of), honor_stops=True)
+    monkeypatch.setattr(hotncold.engine.vllm_engine, "get_engine", lambda cfg: fake)
+    execute(search_config(tmp_path, batch_size=2))
+    records = records_of(tmp_path / "run")
+    assert len(records) == len(twice)
+    steps = [records[p.uid]["compute"]["prm_steps_scored"] for p in twice]
+    for a, b in zip(steps[::2], steps[1::2]):  # open together: the text's charge split evenly
+        assert abs(a - b) <= 1 and a + b > 0
+
+
+@pytest.mark.parametrize(
+    ("approach", "scheduler", "prompts"),
+    [
+        ("beam_search", "async", 6),
+        ("dvts", "async", 6),
+        ("beam_search", "barrier", 2),
+        ("best_of_n", "async", 2),
+    ],
+)
+def test_the_kv_cache_is_sized_for_the_problems_a_run_may_have_open(
+    tmp_path, step_engine, monkeypatch, approach, scheduler, prompts
+):
+    sized = []
+    real = hotncold.experiment.run.registry.sized_for_batch
+
+    def watched(model, prm, batch):
+        sized.append(batch)
+        return real(model, prm, batch)
+
+    monkeypatch.setattr(hotncold.experiment.run.registry, "sized_for_batch", watched)
+    fields = {"scheduler": scheduler}
+    execute(search_config(tmp_path, approach=approach, batch_size=2, approach_fields=fields))
+    # open_batches=3 batches of 2 under the window; otherwise one batch
+    assert [(b.problems, b.open_problems) for b in sized] == [(2, prompts)]

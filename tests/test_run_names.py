@@ -153,3 +153,24 @@ def test_known_training_run_names_never_change(case):
     cfg = composed("train_prm", overrides)
     assert cfg.run_name == name
     assert cfg.hydra.run.dir == f"outputs/train_prm/{name}"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["approach.open_batches=1"],
+        ["approach.open_batches=8", "batch_size=4"],
+        ["approach.scheduler=barrier"],
+    ],
+)
+def test_how_a_step_search_shares_the_engine_is_not_part_of_its_name(overrides):
+    """`approach.scheduler`, `approach.open_batches` and `batch_size` write the same records:
+    composed from the command line, they keep the pinned name (and reach the typed config)."""
+    base, name = KNOWN["beam_search_multi"]
+    cfg = composed("config", [*base, *overrides])
+    assert cfg.run_name == name
+    typed = to_config(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    for override in overrides:
+        key, value = override.split("=")
+        where = typed.approach if key.startswith("approach.") else typed
+        assert str(getattr(where, key.removeprefix("approach."))) == value

@@ -36,7 +36,10 @@ def config(out: Path, approach: str, **kw) -> Config:
         n=kw.pop("n", 8),
         model=model(kw.pop("max_tokens", 48)),
         approach=ApproachConfig(
-            name=approach, beam_width=4, num_iterations=kw.pop("num_iterations", 5)
+            name=approach,
+            beam_width=4,
+            num_iterations=kw.pop("num_iterations", 5),
+            open_batches=kw.pop("open_batches", 4),
         ),
         dataset=kw.pop("dataset", EASY),
         temperature=kw.pop("temperature", TemperatureConfig(values=[0.8])),
@@ -115,28 +118,34 @@ def test_interrupted_search_resumes_to_what_an_uninterrupted_run_writes(
     schedule = TemperatureConfig(
         values=[0.5, 1.0], schedule="linear", start=1.2, end=0.6, horizon=3
     )
+    # open_batches=1: at most a batch of 2 problems open, the next starting as one ends
+    fields = {"dataset": dataset, "temperature": schedule, "batch_size": 2, "open_batches": 1}
     whole = tmp_path / "whole"
-    execute(config(whole, "beam_search", dataset=dataset, temperature=schedule, batch_size=2))
+    execute(config(whole, "beam_search", **fields))
 
     original = real_engine.submit  # the default scheduler (async) submits to the engine
     seen = {"calls": 0}
 
-    def dies_in_the_second_batch(requests):
+    def dies_in_the_third_problem(requests):
         if problems[2].problem in requests[0].prompt:
             seen["calls"] += 1
-            if seen["calls"] == 2:  # mid-search: this problem's first iteration is done, the
-                raise KeyboardInterrupt  # other problem of the batch has requests in flight
+            if seen["calls"] == 2:  # mid-search: this problem's first iteration is done, and
+                raise KeyboardInterrupt  # it started only once problem 0 or 1 had ended
         return original(requests)
 
-    monkeypatch.setattr(real_engine, "submit", dies_in_the_second_batch)
+    monkeypatch.setattr(real_engine, "submit", dies_in_the_third_problem)
     cut = tmp_path / "cut"
-    cfg = config(cut, "beam_search", dataset=dataset, temperature=schedule, batch_size=2)
+    cfg = config(cut, "beam_search", **fields)
     with pytest.raises(KeyboardInterrupt):
         execute(cfg)
     assert seen["calls"] == 2
-    assert len(records(cut)) == 2
+    kept = {r["uid"]: r for r in records(cut)}
+    expected = {r["uid"]: r for r in records(whole)}
+    # every problem that ended is kept, recorded as it ended; the one interrupted is not
+    assert kept and problems[2].uid not in kept
+    assert all(kept[uid] == expected[uid] for uid in kept)
     info = json.loads((cut / "run.json").read_text())
-    assert info["status"] == "interrupted" and info["problems"]["done"] == 2
+    assert info["status"] == "interrupted" and info["problems"]["done"] == len(kept)
     assert not real_engine._open  # the requests in flight were aborted: the engine is idle
     monkeypatch.setattr(real_engine, "submit", original)
     execute(cfg)

@@ -289,6 +289,15 @@ class ApproachConfig:
     iteration is one engine call for every candidate of every problem, then one PRM call, so
     each iteration waits for the slowest problem's longest step (what scripted tests count
     calls under). The particle filter always advances all particles together."""
+    open_batches: int = 4
+    """beam_search/dvts under `async`: how many batches of problems (`open_batches *
+    batch_size`) a run may have open at once. The run keeps up to `batch_size * n` samples in
+    flight, what its KV cache is sized for, and starts its next problem whenever fewer are: a
+    step search has far fewer samples in flight than candidates (each problem waits for its
+    candidates' longest step before it prunes), so a batch of problems alone leaves the engine
+    part idle. Each problem is recorded as soon as it ends (an interrupt loses at most the
+    problems open). 1: no more open than a batch, the next starting as one ends. The records
+    are the same for any value (not part of run names)."""
 
 
 @dataclass
@@ -515,7 +524,11 @@ class Config:
     seed: int = 0
     """Sampling seed; every request's seed derives from it and the problem id."""
     batch_size: int = 32
-    """Problems sent to the engine together; results are checkpointed after each batch."""
+    """Problems whose samples the engine holds at once (the CPU KV cache is sized for
+    `batch_size * n` sequences). Best-of-N, adaptive Best-of-N, the particle filter and the
+    `barrier` scheduler solve `batch_size` problems per call and checkpoint after each batch;
+    beam search and DVTS under `async` keep `batch_size * n` samples in flight over up to
+    `approach.open_batches` batches of open problems and checkpoint each problem as it ends."""
     out_dir: str = "outputs/manual"
     """Run directory (Hydra sets it from `run_name`)."""
     run_name: str = ""

@@ -60,6 +60,10 @@ class Batch:
     """Sequences per problem (the budget)."""
     prompt_tokens: int
     """The longest prompt of the batch (an estimate: `prompt_tokens_bound`)."""
+    open_problems: int | None = None
+    """Problems whose prompts may be cached at once when more are open than `problems` (beam
+    search and DVTS under `async` keep `problems * n` samples in flight over up to
+    `approach.open_batches` batches of problems: `schedule.window`); None: `problems`."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,10 @@ def prompt_tokens_bound(prompt: PromptConfig, problems: Sequence[str]) -> int:
 
 
 def batch_tokens(batch: Batch, max_tokens: int, block: int = BLOCK_TOKENS_CPU) -> int:
-    """KV tokens a batch holds at its fullest: one shared prompt and n samples per problem."""
-    return batch.problems * (batch.prompt_tokens + batch.n * (max_tokens + block))
+    """KV tokens a batch holds at its fullest: a shared prompt per open problem, and n samples
+    per problem of the batch."""
+    prompts = max(batch.problems, batch.open_problems or 0)
+    return prompts * batch.prompt_tokens + batch.problems * batch.n * (max_tokens + block)
 
 
 def plan(

@@ -58,6 +58,7 @@ NON_RESULT_KEYS = (
     "metrics.selection_temperatures",
     # How a step search's problems share the engine: the same records either way.
     "approach.scheduler",
+    "approach.open_batches",
 )
 
 OPTIONAL_KEYS = ("source_prm",)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -26,7 +27,7 @@ from hotncold.experiment import lock, preflight, terminal
 from hotncold.experiment.compute import RunCosts, run_costs
 from hotncold.experiment.naming import approach_label
 from hotncold.experiment.progress import RunProgress
-from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, write_json
+from hotncold.experiment.rundir import RunDir, append_jsonl, log_to, rewrite_jsonl, write_json
 from hotncold.experiment.session import Session, noting_signals
 from hotncold.experiment.shares import temperature_shares
 from hotncold.experiment.validate import validate
@@ -34,6 +35,7 @@ from hotncold.hub import upload
 from hotncold.prm import registry
 from hotncold.prm.base import PRMCharge, aggregate
 from hotncold.prm.registry import EnginePlan, build_prm, check_prm_weights
+from hotncold.search import schedule
 from hotncold.search.base import Completion, SearchContext
 from hotncold.search.registry import build_approach
 from hotncold.search.temperature import TemperaturePlan
@@ -132,6 +134,7 @@ def _search(
             problems=min(cfg.batch_size, len(todo)),
             n=cfg.n,
             prompt_tokens=kv_cache.prompt_tokens_bound(cfg.prompt, [p.problem for p in todo]),
+            open_problems=min(open_problems(cfg), len(todo)),
         )
         engine_cfg = registry.sized_for_batch(engines.model, engines.prm, batch)
         fresh = not vllm_engine.has_engine(engine_cfg)
@@ -172,29 +175,107 @@ def _search(
             done=len(finished),
             budget_per_problem=cfg.n * cfg.model.max_tokens,
         ) as bar:
-            for batch in _chunks(todo, cfg.batch_size):
-                prompts = [build_prompt(engine, cfg.prompt, cfg.model, p.problem) for p in batch]
-                completions = approach.solve(batch, prompts, ctx)
+            for solved in solve_in_groups(cfg, approach, ctx, todo, batch.problems):
                 started = time.perf_counter()
                 records = [
-                    grade_problem(p, prompt, cs, grader, cfg.prm.agg_strategy)
-                    for p, prompt, cs in zip(batch, prompts, completions)
+                    grade_problem(p, q, cs, grader, cfg.prm.agg_strategy) for p, q, cs in solved
                 ]
                 session.add(grade_s=time.perf_counter() - started)
-                for record, spent in zip(records, _charges(batch, engine, prm, costs)):
+                group = [p for p, _, _ in solved]
+                for record, spent in zip(records, _charges(group, engine, prm, costs)):
                     record["compute"] = spent
                     session.add(
                         **{k: spent[k] or 0 for k in ("generator_flops", "prm_flops", "flops")}
                     )
                 append_jsonl(rundir.completions, records)
-                prm.reset()
+                for text in {p.problem for p in group}:
+                    prm.forget(text)
                 for r in records:
                     finished[r["uid"]] = r
                 shares = temperature_shares(finished.values(), cfg.temperature)
                 session.record(temperature_shares=shares)
                 session.progress(len(finished))
-                bar.batch_done(len(batch))
+                bar.batch_done(len(group))
+        in_problem_order(rundir, problems)
     return [finished[p.uid] for p in problems]
+
+
+def in_problem_order(rundir: RunDir, problems: Sequence[Problem]) -> None:
+    """A finished run's completions.jsonl in the dataset's order. A windowed search records
+    each problem as it ends, so the file is written in the order the problems ended, which
+    differs between an uninterrupted run and a resumed one; put in the order a run of batches
+    writes, the file of a config is the same however its run went (rewritten at once, only
+    when out of order; records of other problems keep their place after these)."""
+    records = rundir.finished_records()
+    rank = {p.uid: i for i, p in enumerate(problems)}
+    ordered = sorted(records, key=lambda r: rank.get(r["uid"], len(rank)))  # stable
+    if [r["uid"] for r in ordered] != [r["uid"] for r in records]:
+        rewrite_jsonl(rundir.completions, ordered)
+
+
+def windowed(cfg: Config) -> bool:
+    """The run's problems go through `schedule.window` (`solve_in_groups`)."""
+    return cfg.approach.scheduler == "async" and cfg.approach.name in WINDOWED
+
+
+WINDOWED = ("beam_search", "dvts")
+"""Approaches whose searches are per problem (`search`): beam search and DVTS."""
+
+
+def open_problems(cfg: Config) -> int:
+    """How many problems a run may have open at once."""
+    return cfg.approach.open_batches * cfg.batch_size if windowed(cfg) else cfg.batch_size
+
+
+Solved = list[tuple[Problem, str, list[Completion]]]
+"""Problems with their prompts and completions, recorded together."""
+
+
+def solve_in_groups(
+    cfg: Config, approach: Any, ctx: SearchContext, todo: Sequence[Problem], batch: int
+) -> Iterator[Solved]:
+    """The problems of `todo` solved, in groups to record (grade, charge, append) together.
+
+    Under `approach.scheduler=async` an approach with a per-problem `search` (beam search,
+    DVTS) runs as a window (`schedule.window`): up to `batch * n` samples in flight, what the
+    KV cache was sized for, and up to `approach.open_batches * batch` problems open, the next
+    problem starting as the engine has room; each problem is recorded as soon as it ends, or
+    with the problems open beside it that share its text (they share its PRM charge: identical
+    pairs are scored once for all of them). Otherwise: `cfg.batch_size` problems per `solve`
+    call, recorded as a batch."""
+
+    def prompt(p: Problem) -> str:
+        return build_prompt(ctx.engine, cfg.prompt, cfg.model, p.problem)
+
+    if not windowed(cfg):
+        for problems in _chunks(todo, cfg.batch_size):
+            prompts = [prompt(p) for p in problems]
+            yield list(zip(problems, prompts, approach.solve(problems, prompts, ctx)))
+        return
+    prompts: dict[int, str] = {}
+    open_texts: Counter[str] = Counter()
+    held: dict[str, Solved] = {}
+
+    def searches() -> Iterator[schedule.Search[list[Completion]]]:
+        for i, p in enumerate(todo):  # asked for one at a time, as the window has room
+            prompts[i] = prompt(p)
+            open_texts[p.problem] += 1
+            yield approach.search(p, prompts[i], ctx)
+
+    for i, completions in schedule.window(
+        schedule.streaming_engine(ctx),
+        ctx.prm,
+        searches(),
+        sequences=batch * cfg.n,
+        open_limit=cfg.approach.open_batches * batch,  # `open_problems` of a whole batch
+        exclusive=schedule.prm_on_engine(ctx),
+    ):
+        p = todo[i]
+        held.setdefault(p.problem, []).append((p, prompts.pop(i), completions))
+        open_texts[p.problem] -= 1
+        if not open_texts[p.problem]:
+            del open_texts[p.problem]
+            yield held.pop(p.problem)
 
 
 def _charges(

@@ -80,9 +80,18 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
 
+def _jsonl(records: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+
+
+def rewrite_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    """Replace the file with these records at once (`write_atomic`): the old file or the new."""
+    write_atomic(path, _jsonl(records))
+
+
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     """Append records in one write, then fsync: a batch lands whole or (at most) as a cut line."""
-    text = "".join(json.dumps(r, default=_json_default) + "\n" for r in records)
+    text = _jsonl(records)
     if not text:
         return
     with open(path, "a") as f:

@@ -81,6 +81,11 @@ def check_approach(a: ApproachConfig, n: int) -> None:
                 f"approach.scheduler={a.scheduler!r} is unknown; use one of "
                 f"{', '.join(schedule.SCHEDULERS)}"
             )
+        if a.open_batches < 1:
+            raise ConfigError(
+                f"approach.open_batches={a.open_batches}: set it to 1 or more (batches of "
+                "problems open at once under approach.scheduler=async)"
+            )
 
 
 def _check_adaptive(a: AdaptiveBoNConfig, n: int) -> None:
